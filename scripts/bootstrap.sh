@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything the service and the tests need on a fresh Debian machine.
+# Idempotent: each step checks first, so a second run takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# HermiT (via owlready2) needs a Java runtime.
+if ! command -v java >/dev/null 2>&1; then
+  echo "bootstrap: installing a Java runtime for HermiT"
+  apt_install default-jre-headless
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+
+# Reinstall only when the declared dependencies change.
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing Python dependencies"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
