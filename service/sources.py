@@ -96,7 +96,9 @@ def rdf_format(path: Path) -> ox.RdfFormat:
     try:
         return _FORMATS[path.suffix.lower()]
     except KeyError:
-        raise RDFSyntaxError(path, None, None, f"unknown RDF file extension {path.suffix!r}") from None
+        raise RDFSyntaxError(
+            path, None, None, f"unknown RDF file extension {path.suffix!r}"
+        ) from None
 
 
 def parse_file(path: Path) -> list[ox.Quad]:
@@ -157,7 +159,9 @@ def to_rdflib_graph(triples: Iterable[ox.Triple | ox.Quad]) -> rdflib.Graph:
     for prefix, iri in PREFIXES.items():
         graph.bind(prefix, iri, override=True)
     for t in triples:
-        graph.add((to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object)))
+        graph.add(
+            (to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object))
+        )
     return graph
 
 
