@@ -11,11 +11,11 @@ run: setup
 	$(BIN)/cmpkg serve
 
 test: setup
-	$(BIN)/ruff check service tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check service tests benchmarks
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -33,3 +33,27 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Browser assets for the web pages (YASGUI, axe-core), from the committed lock file. The app
+# serves the few files it needs straight from node_modules, so nothing is fetched at page load.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "bootstrap: installing Node.js and npm"
+  apt_install nodejs npm
+fi
+# npm ci wipes node_modules, so a stamp of the lock file's hash tells whether the tree is current.
+stamp_file=node_modules/.cmpkg-lock-sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$want" != "$(cat "$stamp_file" 2>/dev/null || true)" ] \
+  || [ ! -f node_modules/@zazuko/yasgui/build/yasgui.min.js ] \
+  || [ ! -f node_modules/axe-core/axe.min.js ]; then
+  echo "bootstrap: npm ci (from package-lock.json)"
+  # --ignore-scripts: the packages ship prebuilt files; no install hook needs to run.
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  echo "$want" >"$stamp_file"
+fi
+
+# Headless Chromium for the end-to-end page tests.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "bootstrap: installing Debian chromium for the end-to-end page tests"
+  apt_install chromium
+fi

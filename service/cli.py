@@ -5,6 +5,11 @@ from __future__ import annotations
 import click
 
 from service import __version__
+from service.cli_build import build, explain
+from service.cli_export import export
+from service.cli_prescribe import prescribe
+from service.cli_serve import push, serve
+from service.cli_validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,4 +21,5 @@ def main() -> None:
     """
 
 
-# Subcommands register below, one import per module (kept alphabetical).
+for command in (build, explain, export, prescribe, push, serve, validate):
+    main.add_command(command)

@@ -1,0 +1,163 @@
+"""How the build scales: synthetic evidence graphs of ~100k and ~1M triples, time per stage.
+
+Not a test. Each size runs in its own process (so peak memory is that build's), on a temporary
+root holding the shipped ontology, shapes and rules plus one synthetic data file of evidence
+claims over the real condition, modality, outcome, measure and certainty terms. The figures are
+random and the sources are labelled synthetic: nothing here is clinical data.
+
+    .venv/bin/python benchmarks/build_scale.py                  # 100k and 1M triples
+    .venv/bin/python benchmarks/build_scale.py --sizes 1000000 --skip owl_rl hermit shacl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyoxigraph as ox
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.build import STAGES, BuildFailed, build  # noqa: E402
+from service.sources import PREFIXES, knowledge_files, load_triples  # noqa: E402
+
+TRIPLES_PER_CLAIM = 16  # what synthesise() writes per claim, including its source
+
+
+def terms(kind: str) -> list[str]:
+    """The shipped individuals (or punned classes) typed with a schema class."""
+    triples = load_triples(knowledge_files(ROOT)["ontology"])
+    cls = PREFIXES["cmp"] + kind
+    return sorted(
+        {
+            t.subject.value
+            for t in triples
+            if t.predicate.value == PREFIXES["rdf"] + "type"
+            and t.object.value == cls
+            and isinstance(t.subject, ox.NamedNode)
+        }
+    )
+
+
+def synthesise(n_triples: int, path: Path, seed: int = 7) -> int:
+    """Write about n_triples of synthetic claims as N-Triples (valid Turtle); returns claims."""
+    rng = random.Random(seed)
+    pools = {
+        k: terms(k)
+        for k in ("Condition", "ExerciseModality", "Outcome", "Comparator", "CertaintyLevel")
+    }
+    measures = [PREFIXES["measure"] + m for m in ("smd", "md", "points-improvement")]
+    confirmed = PREFIXES["status"] + "confirmed"
+    cmp, xsd = PREFIXES["cmp"], PREFIXES["xsd"]
+    n_claims = max(1, n_triples // TRIPLES_PER_CLAIM)
+    with path.open("w", encoding="utf-8") as out:
+
+        def w(s: str, p: str, o: str) -> None:
+            out.write(f"<{s}> <{p}> {o} .\n")
+
+        for i in range(n_claims):
+            claim = f"{PREFIXES['claim']}synthetic-{i}"
+            source = f"{PREFIXES['src']}synthetic-{i}"
+            est = round(rng.uniform(-1, 1), 2)
+            half = round(rng.uniform(0.05, 0.6), 2)
+            w(source, PREFIXES["rdf"] + "type", f"<{cmp}SystematicReview>")
+            w(source, PREFIXES["rdfs"] + "label", f'"synthetic source {i}"')
+            w(source, cmp + "year", f'"2020"^^<{xsd}integer>')
+            w(claim, PREFIXES["rdf"] + "type", f"<{cmp}EvidenceClaim>")
+            w(claim, PREFIXES["rdfs"] + "label", f'"synthetic claim {i}"@en')
+            w(claim, cmp + "intervention", f"<{rng.choice(pools['ExerciseModality'])}>")
+            w(claim, cmp + "comparator", f"<{rng.choice(pools['Comparator'])}>")
+            w(claim, cmp + "condition", f"<{rng.choice(pools['Condition'])}>")
+            w(claim, cmp + "outcome", f"<{rng.choice(pools['Outcome'])}>")
+            w(claim, cmp + "effectMeasure", f"<{rng.choice(measures)}>")
+            w(claim, cmp + "estimate", f'"{est}"^^<{xsd}decimal>')
+            w(claim, cmp + "ciLower", f'"{round(est - half, 2)}"^^<{xsd}decimal>')
+            w(claim, cmp + "ciUpper", f'"{round(est + half, 2)}"^^<{xsd}decimal>')
+            w(claim, cmp + "higherIsBetter", f'"{str(rng.random() < 0.5).lower()}"^^<{xsd}boolean>')
+            w(claim, cmp + "numberOfParticipants", f'"{rng.randint(20, 3000)}"^^<{xsd}integer>')
+            w(claim, cmp + "certainty", f"<{rng.choice(pools['CertaintyLevel'])}>")
+            w(claim, cmp + "source", f"<{source}>")
+            w(claim, cmp + "curationStatus", f"<{confirmed}>")
+    return n_claims
+
+
+def _own_peak_kib() -> int:
+    """Peak resident memory of this process alone (VmHWM); ru_maxrss can be inflated by the
+    forked HermiT (Java) child on some kernels."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_one(size: int, skip: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="cmpkg-bench-") as tmp:
+        root = Path(tmp)
+        for folder in ("ontology", "shapes"):
+            shutil.copytree(ROOT / folder, root / folder)
+        (root / "data").mkdir()
+        started = time.perf_counter()
+        claims = synthesise(size, root / "data" / "synthetic.ttl")
+        generate = time.perf_counter() - started
+        try:
+            manifest = build(root, root / "build", progress=True, skip=skip)
+            outcome = {"timings": manifest.timings, "triples": manifest.triples}
+        except BuildFailed as err:
+            outcome = {"failed_at": err.stage, "report": err.report[:2000]}
+        peak_kib = _own_peak_kib()
+        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return {
+            "size": size,
+            "claims": claims,
+            "generate_s": round(generate, 2),
+            "peak_rss_mib": round(peak_kib / 1024),
+            "peak_child_rss_mib": round(peak_children / 1024),
+            "skipped": skip,
+            **outcome,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["owl_rl", "hermit", "shacl"])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.skip)))
+        return
+    for size in args.sizes:
+        cmd = [sys.executable, __file__, "--one", str(size), "--skip", *args.skip]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        sys.stderr.write(done.stderr)
+        if done.returncode != 0 or not done.stdout.strip():
+            print(f"{size:>9} triples: benchmark process failed (exit {done.returncode})")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        head = f"{size:>9} triples ({r['claims']} claims)"
+        if "failed_at" in r:
+            print(f"{head}: build failed at {r['failed_at']}: {r['report'][:300]}")
+            continue
+        stages = "  ".join(
+            f"{s} {r['timings'][s]:.1f}s" if s not in r["skipped"] else f"{s} skipped"
+            for s in STAGES
+        )
+        total = sum(r["timings"].values())
+        print(
+            f"{head}: total {total:.1f}s  {stages}  peak RSS {r['peak_rss_mib']} MiB "
+            f"(largest child process {r['peak_child_rss_mib']} MiB; a forked child starts at "
+            f"the parent's size)  inferred {r['triples']['inferred']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

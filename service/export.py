@@ -1,0 +1,45 @@
+"""The whole knowledge graph in one file: JSON-LD, Turtle or N-Quads.
+
+JSON-LD and Turtle carry the union of the build's named graphs as plain triples (the same
+triples in both, so a JSON-LD processor and a Turtle parser agree); N-Quads keeps the graphs.
+The JSON-LD embeds the published context, so the file expands offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from service import jsonld
+from service.sources import PREFIXES, parse_file
+
+FORMATS = ("jsonld", "ttl", "nq")
+MEDIA_TYPES = {
+    "jsonld": "application/ld+json",
+    "ttl": "text/turtle",
+    "nq": "application/n-quads",
+}
+
+
+def union_triples(quads: list[ox.Quad]) -> list[ox.Triple]:
+    """Each triple once, in a stable order, whatever graphs hold it."""
+    return sorted({q.triple for q in quads}, key=str)
+
+
+def export(quads: list[ox.Quad], fmt: str) -> bytes:
+    if fmt == "nq":
+        return ox.serialize(sorted(quads, key=str), format=ox.RdfFormat.N_QUADS)
+    triples = union_triples(quads)
+    if fmt == "ttl":
+        return ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES)
+    if fmt == "jsonld":
+        document = jsonld.graph_document(triples)
+        return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def export_artifact(artifact: Path, fmt: str) -> bytes:
+    """Export a build artifact (N-Quads or TriG), read by the one loader."""
+    return export(parse_file(artifact), fmt)

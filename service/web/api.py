@@ -1,0 +1,377 @@
+"""`/api/queries`: the named questions of queries/ as a web API.
+
+Values are resolved to our terms (IRI, CURIE, label, synonym, external code) and refused with
+404 + suggestions when they name nothing. The store interface takes query text only, so the
+resolved terms are written into the text by `service.queries.inline`, which writes each term
+with Oxigraph's own serialiser in variable positions only (IRIs are terms we hold, literals
+escaped): a value can never close a string or an IRI, add a clause or a comment.
+Answers: JSON-LD (default), SPARQL JSON, CSV; `page`/`per_page` for paginated queries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import pyoxigraph as ox
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from service import jsonld
+from service.queries import NamedQuery, PreparedQuery, fill_enums, inline, load_queries, prepare
+from service.results import JSON_RESULTS, term_json
+from service.sources import PREFIXES
+from service.store import QueryJob, Store, StoreError
+from service.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
+from service.web.protocol import ProtocolError, choose_format
+from service.web.safety import Dataset
+
+bp = Blueprint("api", __name__)
+
+JSONLD = "application/ld+json"
+CSV = "text/csv"
+API_MEDIA = [JSONLD, JSON_RESULTS, CSV]
+RESERVED = {"page", "per_page", "format"}
+MAX_PER_PAGE = 1000
+INTERNAL_ROW_CAP = 10_000_000  # our own lookups are never cut by the public row cap
+# Namespaces whose members are sourced statements: framed in full in JSON-LD answers.
+STATEMENT_NAMESPACES = (
+    PREFIXES["claim"],
+    PREFIXES["finding"],
+    PREFIXES["rec"],
+    "https://w3id.org/cmpkg/support/",
+)
+LINK_PROPERTIES = ("label", "doi", "pmid", "year", "rank", "notation")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+# -- talking to the store (also used by the linked-data pages) --------------------------------
+
+
+def _timeout() -> float:
+    return float(current_app.config.get("SPARQL_TIMEOUT", 10.0))
+
+
+def run_select(store: Store, text: str, row_cap: int = INTERNAL_ROW_CAP) -> Mapping[str, Any]:
+    """A SELECT through the store, as parsed SPARQL JSON (head + bindings)."""
+    job = QueryJob(text, "SELECT", Dataset(), JSON_RESULTS, row_cap)
+    answer = store.execute(job, _timeout())
+    results = json.loads(answer.body)
+    results["truncated"] = answer.truncated
+    return results
+
+
+def run_construct(store: Store, text: str) -> list[ox.Triple]:
+    job = QueryJob(text, "CONSTRUCT", Dataset(), "application/n-triples", INTERNAL_ROW_CAP)
+    answer = store.execute(job, _timeout())
+    return [q.triple for q in ox.parse(answer.body, format=ox.RdfFormat.N_TRIPLES)]
+
+
+def term_from_json(value: Mapping[str, Any]) -> ox.NamedNode | ox.BlankNode | ox.Literal:
+    kind = value["type"]
+    if kind == "uri":
+        return ox.NamedNode(value["value"])
+    if kind == "bnode":
+        return ox.BlankNode(value["value"])
+    if "xml:lang" in value:
+        return ox.Literal(value["value"], language=value["xml:lang"])
+    if "datatype" in value:
+        return ox.Literal(value["value"], datatype=ox.NamedNode(value["datatype"]))
+    return ox.Literal(value["value"])
+
+
+def iri_values(iris: list[str]) -> str:
+    """IRIs from store answers as a VALUES body; NamedNode refuses anything not an IRI."""
+    return " ".join(str(ox.NamedNode(i)) for i in sorted(set(iris)))
+
+
+@dataclass
+class _Catalog:
+    build_id: str
+    queries: dict[str, NamedQuery]
+    resolver: TermResolver
+
+
+_LOCK = threading.Lock()
+
+
+def catalog() -> _Catalog:
+    """Queries and the term index of the served build, made once per build."""
+    from service.web import state
+
+    store = state(current_app).store
+    cached = current_app.extensions.get("cmpkg.api")
+    if cached is not None and cached.build_id == store.build_id:
+        return cached
+    with _LOCK:
+        cached = current_app.extensions.get("cmpkg.api")
+        if cached is not None and cached.build_id == store.build_id:
+            return cached
+        resolver = build_resolver(store)
+        queries = load_queries(current_app.config.get("CMPKG_QUERIES_DIR"))
+        fill_enums(queries, resolver)
+        cached = _Catalog(store.build_id, queries, resolver)
+        current_app.extensions["cmpkg.api"] = cached
+        return cached
+
+
+def build_resolver(store: Store) -> TermResolver:
+    """The same index `TermResolver.from_store` builds, asked through the store interface."""
+    from service.terms import _LABEL_RANK, _MATCH_RANK
+
+    labels, matches = [], []
+    for row in run_select(store, _INDEX_QUERY)["results"]["bindings"]:
+        s, p, o = row.get("s"), row.get("p"), row.get("o")
+        if not s or not p or not o or s["type"] != "uri":
+            continue
+        if p["value"] in _LABEL_RANK and o["type"] == "literal":
+            labels.append((s["value"], o["value"], _LABEL_RANK[p["value"]]))
+        elif p["value"] in _MATCH_RANK and o["type"] == "uri":
+            matches.append((s["value"], o["value"], _MATCH_RANK[p["value"]]))
+    types = [
+        (row["s"]["value"], row["t"]["value"])
+        for row in run_select(store, _TYPE_QUERY)["results"]["bindings"]
+        if "s" in row and "t" in row
+    ]
+    return TermResolver(labels, matches, types)
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+def describe(query: NamedQuery) -> dict[str, Any]:
+    return {
+        "name": query.name,
+        "summary": query.summary,
+        "description": query.description,
+        "tags": query.tags,
+        "paginated": query.pagination is not None,
+        "perPage": query.pagination,
+        "href": f"/api/queries/{query.name}",
+        "parameters": [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "required": p.required,
+                "default": p.default,
+                "termClass": p.term_class,
+                "choices": p.enum,
+            }
+            for p in query.parameters
+        ],
+    }
+
+
+@bp.get("/api/queries")
+def list_queries() -> Response:
+    try:
+        queries = catalog().queries
+    except StoreError as err:
+        return _error(ApiError(err.status, err.message))
+    return jsonify(
+        {"disclaimer": jsonld.DISCLAIMER, "queries": [describe(q) for q in queries.values()]}
+    )
+
+
+@bp.get("/api/queries/<name>")
+def run(name: str) -> Response:
+    try:
+        return _run(name)
+    except ApiError as err:
+        return _error(err)
+    except UnknownTerm as err:
+        return _error(
+            ApiError(
+                404,
+                str(err),
+                parameter=err.parameter,
+                value=err.value,
+                suggestions=err.suggestions,
+            )
+        )
+    except ProtocolError as err:
+        return _error(ApiError(err.status, err.message))
+    except ValueError as err:
+        return _error(ApiError(400, str(err)))
+    except StoreError as err:
+        return _error(ApiError(err.status, err.message))
+
+
+def _error(err: ApiError) -> Response:
+    body = {"status": err.status, "error": err.message, **err.extra}
+    response = jsonify(body)
+    response.status_code = err.status
+    return response
+
+
+def _positive(name: str, raw: str | None, default: int, limit: int) -> int:
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or not 1 <= int(text) <= limit:
+        raise ApiError(400, f"{name} must be an integer from 1 to {limit}, not {raw!r}")
+    return int(text)
+
+
+def _run(name: str) -> Response:
+    cat = catalog()
+    query = cat.queries.get(name)
+    if query is None:
+        raise ApiError(404, f"no query named {name!r}", queries=sorted(cat.queries))
+    media = choose_format(request.args.get("format"), request.headers.get("Accept"), API_MEDIA)
+    for key, values in request.args.lists():
+        if len(values) > 1:
+            raise ApiError(400, f"parameter {key!r} given more than once")
+    values = {k: v for k, v in request.args.items() if k not in RESERVED}
+    page = _positive("page", request.args.get("page"), 1, 10**6)
+    if query.pagination is None:
+        if page != 1 or "per_page" in request.args:
+            raise ApiError(400, f"query {name!r} is not paginated: it answers in one page")
+        per_page = None
+    else:
+        per_page = _positive(
+            "per_page", request.args.get("per_page"), query.pagination, MAX_PER_PAGE
+        )
+    prepared = prepare(query, values, cat.resolver)  # UnknownTerm / ValueError
+    tail = ""
+    if per_page is not None:  # one row more than asked tells whether a next page exists
+        tail = f"\nLIMIT {per_page + 1} OFFSET {(page - 1) * per_page}\n"
+    text = inline(PreparedQuery(query.text + tail, prepared.substitutions))
+    from service.web import state
+
+    store = state(current_app).store
+    results = run_select(store, text, int(current_app.config["SPARQL_ROW_CAP"]) + 1)
+    bindings = results["results"]["bindings"]
+    has_next = per_page is not None and len(bindings) > per_page
+    if per_page is not None:
+        bindings = bindings[:per_page]
+    bound = {v.value: term for v, term in prepared.substitutions.items()}
+    # inlined parameters come back unbound: give the projected columns their values again
+    for row in bindings:
+        for p in query.parameters:
+            term = bound.get(p.variable)
+            if term is not None and p.variable in results["head"]["vars"]:
+                row[p.variable] = term_json(term)
+    results["results"]["bindings"] = bindings
+    headers = {"Vary": "Accept", "X-Disclaimer": jsonld.DISCLAIMER}
+    if results.get("truncated") or len(bindings) > int(current_app.config["SPARQL_ROW_CAP"]):
+        bindings = bindings[: int(current_app.config["SPARQL_ROW_CAP"])]
+        results["results"]["bindings"] = bindings
+        headers["X-Result-Truncated"] = f"row cap {current_app.config['SPARQL_ROW_CAP']} reached"
+    next_url = None
+    if has_next:
+        args = request.args.to_dict()
+        args["page"] = str(page + 1)
+        next_url = f"{request.base_url}?{urlencode(args)}"
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    if media == JSON_RESULTS:
+        body = {"head": results["head"], "results": {"bindings": bindings}}
+        return Response(json.dumps(body, ensure_ascii=False), content_type=media, headers=headers)
+    if media == CSV:
+        raw = json.dumps({"head": results["head"], "results": {"bindings": bindings}}).encode()
+        parsed = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
+        csv = parsed.serialize(format=ox.QueryResultsFormat.CSV)
+        return Response(csv, content_type="text/csv; charset=utf-8", headers=headers)
+    document = answer_document(
+        store, query, results["head"]["vars"], bindings, prepared, page, per_page, next_url
+    )
+    return Response(json.dumps(document, ensure_ascii=False), content_type=JSONLD, headers=headers)
+
+
+# -- JSON-LD answers --------------------------------------------------------------------------
+
+
+def context_url() -> str:
+    return request.host_url.rstrip("/") + jsonld.CONTEXT_URL_PATH
+
+
+def answer_document(
+    store: Store,
+    query: NamedQuery,
+    variables: list[str],
+    bindings: list[dict[str, Any]],
+    prepared: PreparedQuery,
+    page: int,
+    per_page: int | None,
+    next_url: str | None,
+) -> dict[str, Any]:
+    """The rows as JSON-LD: each IRI with its label, each statement framed in full."""
+    comp = jsonld.compactor()
+    iris = [cell["value"] for row in bindings for cell in row.values() if cell.get("type") == "uri"]
+    statements = [i for i in dict.fromkeys(iris) if i.startswith(STATEMENT_NAMESPACES)]
+    triples = _describe(store, iris, statements)
+    framed = jsonld.frame(statements, triples)
+    labels: dict[str, ox.Literal] = {}
+    label_iri = PREFIXES["rdfs"] + "label"
+    for t in sorted(triples, key=str):
+        if t.predicate.value == label_iri and isinstance(t.object, ox.Literal):
+            labels.setdefault(t.subject.value, t.object)
+    parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
+    rows = []
+    for row in bindings:
+        out: dict[str, Any] = {}
+        for var in variables:
+            cell = row.get(var)
+            if cell is None or var in parameter_columns:
+                continue
+            term = term_from_json(cell)
+            key = var if var not in ("id", "type") else var + "Column"
+            if isinstance(term, ox.NamedNode):
+                out[key] = framed.get(term.value) or jsonld.label_node(
+                    term.value, labels.get(term.value), comp
+                )
+            else:
+                out[key] = comp.value(term, comp.definitions.get(key, {}))
+        rows.append(out)
+    parameters = {
+        v.value.lstrip("_").removesuffix("_iri"): (
+            comp.iri(t.value) if isinstance(t, ox.NamedNode) else t.value
+        )
+        for v, t in prepared.substitutions.items()
+    }
+    document: dict[str, Any] = {
+        "@context": context_url(),
+        "disclaimer": jsonld.DISCLAIMER,
+        "query": query.name,
+        "summary": query.summary,
+        "parameters": parameters,
+        "page": page,
+    }
+    if per_page is not None:
+        document["perPage"] = per_page
+        document["next"] = next_url
+    document["results"] = rows
+    return document
+
+
+def _describe(store: Store, iris: list[str], statements: list[str]) -> list[ox.Triple]:
+    """Labels of every IRI in the rows; statements in full with what they point at."""
+    if not iris:
+        return []
+    cmp_ = PREFIXES["cmp"]
+    linked = " ".join(f"<{cmp_}{p}>" for p in LINK_PROPERTIES if p != "label") + (
+        f" <{PREFIXES['rdfs']}label> <{PREFIXES['skos']}notation> <{PREFIXES['rdf']}type>"
+    )
+    parts = [
+        f"{{ VALUES ?s {{ {iri_values(iris)} }} ?s <{PREFIXES['rdfs']}label> ?o "
+        f"BIND(<{PREFIXES['rdfs']}label> AS ?p) }}"
+    ]
+    if statements:
+        values = iri_values(statements)
+        parts.append(f"{{ VALUES ?st {{ {values} }} ?st ?p ?o BIND(?st AS ?s) }}")
+        parts.append(
+            f"{{ VALUES ?st {{ {values} }} ?st ?link ?s . FILTER(isIRI(?s)) "
+            f"VALUES ?p {{ {linked} }} ?s ?p ?o }}"
+        )
+    text = "CONSTRUCT { ?s ?p ?o } WHERE { " + " UNION ".join(parts) + " }"
+    return run_construct(store, text)

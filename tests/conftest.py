@@ -1,0 +1,320 @@
+"""Shared fixtures: real servers on free loopback ports (the SPARQL service on the embedded
+store, an Oxigraph server, the service on that remote store) and a small build artifact.
+
+The artifact is written here, so the endpoint tests do not depend on a build; its few
+clinical figures are Busch 2007's, as the evidence notes give them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+NS = "https://w3id.org/cmpkg/"
+GRAPH = {
+    name: f"{NS}graph/{name}" for name in ("ontology", "asserted", "inferred", "shapes", "rules")
+}
+DRAFT_GRAPH = "https://w3id.org/cmpkg/graph/draft-preview"
+FILLER = 60  # triples in a test-only graph: five copies joined make a cartesian product of 60^5
+
+ARTIFACT = """
+@prefix cmp: <https://w3id.org/cmpkg/vocab/> .
+@prefix cond: <https://w3id.org/cmpkg/condition/> .
+@prefix mod: <https://w3id.org/cmpkg/modality/> .
+@prefix out: <https://w3id.org/cmpkg/outcome/> .
+@prefix comp: <https://w3id.org/cmpkg/comparator/> .
+@prefix measure: <https://w3id.org/cmpkg/measure/> .
+@prefix cert: <https://w3id.org/cmpkg/certainty/> .
+@prefix status: <https://w3id.org/cmpkg/status/> .
+@prefix dir: <https://w3id.org/cmpkg/direction/> .
+@prefix sig: <https://w3id.org/cmpkg/significance/> .
+@prefix src: <https://w3id.org/cmpkg/source/> .
+@prefix claim: <https://w3id.org/cmpkg/claim/> .
+@prefix rule: <https://w3id.org/cmpkg/rule/> .
+@prefix graph: <https://w3id.org/cmpkg/graph/> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+@prefix owl: <http://www.w3.org/2002/07/owl#> .
+@prefix skos: <http://www.w3.org/2004/02/skos/core#> .
+@prefix sh: <http://www.w3.org/ns/shacl#> .
+
+graph:ontology {
+  cmp:Condition a owl:Class ; rdfs:label "condition"@en .
+  cmp:ExerciseModality a owl:Class ; rdfs:label "exercise modality"@en .
+  cmp:EvidenceClaim a owl:Class ; rdfs:label "evidence claim"@en .
+  cond:chronic-pain a owl:Class , cmp:Condition ; rdfs:label "chronic pain"@en .
+  cond:chronic-musculoskeletal-pain a owl:Class , cmp:Condition ;
+      rdfs:subClassOf cond:chronic-pain ; rdfs:label "chronic musculoskeletal pain"@en .
+  cond:chronic-widespread-pain a owl:Class , cmp:Condition ;
+      rdfs:subClassOf cond:chronic-musculoskeletal-pain ; rdfs:label "chronic widespread pain"@en .
+  cond:fibromyalgia a owl:Class , cmp:Condition ; rdfs:subClassOf cond:chronic-widespread-pain ;
+      rdfs:label "fibromyalgia"@en ; skos:altLabel "fibromyalgia syndrome"@en , "FMS"@en .
+  cond:knee-osteoarthritis a owl:Class , cmp:Condition ;
+      rdfs:subClassOf cond:chronic-musculoskeletal-pain ; rdfs:label "knee osteoarthritis"@en .
+  mod:exercise a owl:Class , cmp:ExerciseModality ; rdfs:label "exercise"@en .
+  mod:aerobic-exercise a owl:Class , cmp:ExerciseModality ; rdfs:subClassOf mod:exercise ;
+      rdfs:label "aerobic exercise"@en .
+  mod:resistance-training a owl:Class , cmp:ExerciseModality ; rdfs:subClassOf mod:exercise ;
+      rdfs:label "resistance training"@en .
+  out:physical-function a cmp:Outcome ; rdfs:label "physical function"@en .
+  out:global-well-being a cmp:Outcome ; rdfs:label "global well-being"@en .
+  out:pain-severity a cmp:Outcome ; rdfs:label "pain severity"@en .
+  cert:moderate a cmp:CertaintyLevel ; rdfs:label "moderate certainty"@en ; cmp:rank 3 .
+}
+
+graph:asserted {
+  src:busch-2007 a cmp:SystematicReview ; rdfs:label "Busch 2007" ;
+      cmp:cochraneId "CD003786.pub2" ; cmp:pmid "17943797" ; cmp:year 2007 .
+  claim:busch-2007-aerobic-physical-function a cmp:EvidenceClaim ;
+      rdfs:label "Busch 2007: aerobic exercise vs control, physical function"@en ;
+      cmp:intervention mod:aerobic-exercise ; cmp:comparator comp:control ;
+      cmp:condition cond:fibromyalgia ; cmp:outcome out:physical-function ;
+      cmp:effectMeasure measure:smd ; cmp:estimate 0.66 ; cmp:ciLower 0.41 ; cmp:ciUpper 0.92 ;
+      cmp:higherIsBetter true ; cmp:certainty cert:moderate ;
+      cmp:source src:busch-2007 ; cmp:curationStatus status:confirmed .
+  claim:busch-2007-aerobic-global-well-being a cmp:EvidenceClaim ;
+      rdfs:label "Busch 2007: aerobic exercise vs control, global well-being"@en ;
+      cmp:intervention mod:aerobic-exercise ; cmp:comparator comp:control ;
+      cmp:condition cond:fibromyalgia ; cmp:outcome out:global-well-being ;
+      cmp:effectMeasure measure:smd ; cmp:estimate 0.49 ; cmp:ciLower 0.23 ; cmp:ciUpper 0.75 ;
+      cmp:higherIsBetter true ; cmp:certainty cert:moderate ;
+      cmp:source src:busch-2007 ; cmp:curationStatus status:confirmed .
+  claim:busch-2007-aerobic-pain a cmp:EvidenceClaim ;
+      rdfs:label "Busch 2007: aerobic exercise vs control, pain"@en ;
+      cmp:intervention mod:aerobic-exercise ; cmp:comparator comp:control ;
+      cmp:condition cond:fibromyalgia ; cmp:outcome out:pain-severity ;
+      cmp:effectMeasure measure:smd ; cmp:estimate 0.65 ; cmp:ciLower -0.09 ; cmp:ciUpper 1.39 ;
+      cmp:higherIsBetter true ; cmp:certainty cert:moderate ;
+      cmp:source src:busch-2007 ; cmp:curationStatus status:confirmed .
+}
+
+graph:inferred {
+  claim:busch-2007-aerobic-physical-function cmp:direction dir:benefit ;
+      cmp:significance sig:significant .
+  claim:busch-2007-aerobic-global-well-being cmp:direction dir:benefit ;
+      cmp:significance sig:significant .
+  claim:busch-2007-aerobic-pain cmp:significance sig:inconclusive .
+}
+
+graph:shapes {
+  cmp:EvidenceClaimShape a sh:NodeShape ; sh:targetClass cmp:EvidenceClaim ;
+      sh:property cmp:EvidenceClaimShape-source .
+  cmp:EvidenceClaimShape-source sh:path cmp:source ; sh:minCount 1 ; sh:maxCount 1 .
+}
+
+graph:rules {
+  rule:significance a cmp:Rule ;
+      rdfs:label "significance from the confidence interval and the null value"@en .
+}
+"""
+
+DRAFT = """
+@prefix claim: <https://w3id.org/cmpkg/claim/> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+claim:draft-preview-example rdfs:label "a draft statement a curator is previewing"@en .
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def filler_graph() -> str:
+    rows = "\n".join(
+        f"  <urn:test:n{i}> <urn:test:p> <urn:test:n{(i + 1) % FILLER}> ." for i in range(FILLER)
+    )
+    return f"<urn:test:filler> {{\n{rows}\n}}\n"
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("build") / "cmpkg.trig"
+    path.write_text(ARTIFACT + filler_graph(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def draft_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("draft") / "draft.ttl"
+    path.write_text(DRAFT, encoding="utf-8")
+    return path
+
+
+def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_service(*args: str, log: Path) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [str(BIN / "cmpkg"), "serve", "--port", str(port), *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base + "/readyz", process)
+    return base, process
+
+
+SERVICE_FLAGS = ("--timeout", "2", "--workers", "2", "--row-cap", "1000", "--max-body", "65536")
+
+
+@pytest.fixture(scope="session")
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the embedded server's stdout/stderr (its access log) goes."""
+    return tmp_path_factory.mktemp("logs") / "embedded.log"
+
+
+@pytest.fixture(scope="session")
+def server(artifact: Path, draft_file: Path, server_log: Path) -> Iterator[str]:
+    """The service on the embedded store, as `cmpkg serve` runs it."""
+    log = server_log
+    base, process = start_service(
+        "--artifact", str(artifact), "--data", f"{draft_file}={DRAFT_GRAPH}", *SERVICE_FLAGS,
+        log=log,
+    )  # fmt: skip
+    yield base
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def oxigraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Oxigraph server (the `oxigraph` package) on loopback, persisted in a temp dir."""
+    binary = BIN / "oxigraph"
+    if not binary.exists():
+        binary = Path(shutil.which("oxigraph") or "oxigraph")
+    port = free_port()
+    location = tmp_path_factory.mktemp("oxigraph")
+    process = subprocess.Popen(
+        [str(binary), "serve", "--location", str(location), "--bind", f"127.0.0.1:{port}",
+         "--timeout-s", "5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base + "/query?query=ASK%7B%7D", process)
+    yield base
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def pushed(oxigraph_server: str, artifact: Path) -> str:
+    """The artifact loaded into the Oxigraph server by `cmpkg push`."""
+    result = subprocess.run(
+        [
+            str(BIN / "cmpkg"),
+            "push",
+            "--to",
+            f"{oxigraph_server}/store",
+            "--artifact",
+            str(artifact),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return oxigraph_server
+
+
+@pytest.fixture(scope="session")
+def remote_server(pushed: str, tmp_path_factory) -> Iterator[str]:
+    """The service answering through SPARQLWrapper against the Oxigraph server."""
+    log = tmp_path_factory.mktemp("logs") / "remote.log"
+    base, process = start_service("--store", f"{pushed}/query", *SERVICE_FLAGS, log=log)
+    yield base
+    stop(process)
+
+
+class HitCounter:
+    """A local HTTP server that counts every request it receives."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                counter.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/turtle")
+                self.end_headers()
+                self.wfile.write(b"<urn:x> <urn:y> <urn:z> .\n")
+
+            do_POST = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hit_counter() -> Iterator[HitCounter]:
+    counter = HitCounter()
+    yield counter
+    counter.close()
+
+
+def http(
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One plain HTTP request; returns status, headers (lower-case names) and body."""
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def readyz(base: str) -> dict:
+    return json.loads(http(base + "/readyz")[2])

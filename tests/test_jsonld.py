@@ -1,0 +1,220 @@
+"""JSON-LD: the published context, framed claims, and the export round trip.
+
+Round trip: `cmpkg export --format jsonld`, expanded to RDF by an independent processor
+(PyLD), gives exactly the triples of `cmpkg export --format ttl` (graph isomorphism).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+from flask.testing import FlaskClient
+from pyld import jsonld as pyld
+from rdflib.compare import isomorphic
+
+from service import jsonld
+from service.sources import PREFIXES, knowledge_files, load_store, load_triples, to_rdflib_graph
+from service.store import EmbeddedStore
+from service.web import create_app
+
+CMPKG = Path(sys.executable).parent / "cmpkg"
+CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
+CMP = PREFIXES["cmp"]
+XSD = PREFIXES["xsd"]
+SHIPPED = load_store(knowledge_files())
+BUSCH = PREFIXES["claim"] + "busch-2007-aerobic-physical-function"
+
+
+def iri(value: str) -> ox.NamedNode:
+    return ox.NamedNode(value)
+
+
+def typed(value: str, datatype: str) -> ox.Literal:
+    return ox.Literal(value, datatype=ox.NamedNode(XSD + datatype))
+
+
+def local_loader(url: str, options: dict | None = None) -> dict:
+    """PyLD's document loader, answering our context URL from the repository file only."""
+    if not url.endswith("/context.jsonld"):
+        raise ValueError(f"unexpected remote document {url}")
+    return {
+        "contentType": "application/ld+json",
+        "contextUrl": None,
+        "documentUrl": url,
+        "document": json.loads(CONTEXT_FILE.read_text(encoding="utf-8")),
+    }
+
+
+def to_triples(document: dict) -> set[ox.Triple]:
+    nquads = pyld.to_rdf(
+        document, {"format": "application/n-quads", "documentLoader": local_loader}
+    )
+    return {q.triple for q in ox.parse(nquads.encode(), format=ox.RdfFormat.N_QUADS)}
+
+
+# -- the context ------------------------------------------------------------------------------
+
+
+def test_the_context_covers_every_schema_property_and_class() -> None:
+    ctx = jsonld.context()
+    drafted = jsonld.draft_context(load_triples(knowledge_files()["ontology"]))
+    missing = {term for term in drafted if term not in ctx}
+    assert not missing, f"add these terms to ontology/context.jsonld: {sorted(missing)}"
+    # a published term keeps its meaning: the drafted definitions are the published ones
+    changed = {term for term, d in drafted.items() if ctx[term] != d}
+    assert not changed
+
+
+def test_terms_are_short_and_never_shadow_a_prefix() -> None:
+    ctx = jsonld.context()
+    assert ctx["estimate"] == {"@id": "cmp:estimate", "@type": "xsd:decimal"}
+    assert ctx["ciLower"]["@nest"] == "ci" and ctx["ci"] == "@nest"
+    assert ctx["source"] == {"@id": "cmp:source", "@type": "@id"}
+    assert ctx["strength"] == {"@id": "cmp:strength", "@type": "@id"}
+    assert ctx["EvidenceClaim"] == "cmp:EvidenceClaim"
+    comp = jsonld.compactor()
+    assert not set(comp.prefixes) & set(comp.definitions)
+    # every column name a named query answers with can be a key of a result row
+    assert not {"claim", "finding", "site", "strength", "measure", "report", "rule"} & set(
+        comp.prefixes
+    )
+
+
+def test_values_come_back_as_the_same_rdf_terms() -> None:
+    comp = jsonld.compactor()
+    subject = ox.NamedNode(BUSCH)
+    label = iri(PREFIXES["rdfs"] + "label")
+    odd = [
+        ox.Triple(subject, iri(CMP + "estimate"), typed("0.660", "decimal")),
+        ox.Triple(subject, iri(CMP + "estimate"), typed("7", "integer")),
+        ox.Triple(subject, iri(CMP + "year"), typed("007", "integer")),
+        ox.Triple(subject, iri(CMP + "year"), typed("2007", "integer")),
+        ox.Triple(subject, label, ox.Literal("Busch 2007")),
+        ox.Triple(subject, label, ox.Literal("Busch", language="de")),
+        ox.Triple(subject, iri(CMP + "source"), ox.Literal("not an IRI")),
+        ox.Triple(subject, iri(CMP + "doi"), iri("http://example.org/iri")),
+        ox.Triple(subject, iri("http://example.org/p"), ox.BlankNode("b1")),
+        ox.Triple(subject, iri(PREFIXES["rdf"] + "type"), iri("http://example.org/C")),
+    ]
+    document = {"@context": jsonld.context(), "@graph": [comp.node(subject, odd)]}
+    back = to_triples(document)
+    assert len(back) == len(odd)
+    ground = {t for t in odd if not isinstance(t.object, ox.BlankNode)}
+    assert ground <= back
+
+
+# -- framing ----------------------------------------------------------------------------------
+
+
+def test_a_claim_is_framed_with_source_certainty_and_ci() -> None:
+    framed = jsonld.frame([BUSCH], list(SHIPPED))[BUSCH]
+    assert framed["id"] == BUSCH
+    assert framed["ci"] == {"ciLower": "0.41", "ciUpper": "0.92"}
+    assert framed["estimate"] == "0.66"
+    assert framed["higherIsBetter"] is True
+    assert framed["source"]["id"] == "src:busch-2007"
+    assert framed["source"]["cochraneId"] == "CD003786.pub2"
+    assert framed["source"]["year"] == 2007
+    assert framed["certainty"]["id"] == "cert:moderate"
+    assert framed["certainty"]["rank"] == 3
+    assert framed["intervention"]["id"] == "mod:aerobic-exercise"
+    # the framed object says nothing the graph does not
+    document = {"@context": jsonld.context(), "@graph": [framed]}
+    assert to_triples(document) <= {q.triple for q in SHIPPED}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[FlaskClient]:
+    store = EmbeddedStore(SHIPPED, "test-shipped", workers=1)
+    try:
+        yield create_app(store, {"SPARQL_TIMEOUT": 30.0}).test_client()
+    finally:
+        store.close()
+
+
+def test_context_is_served(client: FlaskClient) -> None:
+    response = client.get("/context.jsonld")
+    assert response.status_code == 200
+    assert response.content_type == "application/ld+json"
+    assert response.get_json() == json.loads(CONTEXT_FILE.read_text(encoding="utf-8"))
+
+
+def test_an_api_answer_expands_to_triples_of_the_graph(client: FlaskClient) -> None:
+    body = client.get("/api/queries/modalities-improving-outcome").get_json()
+    triples = to_triples(body)
+    claim = ox.NamedNode(BUSCH)
+    expected = {
+        ox.Triple(claim, iri(CMP + "certainty"), iri(PREFIXES["cert"] + "moderate")),
+        ox.Triple(claim, iri(CMP + "ciLower"), typed("0.41", "decimal")),
+        ox.Triple(claim, iri(CMP + "ciUpper"), typed("0.92", "decimal")),
+        ox.Triple(claim, iri(CMP + "source"), iri(PREFIXES["src"] + "busch-2007")),
+    }
+    assert expected <= triples
+    statements = {t for t in triples if t.subject == claim}
+    # the claim comes out whole: every statement the graph makes about it, nothing else
+    assert statements == {q.triple for q in SHIPPED.quads_for_pattern(claim, None, None)}
+    disclaimer = ox.NamedNode(PREFIXES["dcterms"] + "rights")
+    assert any(t.predicate == disclaimer for t in triples)
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped KG as an N-Quads artifact (no reasoning needed to test the export)."""
+    path = tmp_path_factory.mktemp("export") / "cmpkg.nq"
+    path.write_bytes(ox.serialize(list(SHIPPED), format=ox.RdfFormat.N_QUADS))
+    return path
+
+
+def export(artifact: Path, fmt: str, out: Path) -> bytes:
+    done = subprocess.run(
+        [str(CMPKG), "export", "--format", fmt, "--artifact", str(artifact), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()
+
+
+def test_json_ld_export_round_trips_through_pyld(artifact: Path, tmp_path: Path) -> None:
+    document = json.loads(export(artifact, "jsonld", tmp_path / "kg.jsonld"))
+    assert isinstance(document["@context"], dict)  # embedded: expands offline
+    turtle = export(artifact, "ttl", tmp_path / "kg.ttl")
+    from_turtle = list(ox.parse(turtle, format=ox.RdfFormat.TURTLE))
+    from_jsonld = to_triples(document)
+    assert len(from_jsonld) == len({q.triple for q in SHIPPED}) == len(from_turtle)
+    assert isomorphic(to_rdflib_graph(from_jsonld), to_rdflib_graph(from_turtle))
+
+
+def test_n_quads_export_keeps_the_graphs(artifact: Path, tmp_path: Path) -> None:
+    data = export(artifact, "nq", tmp_path / "kg.nq")
+    quads = set(ox.parse(data, format=ox.RdfFormat.N_QUADS))
+    assert quads == set(SHIPPED)
+    assert {q.graph_name for q in quads} == {
+        ox.NamedNode(PREFIXES["graph"] + g) for g in ("ontology", "asserted", "shapes")
+    }
+
+
+def test_export_to_stdout_and_unknown_format(artifact: Path) -> None:
+    done = subprocess.run(
+        [str(CMPKG), "export", "--format", "ttl", "--artifact", str(artifact)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert b"cond:fibromyalgia" in done.stdout
+    bad = subprocess.run(
+        [str(CMPKG), "export", "--format", "xml", "--artifact", str(artifact)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2

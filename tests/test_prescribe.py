@@ -1,0 +1,427 @@
+"""Vignettes for the prescription service, run on the real build (`ensure_artifact`).
+
+Every expected ranking below was worked out by hand from the curated claims in data/*.ttl and
+the ranking contract (directness, then preference matches, then best GRADE certainty via
+cmp:rank, then the largest |SMD|, then the modality label); the working is in each comment.
+Scores and instrument ranges are illustrative values as a clinician would supply them, not
+sourced figures (the sources give no ranges or cut-offs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+
+from service.prescribe import DISCLAIMER, KnowledgeBase, knowledge_base, prescribe, render
+from service.presentation import InvalidPresentation
+from service.reasoning import load_rules, reason
+from service.sources import parse_file
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE_FIXTURES = ROOT / "tests" / "fixtures" / "rules"
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return knowledge_base()
+
+
+def ranked(doc: dict, condition: str, goal: str) -> list[str]:
+    recs = [
+        r
+        for r in doc["recommendations"]
+        if r["condition"]["@id"] == condition and r["goal"]["@id"] == goal
+    ]
+    assert [r["rank"] for r in recs] == list(range(1, len(recs) + 1))
+    return [r["exerciseModality"]["@id"] for r in recs]
+
+
+def rec(doc: dict, condition: str, goal: str, modality: str) -> dict:
+    (found,) = [
+        r
+        for r in doc["recommendations"]
+        if r["condition"]["@id"] == condition
+        and r["goal"]["@id"] == goal
+        and r["exerciseModality"]["@id"] == modality
+    ]
+    return found
+
+
+def test_fibromyalgia_fear_of_movement_prefers_water(kb):
+    doc = prescribe(
+        {
+            "conditions": ["fibromyalgia"],
+            "goals": ["physical function", "pain severity"],
+            "pathologies": [
+                {
+                    "pathology": "kinesiophobia",
+                    "instrument": "Tampa Scale for Kinesiophobia",
+                    "score": 40,
+                    "scoreMin": 0,
+                    "scoreMax": 100,
+                    "elevated": True,
+                }
+            ],
+            "preferences": {"setting": "water"},
+        },
+        kb,
+    )
+    # Function: aerobic (Busch 2007 SMD 0.66, moderate) and aquatic (Bidonde 2014, moderate,
+    # |SMD| 0.55 on FIQ, a narrower outcome) are both direct and moderate; water moves aquatic up.
+    assert ranked(doc, "cond:fibromyalgia", "out:physical-function") == [
+        "mod:aquatic-exercise",
+        "mod:aerobic-exercise",
+    ]
+    aquatic = rec(doc, "cond:fibromyalgia", "out:physical-function", "mod:aquatic-exercise")
+    assert aquatic["directness"] == "direct"
+    assert aquatic["certainty"]["@id"] == "cert:moderate"
+    assert aquatic["effect"]["absoluteValue"] == pytest.approx(0.55)
+    assert [p["@id"] for p in aquatic["preferenceMatches"]] == ["mod:water-based-exercise"]
+    assert aquatic["rulesFired"] == [
+        "prescribe-candidate",
+        "prescribe-preference",
+        "significance-direction",
+        "supported-direct",
+    ]
+    claims = {c["@id"] for e in aquatic["evidence"] for c in e["claims"]}
+    assert "claim:bidonde-2014-aquatic-physical-function-smd" in claims
+    sources = {c["source"]["doi"] for e in aquatic["evidence"] for c in e["claims"]}
+    assert all(sources)
+    # Pain: aquatic (Bidonde 2014, low, SMD -0.53) and aerobic (Bidonde 2017 MD, low; the Busch
+    # 2007 SMD crosses zero) are both low; aquatic has the comparable SMD and the preference.
+    assert ranked(doc, "cond:fibromyalgia", "out:pain-severity") == [
+        "mod:aquatic-exercise",
+        "mod:aerobic-exercise",
+    ]
+    # Booth 2017: fear of movement contributes in CMP; three statements address it.
+    (fear,) = doc["secondaryPathologies"]
+    assert {c["component"]["@id"] for c in fear["components"]} == {
+        "princ:address-secondary-pathologies",
+        "princ:perceived-safe-non-threatening",
+        "mod:exercise",
+    }
+    assert "cut-off" in fear["scoreNote"]
+    # Principles and components cite Booth 2017 with its DOI (data/booth-2017.ttl).
+    assert {p["source"]["doi"] for p in doc["principles"]} == {"10.1002/msc.1191"}
+    assert "princ:supervised" in {p["principle"]["@id"] for p in doc["principles"]}
+    assert {c["source"]["@id"] for c in doc["cautions"]} == {
+        "src:lima-2017",
+        "src:naugle-2012",
+        "src:sluka-2018",
+    }
+    assert {"prescribe-component", "prescribe-caution", "prescribe-principle"} <= set(
+        doc["rulesFired"]
+    )
+    assert doc["disclaimer"] == DISCLAIMER and DISCLAIMER in doc["summary"]
+
+
+def test_fibromyalgia_without_preference_ranks_by_effect(kb):
+    doc = prescribe({"conditions": ["fibromyalgia"], "goals": ["physical function"]}, kb)
+    # Same certainty (moderate), so the larger |SMD| leads: aerobic 0.66 > aquatic 0.55.
+    assert ranked(doc, "cond:fibromyalgia", "out:physical-function") == [
+        "mod:aerobic-exercise",
+        "mod:aquatic-exercise",
+    ]
+    assert (
+        rec(doc, "cond:fibromyalgia", "out:physical-function", "mod:aerobic-exercise")["effect"][
+            "claim"
+        ]
+        == "claim:busch-2007-aerobic-physical-function"
+    )
+
+
+def test_knee_osteoarthritis_aiming_at_function(kb):
+    doc = prescribe({"conditions": ["knee osteoarthritis"], "goals": ["function"]}, kb)
+    # Direct: exercise (Fransen 2015, SMD -0.52, no GRADE given). Indirect, from claims about
+    # osteoarthritis in general: aquatic (Bartels 2007, SMD 0.26).
+    assert ranked(doc, "cond:knee-osteoarthritis", "out:physical-function") == [
+        "mod:exercise",
+        "mod:aquatic-exercise",
+    ]
+    aquatic = rec(doc, "cond:knee-osteoarthritis", "out:physical-function", "mod:aquatic-exercise")
+    assert aquatic["directness"] == "indirect"
+    assert aquatic["evidence"][0]["evidenceCondition"]["@id"] == "cond:osteoarthritis"
+    assert any("broader condition" in r for r in aquatic["certaintyReasons"])
+    assert any("no GRADE" in r for r in aquatic["certaintyReasons"])
+    exercise = rec(doc, "cond:knee-osteoarthritis", "out:physical-function", "mod:exercise")
+    assert exercise["directness"] == "direct"
+    assert exercise["certainty"]["@id"] == "cert:not-reported"
+
+
+def test_chronic_low_back_pain_with_catastrophizing(kb):
+    doc = prescribe(
+        {
+            "conditions": ["chronic low back pain"],
+            "goals": ["pain", "physical function"],
+            "pathologies": [{"pathology": "catastrophizing", "elevated": True}],
+        },
+        kb,
+    )
+    # Pain: exercise (Hayden 2021, moderate, points) and Pilates (Yamato 2015, moderate, MD):
+    # neither has an SMD, so the label decides.
+    assert ranked(doc, "cond:chronic-low-back-pain", "out:pain-severity") == [
+        "mod:exercise",
+        "mod:pilates",
+    ]
+    # Function: exercise (moderate) before Pilates (low, via disability, a narrower outcome).
+    assert ranked(doc, "cond:chronic-low-back-pain", "out:physical-function") == [
+        "mod:exercise",
+        "mod:pilates",
+    ]
+    pilates = rec(doc, "cond:chronic-low-back-pain", "out:physical-function", "mod:pilates")
+    assert pilates["certainty"]["@id"] == "cert:low"
+    assert any("narrower outcome" in r for r in pilates["certaintyReasons"])
+    (cat,) = doc["secondaryPathologies"]
+    assert {c["component"]["@id"] for c in cat["components"]} == {
+        "princ:address-secondary-pathologies",
+        "mod:exercise",
+    }
+    assert "scoreNote" not in cat
+
+
+def test_condition_with_no_evidence(kb):
+    doc = prescribe({"conditions": ["patellofemoral pain"], "goals": ["pain"]}, kb)
+    assert doc["recommendations"] == []
+    (statement,) = doc["noEvidence"]
+    assert "No evidence" in statement and "patellofemoral pain" in statement
+    assert "No evidence" in doc["summary"]
+    # Still chronic musculoskeletal pain: principles and cautions apply.
+    assert "princ:individualized" in {p["principle"]["@id"] for p in doc["principles"]}
+    assert len(doc["cautions"]) == 3
+
+
+def test_conflicting_preferences(kb):
+    doc = prescribe(
+        {
+            "conditions": ["fibromyalgia"],
+            "goals": ["physical function"],
+            "preferences": {"setting": ["water", "land"], "modality": ["yoga"]},
+        },
+        kb,
+    )
+    # Aerobic matches land, aquatic matches water: one match each, so certainty and then
+    # |SMD| decide as without preferences; yoga has no support and is not added.
+    assert ranked(doc, "cond:fibromyalgia", "out:physical-function") == [
+        "mod:aerobic-exercise",
+        "mod:aquatic-exercise",
+    ]
+    notes = " ".join(doc["notes"])
+    assert "Conflicting preferences" in notes
+    assert "Preferred yoga: no supported option" in notes
+
+
+def test_hip_osteoarthritis_pain(kb):
+    doc = prescribe({"conditions": ["hip osteoarthritis"], "goals": ["pain"]}, kb)
+    # Direct: land-based exercise (Fransen 2014, high). Indirect via osteoarthritis: aquatic
+    # (Bartels 2007 hip/knee SMD 0.19, unrated). Regnaux 2015 compares high- with low-intensity
+    # exercise, a head-to-head comparison that gives no support, so exercise is not listed.
+    assert ranked(doc, "cond:hip-osteoarthritis", "out:pain-severity") == [
+        "mod:land-based-exercise",
+        "mod:aquatic-exercise",
+    ]
+    land = rec(doc, "cond:hip-osteoarthritis", "out:pain-severity", "mod:land-based-exercise")
+    assert land["certainty"]["@id"] == "cert:high"
+    assert land["effect"]["absoluteValue"] == pytest.approx(0.38)
+
+
+def test_mechanical_neck_disorder_uses_neck_pain_evidence_indirectly(kb):
+    doc = prescribe({"conditions": ["mechanical neck pain"], "goals": ["pain severity"]}, kb)
+    # Gross 2015 is about chronic neck pain, a broader condition: resistance (SMD -0.71) before
+    # strengthening and stretching (SMD -0.33), both moderate and indirect.
+    assert ranked(doc, "cond:mechanical-neck-disorder", "out:pain-severity") == [
+        "mod:resistance-training",
+        "mod:strengthening-and-stretching",
+    ]
+    assert {r["directness"] for r in doc["recommendations"]} == {"indirect"}
+
+
+def test_rheumatoid_arthritis_fatigue_and_pain(kb):
+    doc = prescribe({"conditions": ["rheumatoid arthritis"], "goals": ["fatigue", "pain"]}, kb)
+    # Cramp 2013: exercise for fatigue (SMD -0.36). No RA claim on pain is significant.
+    assert ranked(doc, "cond:rheumatoid-arthritis", "out:fatigue") == ["mod:exercise"]
+    assert ranked(doc, "cond:rheumatoid-arthritis", "out:pain-severity") == []
+    assert any("pain severity in rheumatoid arthritis" in s for s in doc["noEvidence"])
+
+
+def test_multiple_conditions(kb):
+    doc = prescribe(
+        {"conditions": ["fibromyalgia", "knee osteoarthritis"], "goals": ["physical function"]},
+        kb,
+    )
+    assert ranked(doc, "cond:fibromyalgia", "out:physical-function") == [
+        "mod:aerobic-exercise",
+        "mod:aquatic-exercise",
+    ]
+    assert ranked(doc, "cond:knee-osteoarthritis", "out:physical-function") == [
+        "mod:exercise",
+        "mod:aquatic-exercise",
+    ]
+    # Conditions answer in the order given.
+    order = [r["condition"]["@id"] for r in doc["recommendations"]]
+    assert order == sorted(order, key=["cond:fibromyalgia", "cond:knee-osteoarthritis"].index)
+
+
+def test_goal_with_no_evidence(kb):
+    doc = prescribe({"conditions": ["knee osteoarthritis"], "goals": ["healthcare use"]}, kb)
+    assert doc["recommendations"] == []
+    assert doc["noEvidence"] and "healthcare use" in doc["noEvidence"][0]
+
+
+def test_preferred_option_without_evidence_is_never_promoted(kb):
+    doc = prescribe(
+        {
+            "conditions": ["knee osteoarthritis"],
+            "goals": ["physical function"],
+            "preferences": {"modality": "yoga", "format": "group", "supervision": "home"},
+        },
+        kb,
+    )
+    assert "mod:yoga" not in {r["exerciseModality"]["@id"] for r in doc["recommendations"]}
+    assert ranked(doc, "cond:knee-osteoarthritis", "out:physical-function")[0] == "mod:exercise"
+    notes = " ".join(doc["notes"])
+    assert "Preferred yoga: no supported option" in notes
+    assert "supervised" in notes and "group" in notes
+
+
+def test_pathology_marked_not_elevated_gets_no_components(kb):
+    doc = prescribe(
+        {
+            "conditions": ["fibromyalgia"],
+            "goals": ["pain"],
+            "pathologies": [{"pathology": "anxiety", "elevated": False}],
+        },
+        kb,
+    )
+    (anxiety,) = doc["secondaryPathologies"]
+    assert anxiety["components"] == [] and "not elevated" in anxiety["note"]
+
+
+def test_same_input_same_bytes(kb):
+    body = {
+        "conditions": ["knee osteoarthritis", "fibromyalgia"],
+        "goals": ["pain", "function"],
+        "pathologies": ["fear of movement"],
+        "preferences": {"setting": "water"},
+    }
+    assert render(prescribe(body, kb)) == render(prescribe(body, kb))
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        ({"conditions": ["fibromyalgia"], "goals": []}, "goals", "shape:presentation-goals"),
+        (
+            {
+                "conditions": ["fibromyalgia"],
+                "goals": ["pain"],
+                "pathologies": [
+                    {"pathology": "anxiety", "score": 120, "scoreMin": 0, "scoreMax": 100}
+                ],
+            },
+            "pathologies[0].score",
+            "shape:pathology-status-score",
+        ),
+        (
+            {
+                "conditions": ["fibromyalgia"],
+                "goals": ["pain"],
+                "pathologies": [{"pathology": "anxiety", "score": 12}],
+            },
+            "pathologies[0].score",
+            "shape:pathology-status-score-needs-range",
+        ),
+        (
+            {
+                "conditions": ["fibromyalgia"],
+                "goals": ["pain"],
+                "pathologies": [{"pathology": "anxiety", "elevated": "yes"}],
+            },
+            "pathologies[0].elevated",
+            "shape:pathology-status-elevated",
+        ),
+        (
+            {"conditions": ["fibromyalgia"], "goals": ["pain"], "preferences": {"format": "pairs"}},
+            "preferences.format",
+            "shape:presentation-prefers-format",
+        ),
+    ],
+)
+def test_shacl_violations_name_field_and_rule(kb, body, field, rule):
+    with pytest.raises(InvalidPresentation) as err:
+        prescribe(body, kb)
+    assert err.value.status == 422
+    found = {(p.field, p.rule.split(" ")[0]) for p in err.value.problems}
+    assert (field, rule) in found, found
+
+
+def test_unknown_condition_has_suggestions(kb):
+    with pytest.raises(InvalidPresentation) as err:
+        prescribe({"conditions": ["fibromyalgi"], "goals": ["pain"]}, kb)
+    (problem,) = err.value.problems
+    assert problem.field == "conditions[0]" and "fibromyalgia" in problem.suggestions
+
+
+def test_json_ld_reading_of_the_input_is_the_graph_the_rules_see(kb):
+    """Expanding the input as JSON-LD with our context gives the triples presentation.py makes."""
+    from pyld import jsonld
+
+    from service.presentation import build_presentation, load_context
+
+    body = {
+        "@type": "Presentation",
+        "conditions": ["cond:fibromyalgia"],
+        "goals": ["out:physical-function", "out:pain-severity"],
+        "pathologies": [
+            {
+                "@type": "PathologyStatus",
+                "pathology": "path:fear-of-movement",
+                "instrument": "Tampa Scale for Kinesiophobia",
+                "score": 40,
+                "scoreMin": 0,
+                "scoreMax": 100,
+                "elevated": True,
+            }
+        ],
+        "preferences": {"setting": "water", "modality": "mod:yoga", "format": "group"},
+    }
+    ours = build_presentation(body, kb.resolver)
+    nquads = jsonld.to_rdf({"@context": load_context(), **body}, {"format": "application/n-quads"})
+
+    def shape(lines: list[tuple[str, str, str]], subjects: dict[str, str]) -> set[tuple]:
+        return {(subjects.get(s, s), p, subjects.get(o, o)) for s, p, o in lines}
+
+    theirs = [tuple(line.rstrip(" .").split(" ", 2)) for line in nquads.splitlines() if line]
+    status = ours.pathologies[0].node
+    mine = [(f"<{t.subject.value}>", f"<{t.predicate.value}>", str(t.object)) for t in ours.triples]
+    blank = {s for s, p, o in theirs if o == "<https://w3id.org/cmpkg/vocab/Presentation>"}
+    assert shape(mine, {f"<{ours.iri}>": "P", f"<{status}>": "S"}) == shape(
+        theirs,
+        {**dict.fromkeys(blank, "P"), **{o: "S" for s, p, o in theirs if o.startswith("_:")}},
+    )
+
+
+def test_prescribe_rules_on_fixtures():
+    """The prescribe-* rules fire on a presentation and stay silent on near misses."""
+    from service.reasoning import load_rule_statements
+
+    rules = load_rules(load_rule_statements(ROOT))
+    ontology = parse_file(RULE_FIXTURES / "ontology.ttl")
+    positive = reason(ontology, parse_file(RULE_FIXTURES / "prescribe-positive.ttl"), rules)
+    negative = reason(ontology, parse_file(RULE_FIXTURES / "prescribe-negative.ttl"), rules)
+    rdf_type = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+
+    def typed(triples: list[ox.Triple], cls: str) -> set[str]:
+        iri = ox.NamedNode("https://w3id.org/cmpkg/vocab/" + cls)
+        return {t.subject.value for t in triples if t.predicate == rdf_type and t.object == iri}
+
+    p = "https://w3id.org/cmpkg/presentation/fixture"
+    assert typed(positive.inferred, "CandidateRecommendation") == {
+        f"{p}/candidate/physical-function--aerobic-exercise--physical-function--fibromyalgia"
+    }
+    assert typed(positive.inferred, "ApplicableComponent")
+    assert typed(positive.inferred, "ApplicableCaution")
+    assert any(t.predicate.value.endswith("matchesPreference") for t in positive.inferred)
+    for cls in ("CandidateRecommendation", "ApplicableComponent", "ApplicableCaution"):
+        assert not typed(negative.inferred, cls), cls
