@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +46,9 @@ class QueryJob:
     dataset: Dataset
     media_type: str
     row_cap: int
+    # Values for `?name` variables, bound by the engine (SEP-0007 substitutions), never
+    # pasted into the text; a store that cannot bind renders them with `queries.inline`.
+    substitutions: Mapping[str, ox.NamedNode | ox.Literal] = field(default_factory=dict)
 
 
 class StoreError(Exception):
@@ -97,6 +100,8 @@ def _evaluate(store: ox.Store, job: QueryJob) -> Answer | _Failure:
     else:
         kwargs["default_graph"] = [ox.NamedNode(g) for g in job.dataset.default or ()]
         kwargs["named_graphs"] = [ox.NamedNode(g) for g in job.dataset.named or ()]
+    if job.substitutions:
+        kwargs["substitutions"] = {ox.Variable(k): v for k, v in job.substitutions.items()}
     try:
         result = store.query(job.query, **kwargs)
         return encode_result(result, job.media_type, job.row_cap)
@@ -214,7 +219,13 @@ class RemoteStore:
     def execute(self, job: QueryJob, timeout: float) -> Answer:
         graph = job.form in ("CONSTRUCT", "DESCRIBE")
         accept = "application/n-triples" if graph else "application/sparql-results+json"
-        wrapper = self._wrapper(strip_dataset_clauses(job.query), timeout, accept, job.form)
+        text = job.query
+        if job.substitutions:  # SPARQL 1.1 Protocol has no binding: write the terms safely
+            from service.queries import PreparedQuery, inline
+
+            bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
+            text = inline(PreparedQuery(text, bound))
+        wrapper = self._wrapper(strip_dataset_clauses(text), timeout, accept, job.form)
         held = list(self._counts)
         if job.dataset.is_default:
             defaults, named = held, held

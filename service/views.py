@@ -630,7 +630,11 @@ def evidence_map_model(
         cells = []
         for mod in modalities:
             found = by_pair.get((cond.iri, mod.iri), [])
-            best = max(found, key=lambda c: c.certainty_rank, default=None)
+            direction = cell_class(c.direction_class for c in found)
+            # The certainty shown is that of the claims carrying the direction shown: a
+            # moderate-certainty null result must not lend its grade to a low-certainty benefit.
+            carrying = [c for c in found if c.direction_class == direction] or found
+            best = max(carrying, key=lambda c: c.certainty_rank, default=None)
             cells.append(
                 Cell(
                     condition=cond.iri,
@@ -638,7 +642,7 @@ def evidence_map_model(
                     count=len(found),
                     best_certainty=best.certainty if best else "",
                     best_rank=best.certainty_rank if best else 0,
-                    direction_class=cell_class(c.direction_class for c in found),
+                    direction_class=direction,
                     href=evidence_href(cond.iri, mod.iri, outcome.iri) if found else None,
                     claims=sorted(c.iri for c in found),
                 )

@@ -318,3 +318,15 @@ def http(
 
 def readyz(base: str) -> dict:
     return json.loads(http(base + "/readyz")[2])
+
+
+def shipped_client(store: object) -> Iterator[object]:
+    """A Flask test client of the real app over an in-memory store, for module fixtures."""
+    from service.store import EmbeddedStore
+    from service.web import create_app
+
+    served = EmbeddedStore(store, "test-shipped", workers=1)  # type: ignore[arg-type]
+    try:
+        yield create_app(served, {"SPARQL_TIMEOUT": 30.0}).test_client()
+    finally:
+        served.close()

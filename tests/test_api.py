@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from conftest import http
+from conftest import http, shipped_client
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,8 +26,6 @@ from hypothesis import strategies as st
 from service.queries import load_queries, run_query
 from service.results import term_json
 from service.sources import PREFIXES, knowledge_files, load_store
-from service.store import EmbeddedStore
-from service.web import create_app
 
 QUERIES = load_queries()
 SHIPPED = load_store(knowledge_files())
@@ -36,11 +34,7 @@ DISCLAIMER = "Decision support for clinicians and guideline authors; not advice 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[FlaskClient]:
-    store = EmbeddedStore(SHIPPED, "test-shipped", workers=1)
-    try:
-        yield create_app(store, {"SPARQL_TIMEOUT": 30.0}).test_client()
-    finally:
-        store.close()
+    yield from shipped_client(SHIPPED)
 
 
 def curie(value: str) -> str:
@@ -415,7 +409,7 @@ def test_remote_json_ld_frames_claims(remote_server: str) -> None:
 
 
 def test_docs_give_one_working_curl_line_per_question(client: FlaskClient) -> None:
-    text = (Path(__file__).resolve().parent.parent / "docs" / "API.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     calls = re.findall(r"curl -s '\$CMPKG(/api/queries/([a-z-]+)[^']*)'", text)
     assert sorted(name for _, name in calls) == sorted(QUERIES)
     for url, _ in calls:

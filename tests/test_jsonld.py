@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from conftest import shipped_client
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 from rdflib.compare import isomorphic
 
 from service import jsonld
 from service.sources import PREFIXES, knowledge_files, load_store, load_triples, to_rdflib_graph
-from service.store import EmbeddedStore
-from service.web import create_app
 
 CMPKG = Path(sys.executable).parent / "cmpkg"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
@@ -131,11 +130,7 @@ def test_a_claim_is_framed_with_source_certainty_and_ci() -> None:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[FlaskClient]:
-    store = EmbeddedStore(SHIPPED, "test-shipped", workers=1)
-    try:
-        yield create_app(store, {"SPARQL_TIMEOUT": 30.0}).test_client()
-    finally:
-        store.close()
+    yield from shipped_client(SHIPPED)
 
 
 def test_context_is_served(client: FlaskClient) -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from conftest import shipped_client
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 
 from service.sources import NS, PREFIXES, knowledge_files, load_store
-from service.store import EmbeddedStore
-from service.web import create_app
 
 SHIPPED = load_store(knowledge_files())
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
@@ -24,11 +23,7 @@ BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[FlaskClient]:
-    store = EmbeddedStore(SHIPPED, "test-shipped", workers=1)
-    try:
-        yield create_app(store, {"SPARQL_TIMEOUT": 30.0}).test_client()
-    finally:
-        store.close()
+    yield from shipped_client(SHIPPED)
 
 
 def description(iri: str) -> set[ox.Triple]:

@@ -381,3 +381,27 @@ def test_vendor_assets_come_from_node_modules_and_nothing_else(client):
     assert client.get("/vendor/axe.min.js").status_code == 200
     assert client.get("/vendor/package.json").status_code == 404
     assert client.get("/vendor/..%2fpackage.json").status_code == 404
+
+
+def test_a_cell_shows_the_certainty_of_the_claims_that_carry_its_direction():
+    """A moderate-certainty null result must not lend its grade to a low-certainty benefit."""
+    cond, mod, out = (
+        views.Term.make(COND + "chronic-low-back-pain", "chronic low back pain"),
+        views.Term.make(MOD + "pilates", "Pilates"),
+        views.Term.make(OUT + "disability", "disability"),
+    )
+
+    def claim(name: str, certainty: str, rank: int, direction_class: str) -> views.Claim:
+        return views.Claim(
+            iri=name, label=name, condition=cond, modality=mod, outcome=out, comparator="",
+            measure="MD", estimate=None, ci_lower=None, ci_upper=None, effect="",
+            studies=None, participants=None, participants_text="", certainty=certainty,
+            certainty_rank=rank, reasons=[], direction="", significance="",
+            direction_class=direction_class, derived=True, source=None, source_label="",
+            doi=None, curation_status="", scale=None, timepoint=None, reported_result=None,
+        )  # fmt: skip
+
+    claims = [claim("a", "moderate", 3, "inconclusive"), claim("b", "low", 2, "benefit")]
+    model = views.evidence_map_model(out, [out], [cond], [mod], claims)
+    cell = model.rows[0].cells[0]
+    assert (cell.count, cell.direction_class, cell.best_certainty) == (2, "benefit", "low")

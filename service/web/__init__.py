@@ -50,9 +50,10 @@ def create_app(store: Store, config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(sparql.bp)
     app.register_blueprint(ops.bp)
-    from service.web import api, linked_data, openapi  # named questions, IRIs, API description
+    # named questions, IRIs, API description, pages for guideline authors
+    from service.web import api, linked_data, openapi, pages
 
-    for blueprint in (api.bp, linked_data.bp, openapi.bp):
+    for blueprint in (api.bp, linked_data.bp, openapi.bp, pages.pages):
         app.register_blueprint(blueprint)
     from service.web import prescribe  # POST /api/prescribe (issue 6)
 

@@ -1,10 +1,10 @@
 """`/api/queries`: the named questions of queries/ as a web API.
 
 Values are resolved to our terms (IRI, CURIE, label, synonym, external code) and refused with
-404 + suggestions when they name nothing. The store interface takes query text only, so the
-resolved terms are written into the text by `service.queries.inline`, which writes each term
-with Oxigraph's own serialiser in variable positions only (IRIs are terms we hold, literals
-escaped): a value can never close a string or an IRI, add a clause or a comment.
+404 + suggestions when they name nothing. Resolved terms travel beside the query text as
+substitutions: the embedded store binds them in the engine (SEP-0007), and only the remote
+store, which the SPARQL protocol gives no way to bind, writes them in with
+`service.queries.inline` (Oxigraph's serialiser, variable positions only).
 Answers: JSON-LD (default), SPARQL JSON, CSV; `page`/`per_page` for paginated queries.
 """
 
@@ -21,7 +21,7 @@ import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from service import jsonld
-from service.queries import NamedQuery, PreparedQuery, fill_enums, inline, load_queries, prepare
+from service.queries import NamedQuery, PreparedQuery, fill_enums, load_queries, prepare
 from service.results import JSON_RESULTS, term_json
 from service.sources import PREFIXES
 from service.store import QueryJob, Store, StoreError
@@ -62,9 +62,14 @@ def _timeout() -> float:
     return float(current_app.config.get("SPARQL_TIMEOUT", 10.0))
 
 
-def run_select(store: Store, text: str, row_cap: int = INTERNAL_ROW_CAP) -> Mapping[str, Any]:
+def run_select(
+    store: Store,
+    text: str,
+    row_cap: int = INTERNAL_ROW_CAP,
+    substitutions: Mapping[str, ox.NamedNode | ox.Literal] | None = None,
+) -> Mapping[str, Any]:
     """A SELECT through the store, as parsed SPARQL JSON (head + bindings)."""
-    job = QueryJob(text, "SELECT", Dataset(), JSON_RESULTS, row_cap)
+    job = QueryJob(text, "SELECT", Dataset(), JSON_RESULTS, row_cap, dict(substitutions or {}))
     answer = store.execute(job, _timeout())
     results = json.loads(answer.body)
     results["truncated"] = answer.truncated
@@ -123,6 +128,33 @@ def catalog() -> _Catalog:
         cached = _Catalog(store.build_id, queries, resolver)
         current_app.extensions["cmpkg.api"] = cached
         return cached
+
+
+def select_rows(text: str) -> list[dict[str, str | None]]:
+    """A SELECT on the served store as plain rows (variable -> IRI or lexical form)."""
+    from service.web import state
+
+    return rows(run_select(state(current_app).store, text))
+
+
+def run_named(name: str, values: Mapping[str, str]) -> list[dict[str, str | None]]:
+    """One named question with its values bound by the engine, as plain rows."""
+    from service.web import state
+
+    cat = catalog()
+    if name not in cat.queries:
+        raise LookupError(f"no query named {name!r}")
+    prepared = prepare(cat.queries[name], values, cat.resolver)  # UnknownTerm / ValueError
+    bound = {v.value: term for v, term in prepared.substitutions.items()}
+    return rows(run_select(state(current_app).store, prepared.text, substitutions=bound))
+
+
+def rows(results: Mapping[str, Any]) -> list[dict[str, str | None]]:
+    names = list(results.get("head", {}).get("vars", []))
+    return [
+        {n: (b[n]["value"] if n in b else None) for n in names}
+        for b in results.get("results", {}).get("bindings", [])
+    ]
 
 
 def build_resolver(store: Store) -> TermResolver:
@@ -246,22 +278,25 @@ def _run(name: str) -> Response:
     tail = ""
     if per_page is not None:  # one row more than asked tells whether a next page exists
         tail = f"\nLIMIT {per_page + 1} OFFSET {(page - 1) * per_page}\n"
-    text = inline(PreparedQuery(query.text + tail, prepared.substitutions))
     from service.web import state
 
     store = state(current_app).store
-    results = run_select(store, text, int(current_app.config["SPARQL_ROW_CAP"]) + 1)
+    bound = {v.value: term for v, term in prepared.substitutions.items()}
+    row_cap = int(current_app.config["SPARQL_ROW_CAP"]) + 1
+    results = run_select(store, query.text + tail, row_cap, bound)
     bindings = results["results"]["bindings"]
     has_next = per_page is not None and len(bindings) > per_page
     if per_page is not None:
         bindings = bindings[:per_page]
-    bound = {v.value: term for v, term in prepared.substitutions.items()}
-    # inlined parameters come back unbound: give the projected columns their values again
+    # a parameter projected as `$_name` may come back unbound: give the column its value
+    head = results["head"]["vars"]
     for row in bindings:
         for p in query.parameters:
             term = bound.get(p.variable)
-            if term is not None and p.variable in results["head"]["vars"]:
+            if term is not None and p.variable in head:
                 row[p.variable] = term_json(term)
+    # column order as the head lists it, whichever store answered
+    bindings = [{v: row[v] for v in head if v in row} for row in bindings]
     results["results"]["bindings"] = bindings
     headers = {"Vary": "Accept", "X-Disclaimer": jsonld.DISCLAIMER}
     if results.get("truncated") or len(bindings) > int(current_app.config["SPARQL_ROW_CAP"]):

@@ -207,6 +207,48 @@ def _fixed_paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "HTML", "content": _content("text/html")}},
             }
         },
+        "/api/prescribe": {
+            "post": {
+                "operationId": "prescribe",
+                "summary": "Ranked, explained exercise options for one clinical presentation",
+                "description": "Decision support for clinicians and guideline authors; not "
+                "advice to patients. The body names conditions, secondary pathologies (with an "
+                "optional score and whether it is elevated), goals and preferences; see "
+                "the README (Individualized exercise prescription). Invalid input answers "
+                "422 with the SHACL report.",
+                "tags": ["prescription"],
+                "requestBody": {
+                    "required": True,
+                    "content": _content(
+                        "application/json", "application/ld+json", schema=PRESENTATION
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "Ranked recommendations with claims, certainty, sources "
+                        "and the rules that fired",
+                        "content": _content(JSONLD, "application/json", schema=PRESCRIPTION),
+                    },
+                    **{
+                        code: {
+                            "description": text,
+                            "content": _content(
+                                "application/json", JSONLD, "text/plain", schema=json_object
+                            ),
+                        }
+                        for code, text in (
+                            ("400", "Unreadable body"),
+                            ("404", "Unknown term"),
+                            ("405", "Method not allowed"),
+                            ("413", "Body too large"),
+                            ("415", "Not JSON"),
+                            ("422", "Invalid presentation: the SHACL report"),
+                            ("503", "Knowledge graph not loaded"),
+                        )
+                    },
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -235,6 +277,43 @@ def _fixed_paths() -> dict[str, Any]:
         },
     }
 
+
+_TERMS = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+# The JSON shape of a presentation; which terms exist and whether a score lies in its range
+# are the SHACL shapes' business (shapes/presentation.ttl), answered with 404 / 422.
+PRESENTATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["conditions"],
+    "properties": {
+        "@context": {"type": ["string", "object"]},
+        "conditions": {**_TERMS, "minItems": 1},
+        "goals": _TERMS,
+        "pathologies": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["pathology"],
+                "properties": {
+                    "pathology": {"type": "string"},
+                    "instrument": {"type": "string"},
+                    "score": {"type": "number"},
+                    "scoreMin": {"type": "number"},
+                    "scoreMax": {"type": "number"},
+                    "elevated": {"type": "boolean"},
+                },
+            },
+        },
+        "preferences": {"type": "object"},
+    },
+}
+
+# Every prescription answer carries the disclaimer and a plain-language summary.
+PRESCRIPTION: dict[str, Any] = {
+    "type": "object",
+    "required": ["disclaimer", "summary"],
+    "properties": {"disclaimer": {"type": "string"}, "summary": {"type": "string"}},
+}
 
 COMPONENTS: dict[str, Any] = {
     "schemas": {

@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from service import views
 from service.evidence_map import render_legend, render_table
 from service.sources import PREFIXES, project_root
+from service.web import api
 
 pages = Blueprint(
     "pages",
@@ -48,16 +49,31 @@ DISCLAIMER = (
 # --- plumbing ---------------------------------------------------------------------------
 
 
+# Each of these reads the served store through the API module unless the app config
+# provides its own (the page tests run the blueprint on a bare Flask app).
+
+
 def _select() -> views.Select:
-    return current_app.config["CMPKG_SELECT"]
+    return current_app.config.get("CMPKG_SELECT") or api.select_rows
 
 
 def _manifest() -> Mapping[str, Any]:
-    return current_app.config.get("CMPKG_MANIFEST") or {}
+    if "CMPKG_MANIFEST" in current_app.config:
+        return current_app.config["CMPKG_MANIFEST"] or {}
+    from service.web import state
+
+    store = state(current_app).store
+    return {"build_id": store.build_id, "graphs": store.graph_counts()}
 
 
 def _queries() -> Mapping[str, Any]:
-    return current_app.config.get("CMPKG_QUERIES") or {}
+    if "CMPKG_QUERIES" in current_app.config:
+        return current_app.config["CMPKG_QUERIES"]
+    return api.catalog().queries
+
+
+def _run_query() -> Callable[[str, dict[str, str]], list[dict]]:
+    return current_app.config.get("CMPKG_RUN_QUERY") or api.run_named
 
 
 def wants_json(suffix: str | None = None) -> bool:
@@ -223,7 +239,7 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
     model["query_string"] = downloads
     if model["ran"]:
         missing = [p["name"] for p in params if p["required"] and not values.get(p["name"])]
-        run: Callable[[str, dict[str, str]], list[dict]] = current_app.config["CMPKG_RUN_QUERY"]
+        run = _run_query()
         try:
             if missing:
                 raise ValueError("please fill in: " + ", ".join(missing))
