@@ -19,8 +19,10 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 BIN = Path(sys.executable).parent
 NS = "https://w3id.org/cmpkg/"
@@ -330,3 +332,49 @@ def shipped_client(store: object) -> Iterator[object]:
         yield create_app(served, {"SPARQL_TIMEOUT": 30.0}).test_client()
     finally:
         served.close()
+
+
+# --- headless Chromium (Debian's, installed by scripts/bootstrap.sh; never a downloaded one) ---
+# A module using `page` defines a `base_url` fixture: the server under test.
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture()
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    foreign: list[str] = []
+    origin = urlsplit(base_url).netloc
+
+    def check(request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme in ("http", "https") and url.netloc != origin:
+            foreign.append(request.url)
+
+    page.on("request", check)
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    yield page
+    context.close()
+    assert foreign == [], f"requests left our origin: {foreign}"
+    assert errors == [], f"JavaScript errors: {errors}"

@@ -12,25 +12,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from test_views import BUSCH, COND, build_app
 from waitress.server import create_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 @pytest.fixture(scope="module")
@@ -43,37 +32,6 @@ def base_url() -> Iterator[str]:
     finally:
         server.close()
         thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture()
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    foreign: list[str] = []
-    origin = urlsplit(base_url).netloc
-
-    def check(request) -> None:
-        url = urlsplit(request.url)
-        if url.scheme in ("http", "https") and url.netloc != origin:
-            foreign.append(request.url)
-
-    page.on("request", check)
-    errors: list[str] = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    yield page
-    context.close()
-    assert foreign == [], f"requests left our origin: {foreign}"
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def screenshot(page: Page, name: str) -> None:
