@@ -14,17 +14,8 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.reasoning import DERIVATION_NS, HERMIT_RULE, NS, OWL_RL_RULE
-from service.sources import PREFIXES
-
-# Prefixes for the nodes rules mint, on top of the project's, so CURIEs work on the command line.
-EXPLAIN_PREFIXES: dict[str, str] = {
-    **PREFIXES,
-    "support": NS + "support/",
-    "derivation": DERIVATION_NS,
-    "caution": NS + "caution/",
-    "prescription-component": NS + "prescription-component/",
-}
+from service.reasoning import HERMIT_RULE, OWL_RL_RULE
+from service.sources import PREFIXES, curie, expand_curie, load_dataset
 
 _P = {
     "label": ox.NamedNode(PREFIXES["rdfs"] + "label"),
@@ -87,26 +78,21 @@ def expand(text: str) -> str:
         return text[1:-1]
     if "://" in text:
         return text
-    prefix, sep, local = text.partition(":")
-    if sep and prefix in EXPLAIN_PREFIXES:
-        return EXPLAIN_PREFIXES[prefix] + local
-    raise UnknownIRI(f"not an IRI or known CURIE: {text!r}")
+    iri = expand_curie(text)
+    if iri is None:
+        raise UnknownIRI(f"not an IRI or known CURIE: {text!r}")
+    return iri
 
 
 def compact(term: ox.NamedNode | ox.BlankNode | ox.Literal | str) -> str:
     if isinstance(term, ox.Literal):
         return f'"{term.value}"'
     iri = term if isinstance(term, str) else term.value
-    for prefix, ns in sorted(EXPLAIN_PREFIXES.items(), key=lambda kv: -len(kv[1])):
-        if iri.startswith(ns) and "/" not in iri[len(ns) :]:
-            return f"{prefix}:{iri[len(ns) :]}"
-    return f"<{iri}>"
+    return curie(iri) or f"<{iri}>"
 
 
 def load_artifact(path: Path) -> ox.Store:
-    store = ox.Store()
-    store.bulk_load(path=str(path), format=ox.RdfFormat.N_QUADS)
-    return store
+    return load_dataset(path)
 
 
 class _Graph:

@@ -18,7 +18,7 @@ from pathlib import Path
 import owlready2
 import pyoxigraph as ox
 
-from service.sources import PREFIXES
+from service.sources import PREFIXES, curie
 
 RDF_TYPE = PREFIXES["rdf"] + "type"
 RDF_FIRST = PREFIXES["rdf"] + "first"
@@ -347,10 +347,7 @@ def describe_literal_clash(c: LiteralClash) -> str:
 
 
 def compact(iri: str) -> str:
-    for prefix, ns in sorted(PREFIXES.items(), key=lambda kv: -len(kv[1])):
-        if iri.startswith(ns) and "/" not in iri[len(ns) :]:
-            return f"{prefix}:{iri[len(ns) :]}"
-    return f"<{iri}>"
+    return curie(iri) or f"<{iri}>"
 
 
 def describe_clash(c: Clash) -> str:

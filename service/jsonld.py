@@ -31,7 +31,9 @@ XSD_STRING = XSD + "string"
 LANG_STRING = PREFIXES["rdf"] + "langString"
 Json = dict[str, Any]
 # Prefixes left out of the context: each is also the name of a result column or property.
-UNPREFIXED = frozenset({"claim", "finding", "measure", "report", "rule", "site", "strength"})
+UNPREFIXED = frozenset(
+    {"claim", "finding", "measure", "report", "rule", "site", "strength", "support"}
+)
 Subject = ox.NamedNode | ox.BlankNode
 
 

@@ -11,6 +11,7 @@ compared), then the modality label, so the same input always gives the same byte
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 
 import pyoxigraph as ox
 
+from service import sources
 from service.presentation import (
     FIELD_OF_PROPERTY,
     InvalidPresentation,
@@ -39,23 +41,28 @@ CMP = PREFIXES["cmp"]
 PRESENTATION_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation")
 DERIVED_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation-inferred")
 SHAPE_FILES = ("prefixes.ttl", "presentation.ttl")
-CURIE_PREFIXES = {
-    **PREFIXES,
-    "support": "https://w3id.org/cmpkg/support/",
-    "caution": "https://w3id.org/cmpkg/caution/",
-    "pc": "https://w3id.org/cmpkg/prescription-component/",
-    "presentation": "https://w3id.org/cmpkg/presentation/",
-    "shape": "https://w3id.org/cmpkg/shape/",
-}
 DIRECTNESS_ORDER = {"direct": 0, "indirect": 1}
 
 
+@functools.cache
+def context_prefixes() -> dict[str, str]:
+    """The namespace prefixes the presentation @context defines (the response's context)."""
+    return {
+        name: value
+        for name, value in load_context().items()
+        if isinstance(value, str) and value.endswith(("/", "#")) and not name.startswith("@")
+    }
+
+
+def _short(iri: str) -> str:
+    """A project prefixed name for text a person reads (field and rule names in reports)."""
+    return sources.curie(iri) or iri
+
+
 def curie(iri: str) -> str:
-    best = ""
-    for prefix, base in CURIE_PREFIXES.items():
-        if iri.startswith(base) and len(base) > len(CURIE_PREFIXES.get(best, "")):
-            best = prefix
-    return f"{best}:{iri[len(CURIE_PREFIXES[best]) :]}" if best else iri
+    """A prefixed name the response's own @context defines, else the full IRI (so every
+    @id expands to the right IRI)."""
+    return sources.curie(iri, context_prefixes()) or iri
 
 
 @dataclass
@@ -146,10 +153,10 @@ def validate(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> None:
         if f.severity != "Violation":
             continue
         prefix = nodes.get(f.focus_node, f.focus_node)
-        name = FIELD_OF_PROPERTY.get(f.path or "", curie(f.path) if f.path else "")
+        name = FIELD_OF_PROPERTY.get(f.path or "", _short(f.path) if f.path else "")
         if prefix and name and not name.startswith("preferences"):
             name = f"{prefix}.{name}"
-        rule = curie(f.shape) if f.shape else "shape"
+        rule = _short(f.shape) if f.shape else "shape"
         constraint = re.split(r"[#:]", f.constraint)[-1] if f.constraint else ""
         problems.append(
             Problem(

@@ -42,6 +42,13 @@ PREFIXES: dict[str, str] = {
     "graph": NS + "graph/",
     "dir": NS + "direction/",
     "sig": NS + "significance/",
+    # nodes the build and the prescription mint (rules' output, derivation records, shapes)
+    "support": NS + "support/",
+    "caution": NS + "caution/",
+    "prescription-component": NS + "prescription-component/",
+    "derivation": NS + "derivation/",
+    "presentation": NS + "presentation/",
+    "shape": NS + "shape/",
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
     "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
     "owl": "http://www.w3.org/2002/07/owl#",
@@ -163,6 +170,35 @@ def to_rdflib_graph(triples: Iterable[ox.Triple | ox.Quad]) -> rdflib.Graph:
             (to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object))
         )
     return graph
+
+
+def load_dataset(path: Path, store: ox.Store | None = None) -> ox.Store:
+    """A dataset file (N-Quads, TriG: a build artifact) into a store, graphs kept."""
+    store = store if store is not None else ox.Store()
+    store.extend(parse_file(path))
+    return store
+
+
+def curie(iri: str, prefixes: Mapping[str, str] = PREFIXES) -> str | None:
+    """The prefixed name of an IRI under the longest matching namespace, or None.
+
+    Local parts with '/' or '#' are not valid prefixed names, so those IRIs get None.
+    """
+    best = max(
+        (p for p, base in prefixes.items() if iri.startswith(base)),
+        key=lambda p: len(prefixes[p]),
+        default=None,
+    )
+    if best is None:
+        return None
+    local = iri[len(prefixes[best]) :]
+    return None if "/" in local or "#" in local else f"{best}:{local}"
+
+
+def expand_curie(text: str, prefixes: Mapping[str, str] = PREFIXES) -> str | None:
+    """The IRI a prefixed name stands for, or None when its prefix is not ours."""
+    prefix, sep, local = text.partition(":")
+    return prefixes[prefix] + local if sep and prefix in prefixes else None
 
 
 def sparql_prefixes() -> str:

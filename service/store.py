@@ -30,7 +30,7 @@ from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 
 from service.pool import PoolBusy, WorkerCrashed, WorkerPool, WorkerTimeout
 from service.results import GRAPH_FORMATS, Answer, encode_result
-from service.sources import parse_file
+from service.sources import load_dataset, parse_file
 from service.web.safety import Dataset, strip_dataset_clauses
 
 # Stands for "an empty graph" when a dataset selects no graph we hold; a URN is never fetched.
@@ -113,8 +113,7 @@ def _evaluate(store: ox.Store, job: QueryJob) -> Answer | _Failure:
 
 def load_embedded(artifact: Path, extra: Mapping[Path, str] | None = None) -> ox.Store:
     """The artifact's quads (graphs kept) plus each extra file as the named graph given."""
-    store = ox.Store()
-    store.extend(parse_file(artifact))
+    store = load_dataset(artifact)
     for path, graph in (extra or {}).items():
         name = ox.NamedNode(graph)
         store.extend(ox.Quad(q.subject, q.predicate, q.object, name) for q in parse_file(path))

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
+from service import sources
 from service.sources import NS, PREFIXES, sparql_prefixes
 
 Row = dict[str, str | None]
@@ -71,12 +72,8 @@ def local_name(iri: str) -> str:
 
 
 def curie(iri: str) -> str:
-    """The shortest prefixed form of an IRI, or the IRI itself."""
-    best = ""
-    for prefix, base in PREFIXES.items():
-        if iri.startswith(base) and len(base) > len(PREFIXES.get(best, "")):
-            best = prefix
-    return f"{best}:{iri[len(PREFIXES[best]) :]}" if best else iri
+    """The prefixed form of an IRI, or the IRI itself."""
+    return sources.curie(iri) or iri
 
 
 def entity_href(iri: str) -> str:

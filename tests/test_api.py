@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service import sources
 from service.queries import load_queries, run_query
 from service.results import term_json
 from service.sources import PREFIXES, knowledge_files, load_store
@@ -38,10 +39,7 @@ def client() -> Iterator[FlaskClient]:
 
 
 def curie(value: str) -> str:
-    for prefix, base in PREFIXES.items():
-        if value.startswith(base) and "/" not in value[len(base) :]:
-            return f"{prefix}:{value[len(base) :]}"
-    return value
+    return sources.curie(value) or value
 
 
 def cell(binding: dict | None) -> object:

@@ -80,9 +80,16 @@ def test_terms_are_short_and_never_shadow_a_prefix() -> None:
     comp = jsonld.compactor()
     assert not set(comp.prefixes) & set(comp.definitions)
     # every column name a named query answers with can be a key of a result row
-    assert not {"claim", "finding", "site", "strength", "measure", "report", "rule"} & set(
-        comp.prefixes
-    )
+    assert not {
+        "claim",
+        "finding",
+        "site",
+        "strength",
+        "measure",
+        "report",
+        "rule",
+        "support",
+    } & set(comp.prefixes)
 
 
 def test_values_come_back_as_the_same_rdf_terms() -> None:

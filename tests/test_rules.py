@@ -21,7 +21,14 @@ from service.reasoning import (
     rule_files,
     run_rules,
 )
-from service.sources import GRAPHS, PREFIXES, knowledge_files, load_triples, parse_file
+from service.sources import (
+    GRAPHS,
+    PREFIXES,
+    expand_curie,
+    knowledge_files,
+    load_triples,
+    parse_file,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "rules"
@@ -29,13 +36,7 @@ NS = "https://w3id.org/cmpkg/"
 
 
 def iri(curie: str) -> ox.NamedNode:
-    prefix, local = curie.split(":", 1)
-    extra = {
-        "support": NS + "support/",
-        "caution": NS + "caution/",
-        "pc": NS + "prescription-component/",
-    }
-    return ox.NamedNode({**PREFIXES, **extra}[prefix] + local)
+    return ox.NamedNode(expand_curie(curie))
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +209,8 @@ def test_supported_negative(rules, fixture_ontology):
 def test_prescription_component_positive(rules, fixture_ontology):
     out = run("prescription-component-positive.ttl", rules, fixture_ontology)
     key = "principle-perceived-safe-non-threatening--fear-of-movement"
-    cmp_node = iri(f"pc:chronic-musculoskeletal-pain--{key}")
-    fm_node = iri(f"pc:fibromyalgia--{key}")
+    cmp_node = iri(f"prescription-component:chronic-musculoskeletal-pain--{key}")
+    fm_node = iri(f"prescription-component:fibromyalgia--{key}")
     assert {cmp_node.value, fm_node.value} <= out.of_type("cmp:PrescriptionComponent")
     assert out.objects(fm_node, "cmp:condition") == {iri("cond:fibromyalgia").value}
     assert out.objects(fm_node, "cmp:inheritedFrom") == {

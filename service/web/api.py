@@ -26,6 +26,7 @@ from service.results import JSON_RESULTS, term_json
 from service.sources import PREFIXES
 from service.store import QueryJob, Store, StoreError
 from service.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
+from service.views import rows_from_sparql_json
 from service.web.protocol import ProtocolError, choose_format
 from service.web.safety import Dataset
 
@@ -134,7 +135,7 @@ def select_rows(text: str) -> list[dict[str, str | None]]:
     """A SELECT on the served store as plain rows (variable -> IRI or lexical form)."""
     from service.web import state
 
-    return rows(run_select(state(current_app).store, text))
+    return rows_from_sparql_json(run_select(state(current_app).store, text))
 
 
 def run_named(name: str, values: Mapping[str, str]) -> list[dict[str, str | None]]:
@@ -146,15 +147,9 @@ def run_named(name: str, values: Mapping[str, str]) -> list[dict[str, str | None
         raise LookupError(f"no query named {name!r}")
     prepared = prepare(cat.queries[name], values, cat.resolver)  # UnknownTerm / ValueError
     bound = {v.value: term for v, term in prepared.substitutions.items()}
-    return rows(run_select(state(current_app).store, prepared.text, substitutions=bound))
-
-
-def rows(results: Mapping[str, Any]) -> list[dict[str, str | None]]:
-    names = list(results.get("head", {}).get("vars", []))
-    return [
-        {n: (b[n]["value"] if n in b else None) for n in names}
-        for b in results.get("results", {}).get("bindings", [])
-    ]
+    return rows_from_sparql_json(
+        run_select(state(current_app).store, prepared.text, substitutions=bound)
+    )
 
 
 def build_resolver(store: Store) -> TermResolver:
