@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from test_views import BUSCH, COND, build_app
 from waitress.server import create_server
 
@@ -37,6 +37,19 @@ def base_url() -> Iterator[str]:
 def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def map_cell(page: Page, condition: str, modality: str) -> Locator:
+    """An evidence-map cell found by its headers, as a reader would: row, then column."""
+    column = page.evaluate(
+        """m => [...document.querySelectorAll('#evidence-map thead tr > *')]
+               .findIndex(th => th.textContent.trim() === m)""",
+        modality,
+    )
+    assert column > 0, f"no column {modality!r}"
+    table = page.locator("table#evidence-map")
+    row = table.locator("tbody tr", has=page.locator("th", has_text=condition))
+    return row.locator("> *").nth(column)
 
 
 def assert_accessible(page: Page) -> None:
@@ -99,14 +112,7 @@ def test_evidence_map_cell_leads_to_the_busch_2007_claim(page: Page):
     screenshot(page, "evidence-map")
     assert_accessible(page)
 
-    # Find the cell by its headers, as a reader would: row fibromyalgia, column aerobic.
-    column = page.evaluate(
-        """() => [...document.querySelectorAll('#evidence-map thead tr > *')]
-               .findIndex(th => th.textContent.trim() === 'aerobic exercise')"""
-    )
-    assert column > 0
-    row = table.locator("tbody tr", has=page.locator("th", has_text="fibromyalgia"))
-    cell = row.locator("> *").nth(column)
+    cell = map_cell(page, "fibromyalgia", "aerobic exercise")
     expect(cell).to_contain_text("1 claim")
     expect(cell).to_contain_text("benefit")
     expect(cell).to_contain_text("moderate")

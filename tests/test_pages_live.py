@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import start_service, stop
 from playwright.sync_api import Page, expect
-from test_pages_e2e import assert_accessible, screenshot
+from test_pages_e2e import assert_accessible, map_cell, screenshot
 
 from service.build import ensure_artifact
 
@@ -33,14 +33,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_evidence_map_cell_reaches_busch_2007_on_the_shipped_graph(page: Page) -> None:
     page.goto("/evidence-map?outcome=physical-function")
-    table = page.locator("table#evidence-map")
-    column = page.evaluate(
-        """() => [...document.querySelectorAll('#evidence-map thead tr > *')]
-               .findIndex(th => th.textContent.trim() === 'aerobic exercise')"""
-    )
-    assert column > 0
-    row = table.locator("tbody tr", has=page.locator("th", has_text="fibromyalgia"))
-    cell = row.locator("> *").nth(column)
+    cell = map_cell(page, "fibromyalgia", "aerobic exercise")
     # Busch 2007 (SMD 0.66, moderate) and Bidonde 2017 (MD -10.16, low): both significant
     # benefits, so the cell shows the better certainty of the two.
     expect(cell).to_contain_text("2 claims")
