@@ -108,18 +108,25 @@ def _decimal(value: str | None) -> Decimal | None:
 # --- labels and hierarchies -------------------------------------------------------------
 
 
+def _select_about(select: Select, iris: Iterable[str], projection: str, pattern: str) -> list[Row]:
+    """`pattern` for each of the IRIs (bound to ?s), in one query; none asked, none run."""
+    ordered = sorted({i for i in iris if is_iri(i)})
+    if not ordered:
+        return []
+    return select(
+        sparql_prefixes()
+        + f"SELECT {projection} WHERE {{\n  VALUES ?s {{ {_iri_list(ordered)} }}\n  {pattern}\n}}"
+    )
+
+
 def fetch_labels(select: Select, iris: Iterable[str]) -> dict[str, str]:
     """English (or untagged) labels; the alphabetically first wins so pages are deterministic."""
-    iris = sorted({i for i in iris if is_iri(i)})
-    if not iris:
-        return {}
-    rows = select(
-        sparql_prefixes()
-        + f"""SELECT ?s ?label WHERE {{
-  VALUES ?s {{ {_iri_list(iris)} }}
-  {{ ?s rdfs:label ?label }} UNION {{ ?s skos:prefLabel ?label }}
-  FILTER(lang(?label) = "" || langMatches(lang(?label), "en"))
-}}"""
+    rows = _select_about(
+        select,
+        iris,
+        "?s ?label",
+        """{ ?s rdfs:label ?label } UNION { ?s skos:prefLabel ?label }
+  FILTER(lang(?label) = "" || langMatches(lang(?label), "en"))""",
     )
     labels: dict[str, str] = {}
     for row in rows:
@@ -131,15 +138,8 @@ def fetch_labels(select: Select, iris: Iterable[str]) -> dict[str, str]:
 
 def fetch_abbreviations(select: Select, iris: Iterable[str]) -> dict[str, str]:
     """Short forms ("SMD", "RR") among the altLabels: what effect columns conventionally show."""
-    iris = sorted({i for i in iris if is_iri(i)})
-    if not iris:
-        return {}
-    rows = select(
-        sparql_prefixes()
-        + f"""SELECT ?s ?alt WHERE {{
-  VALUES ?s {{ {_iri_list(iris)} }}
-  ?s skos:altLabel ?alt FILTER(regex(str(?alt), "^[A-Z]{{2,5}}$"))
-}}"""
+    rows = _select_about(
+        select, iris, "?s ?alt", '?s skos:altLabel ?alt FILTER(regex(str(?alt), "^[A-Z]{2,5}$"))'
     )
     short: dict[str, str] = {}
     for row in rows:
