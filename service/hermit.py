@@ -7,6 +7,7 @@ or range of a property it is used with) into two disjoint classes.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -392,3 +393,132 @@ def _explain(
         "Inconsistent, but no node typed into two disjoint classes was found; look for "
         "cardinality, functional-property or datatype-range conflicts among the latest edits."
     )
+
+
+# --- HermiT on the ontology plus the instance types it needs --------------------------------
+# The schema allows only subclass links, domains, ranges, disjointness, functional properties,
+# unions and distinct terms (anything else: the whole input goes to HermiT). Under such a
+# schema a data node's consistency depends only on its types (materialised by OWL RL) and on
+# the values of its functional properties, each checked on the full data below; so one
+# representative per distinct (types, properties used) stands for every data node like it.
+_SUMMARY_BLOCKERS = {
+    PREFIXES["rdfs"] + "subPropertyOf",
+    *(OWL + name for name in (
+        "Restriction", "onProperty", "someValuesFrom", "allValuesFrom", "hasValue",
+        "maxCardinality", "minCardinality", "cardinality", "maxQualifiedCardinality",
+        "minQualifiedCardinality", "qualifiedCardinality", "hasKey", "oneOf", "inverseOf",
+        "propertyChainAxiom", "complementOf", "intersectionOf", "disjointUnionOf",
+        "propertyDisjointWith", "equivalentProperty", "sameAs", "differentFrom",
+        "TransitiveProperty", "SymmetricProperty", "AsymmetricProperty", "ReflexiveProperty",
+        "IrreflexiveProperty", "InverseFunctionalProperty", "NegativePropertyAssertion",
+    )),
+}  # fmt: skip
+SUMMARY_NS = "urn:cmpkg:hermit-summary:"
+
+
+def summary_blocker(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> str | None:
+    """Why HermiT must see the whole input (None when the summary is exact)."""
+    for t in schema:
+        if t.predicate.value in _SUMMARY_BLOCKERS or (
+            t.predicate.value == RDF_TYPE and t.object.value in _SUMMARY_BLOCKERS
+        ):
+            return f"the ontology uses {compact(t.predicate.value)} / {compact(t.object.value)}"
+    functional = {
+        t.subject for t in schema
+        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "FunctionalProperty"
+    }  # fmt: skip
+    rdfs = PREFIXES["rdfs"]
+    harmless = {RDFS_LABEL, rdfs + "comment", rdfs + "seeAlso"}
+    # Distinct predicates and classes first: the data is large, its vocabulary small.
+    predicates = {t.predicate for t in data}
+    for p in predicates:
+        if p.value.startswith((OWL, rdfs)) and p.value not in harmless:
+            return f"data states schema with {compact(p.value)}"
+    rdf_type = ox.NamedNode(RDF_TYPE)
+    classes = {t.object for t in data if t.predicate == rdf_type}
+    for c in classes:
+        if isinstance(c, ox.NamedNode) and c.value.startswith((OWL, rdfs)):
+            return f"data states schema: a node typed {compact(c.value)}"
+    first: dict[tuple, object] = {}
+    used = functional & predicates
+    for t in data:
+        if t.predicate in used:
+            if first.setdefault((t.subject, t.predicate), t.object) != t.object:
+                return f"two values of functional {compact(t.predicate.value)}: {t.subject}"
+    if find_literal_clashes([*schema, *data]):
+        return "a literal outside its property's range"
+    return None
+
+
+def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox.Triple]:
+    """The schema plus one representative per kind of data node (see above).
+
+    `data` is asserted + inferred logical statements (OWL RL types included). Terms the schema
+    describes keep their own names; other nodes map to `urn:cmpkg:hermit-summary:<hash>` of
+    their sorted types and properties. Annotations (labels) say nothing to HermiT and go.
+    """
+    annotation = {
+        t.subject for t in schema
+        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "AnnotationProperty"
+    } | {ox.NamedNode(RDFS_LABEL), ox.NamedNode(PREFIXES["rdfs"] + "comment")}  # fmt: skip
+    functional = {
+        t.subject for t in schema
+        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "FunctionalProperty"
+    }  # fmt: skip
+    terms = {t.subject for t in schema} | {
+        t.object for t in schema if isinstance(t.object, ox.NamedNode)
+    }
+    by_subject: dict[object, list[ox.Triple]] = defaultdict(list)
+    for t in data:
+        if t.predicate not in annotation:
+            by_subject[t.subject].append(t)
+    rep: dict[object, ox.NamedNode] = {}
+    for node, triples in by_subject.items():
+        if node in terms:
+            continue
+        types = sorted({str(t.object) for t in triples if t.predicate.value == RDF_TYPE})
+        props = sorted({str(t.predicate) for t in triples if t.predicate.value != RDF_TYPE})
+        key = "\n".join(types) + "\n\n" + "\n".join(props)
+        rep[node] = ox.NamedNode(SUMMARY_NS + hashlib.md5(key.encode()).hexdigest())
+    out: set[ox.Triple] = set(schema)
+    literal_seen: set[tuple] = set()
+    for node, triples in by_subject.items():
+        subject = rep.get(node, node)
+        for t in triples:
+            obj = t.object
+            # One value per functional property, one literal per property and datatype: the
+            # values themselves were checked on the full data (summary_blocker).
+            key: tuple | None = None
+            if t.predicate in functional:
+                key = (subject, t.predicate)
+            elif isinstance(obj, ox.Literal):
+                key = (subject, t.predicate, obj.datatype, obj.language)
+            if key is not None:
+                if key in literal_seen:
+                    continue
+                literal_seen.add(key)
+            if not isinstance(obj, ox.Literal):
+                obj = rep.get(obj, obj)
+            out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
+    return sorted(out, key=str)
+
+
+def run_hermit_summarized(
+    schema: Sequence[ox.Triple], data: Sequence[ox.Triple]
+) -> tuple[HermitResult, str | None]:
+    """HermiT on the summary when it is exact, else (or when the summary is inconsistent, to
+    name the nodes) on everything; returns the result and why the full input ran, if it did."""
+    # Statements about the terms (OWL RL's subclass closure, a data file's label on a term)
+    # belong with the schema: kept whole, never summarised.
+    terms = {t.subject for t in schema} | {
+        t.object for t in schema if isinstance(t.object, ox.NamedNode)
+    }
+    schema = [*schema, *(t for t in data if t.subject in terms)]
+    data = [t for t in data if t.subject not in terms]
+    why = summary_blocker(schema, data)
+    if why is None:
+        result = run_hermit(summarize(schema, data))
+        if result.consistent and not result.unsatisfiable:
+            return result, None
+        why = "the summary is inconsistent: checking the full input to name the nodes"
+    return run_hermit([*schema, *data]), why
