@@ -28,7 +28,7 @@ from service.hermit import (
     JavaNotFoundError,
     describe_clash,
     describe_literal_clash,
-    run_hermit,
+    run_hermit_summarized,
 )
 from service.sources import (
     PREFIXES,
@@ -400,7 +400,8 @@ def validate_graphs(
 ) -> ValidationReport:
     """SHACL-validate ontology + data against the shapes, then (optionally) run HermiT."""
     file_of = file_of or {}
-    statements = [s.triple if isinstance(s, ox.Quad) else s for s in (*ontology, *data)]
+    schema = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
+    statements = schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
     # The ontology goes into the data graph: term shapes check it, and sh:class needs its
     # rdfs:subClassOf links (a cmp:SystematicReview is a cmp:Source).
     engine = engine or shacl_engine()
@@ -419,7 +420,9 @@ def validate_graphs(
     hermit = None
     if reasoner:
         try:
-            hermit = run_hermit(statements)
+            # The summary (one representative per kind of data node) keeps a draft check
+            # interactive on a large knowledge base; the whole input runs when it must.
+            hermit, _why = run_hermit_summarized(schema, statements[len(schema) :])
             findings += _owl_findings(hermit, data_graph, file_of)
         except JavaNotFoundError:
             raise
