@@ -28,6 +28,7 @@ from service.reasoning import (
     HERMIT_RULE,
     derivation_records,
     is_provenance,
+    peak_rss_mib,
     load_rules,
     reason,
     rule_files,
@@ -73,6 +74,7 @@ class Manifest:
     # Stages that ran on their whole input instead of the fast path, and why (see reasoning,
     # hermit): the answers are the same, only slower.
     full_input: dict[str, str] = field(default_factory=dict)
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # per stage, this process
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,7 +185,9 @@ class _Stages:
     """Times each stage and, on a terminal, says what is running (HermiT takes seconds)."""
 
     def __init__(self, progress: bool, echo: Callable[[str], None]) -> None:
-        self.progress, self.echo, self.timings = progress, echo, {}
+        self.progress, self.echo = progress, echo
+        self.timings: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -191,8 +195,10 @@ class _Stages:
         if self.progress:
             self.echo(f"[{number}/{len(STAGES)}] {name} ...")
         started = time.perf_counter()
+        peak_rss_mib()  # reset: what follows is this stage's own peak
         yield
         self.timings[name] = round(time.perf_counter() - started, 3)
+        self.peaks[name] = peak_rss_mib()
         if self.progress:
             self.echo(f"[{number}/{len(STAGES)}] {name} done in {self.timings[name]:.2f} s")
 
@@ -261,6 +267,7 @@ def build(
     except Exception as err:  # a rule with bad SPARQL, or a reasoner crash: fail closed
         raise BuildFailed("rules", f"{type(err).__name__}: {err}") from err
     stages.timings.update({k: round(v, 3) for k, v in result.timings.items()})
+    stages.peaks.update(result.peaks)
     if progress:
         echo(f"[2-3/{len(STAGES)}] OWL RL + rules done: {len(result.inferred)} inferred triples")
     inferred = list(result.inferred)
@@ -312,6 +319,7 @@ def build(
             full_input=full_input,
         )
     manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
+    manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
     _write_atomically(directory, data, manifest)
     return manifest
 

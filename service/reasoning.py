@@ -45,6 +45,22 @@ RDF_OBJECT = ox.NamedNode(RDF + "object")
 RULE_PREFIXES: dict[str, str] = {**PREFIXES, "deriv": DERIVATION_NS}
 
 
+def peak_rss_mib(reset: bool = True) -> float:
+    """This process's peak resident memory since the last reset (Linux; 0 elsewhere), then
+    reset it, so each build stage reports its own peak."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0.0
+    peak = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
+    if reset:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to current RSS
+        except OSError:
+            pass
+    return round(peak / 1024, 1)
+
+
 class RuleError(Exception):
     """A rule that cannot run (bad SPARQL) or that breaks the output contract (blank nodes)."""
 
@@ -69,6 +85,7 @@ class ReasoningResult:
     rounds: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     owl_rl_fallback: str | None = None  # why the full OWL RL closure ran, if it did
+    peaks: dict[str, float] = field(default_factory=dict)  # peak RSS (MiB) per step
 
 
 def rule_files(root: Path | None = None) -> list[Path]:
@@ -542,6 +559,7 @@ def reason(
     else:
         entailed, fallback = owl_rl_fast(onto, data, owl_rl_engine)
     timings["owl_rl"] = time.perf_counter() - started
+    peaks = {"owl_rl": peak_rss_mib()}
 
     started = time.perf_counter()
     store = ox.Store()
@@ -553,6 +571,7 @@ def reason(
     inferred = [q.triple for q in store.quads_for_pattern(None, None, None, g_inf)]
     inferred += derivation_records(entailed, OWL_RL_RULE)
     timings["rules"] = time.perf_counter() - started
+    peaks["rules"] = peak_rss_mib()
     # Unsorted: the writer sorts the artifact's lines, and sorting millions of terms here
     # cost seconds for nothing.
     return ReasoningResult(
@@ -562,6 +581,7 @@ def reason(
         rounds=rounds,
         timings=timings,
         owl_rl_fallback=fallback,
+        peaks=peaks,
     )
 
 

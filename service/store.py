@@ -12,7 +12,9 @@ through `service.results`, so the same query gives the same bytes on either back
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -166,6 +168,52 @@ class EmbeddedStore:
         self._pool.close()
 
 
+# Graphs a store keeps for itself (Virtuoso: its RDF views, LDP vocabulary, service
+# description); never part of the knowledge graph, so never in the default dataset.
+ENGINE_GRAPHS = (
+    "http://www.openlinksw.com/schemas/virtrdf#",
+    "http://www.w3.org/ns/ldp#",
+    "http://localuriqaserver/",
+)
+_BNODE_ID = re.compile(r"[^A-Za-z0-9_]")
+_XSD_BOOLEAN = "http://www.w3.org/2001/XMLSchema#boolean"
+
+
+def normalize_json_results(raw: bytes, ask: bool = False) -> bytes:
+    """SPARQL JSON results as the W3C format says, from stores that bend it.
+
+    Virtuoso answers ASK as a one-row table (`__ASK_RETVAL` = 1 or 0), writes xsd:boolean as
+    "1"/"0" (valid lexical forms, not the canonical ones) and names blank nodes
+    `nodeID://b123` (not a valid label). Same values, canonical forms; a conforming answer
+    (Oxigraph's) passes through unchanged.
+    """
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw  # the parser reports it
+    bindings = doc.get("results", {}).get("bindings") if isinstance(doc, dict) else None
+    if not isinstance(bindings, list):
+        return raw
+    if ask and doc.get("head", {}).get("vars") == ["__ASK_RETVAL"] and len(bindings) <= 1:
+        # true is one row holding 1; false is no row at all
+        value = bindings[0].get("__ASK_RETVAL", {}).get("value") if bindings else None
+        return json.dumps({"head": {}, "boolean": value in ("1", "true")}).encode()
+    changed = False
+    for row in bindings:
+        for term in row.values():
+            kind = term.get("type")
+            if kind == "bnode" and _BNODE_ID.search(term.get("value", "")):
+                term["value"] = _BNODE_ID.sub("_", term["value"])
+                changed = True
+            elif kind == "typed-literal":  # the 2007 draft's name for a typed literal
+                term["type"] = "literal"
+                changed = True
+            if term.get("datatype") == _XSD_BOOLEAN and term.get("value") in ("1", "0"):
+                term["value"] = "true" if term["value"] == "1" else "false"
+                changed = True
+    return json.dumps(doc).encode() if changed else raw
+
+
 class RemoteStore:
     """Every request is forwarded with SPARQLWrapper, with the dataset always made explicit."""
 
@@ -186,6 +234,9 @@ class RemoteStore:
         wrapper.queryType = form
         wrapper.setTimeout(max(1, math.ceil(timeout)))
         wrapper.addCustomHttpHeader("Accept", accept)
+        # Content negotiation only: SPARQLWrapper would also send format=xml&output=xml, which
+        # contradicts the Accept header (Virtuoso then answers 406).
+        wrapper.setOnlyConneg(True)
         return wrapper
 
     def _fetch(self, wrapper: SPARQLWrapper) -> bytes:
@@ -209,8 +260,14 @@ class RemoteStore:
         raw = self._fetch(
             self._wrapper(query, timeout, "application/sparql-results+json", "SELECT")
         )
-        solutions = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
-        return {s["g"].value: int(s["n"].value) for s in solutions if s["g"] is not None}
+        solutions = ox.parse_query_results(
+            normalize_json_results(raw), format=ox.QueryResultsFormat.JSON
+        )
+        return {
+            s["g"].value: int(s["n"].value)
+            for s in solutions  # type: ignore[union-attr]
+            if s["g"] is not None and not s["g"].value.startswith(ENGINE_GRAPHS)
+        }
 
     def graph_counts(self) -> dict[str, int]:
         return dict(self._counts)
@@ -239,7 +296,10 @@ class RemoteStore:
             if graph:
                 result: object = (q.triple for q in ox.parse(raw, format=ox.RdfFormat.N_TRIPLES))
             else:
-                result = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
+                result = ox.parse_query_results(
+                    normalize_json_results(raw, ask=job.form == "ASK"),
+                    format=ox.QueryResultsFormat.JSON,
+                )
             return encode_result(result, job.media_type, job.row_cap)
         except SyntaxError as err:
             raise StoreUnavailable(f"the remote store sent an unreadable answer: {err}") from None
