@@ -44,6 +44,7 @@ from service.sources import (
 
 ARTIFACT_NAME = "cmpkg.nq"
 MANIFEST_NAME = "manifest.json"
+CACHE_DIR = ".cache"  # answers of unchanged inputs a rebuild reuses (HermiT on the summary)
 RULE_VOCABULARY = "rule-vocabulary.ttl"
 TOOLS = ("pyoxigraph", "rdflib", "reasonable", "owlrl", "owlready2", "pyshacl")
 STAGES = ("load", "owl_rl", "rules", "hermit", "shacl", "write")
@@ -75,6 +76,7 @@ class Manifest:
     # hermit): the answers are the same, only slower.
     full_input: dict[str, str] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)  # per stage, this process
+    reused: list[str] = field(default_factory=list)  # stages answered from the build cache
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -274,15 +276,18 @@ def build(
 
     links: list[ox.Triple] = []
     full_input: dict[str, str] = {}
+    reused: list[str] = []
     if result.owl_rl_fallback:
         full_input["owl_rl"] = result.owl_rl_fallback
     if "hermit" not in skip:
         with stages.stage("hermit"):
             try:
                 inferred, links, hermit_full = _classify(
-                    schema, graph_triples["asserted"], inferred
+                    schema, graph_triples["asserted"], inferred, directory / CACHE_DIR
                 )
-                if hermit_full:
+                if hermit_full == "reused":
+                    reused.append("hermit")
+                elif hermit_full:
                     full_input["hermit"] = hermit_full
             except BuildFailed:
                 raise
@@ -317,6 +322,7 @@ def build(
             shacl_findings=findings,
             skipped=sorted(skip),
             full_input=full_input,
+            reused=reused,
         )
     manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
     manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
@@ -330,7 +336,10 @@ RDF_REIFICATION = "http://www.w3.org/1999/02/22-rdf-syntax-ns#subject"
 
 
 def _classify(
-    schema: list[ox.Triple], asserted: list[ox.Triple], inferred: list[ox.Triple]
+    schema: list[ox.Triple],
+    asserted: list[ox.Triple],
+    inferred: list[ox.Triple],
+    cache_dir: Path | None = None,
 ) -> tuple[list[ox.Triple], list[ox.Triple], str | None]:
     """HermiT consistency + classification on the ontology plus the instance types it needs;
     new subclass links join the inferred graph. Also returns why the full input ran, if so."""
@@ -338,7 +347,7 @@ def _classify(
 
     logical = [t for t in inferred if not is_provenance(t)]
     try:
-        hermit, full_because = run_hermit_summarized(schema, asserted + logical)
+        hermit, full_because = run_hermit_summarized(schema, asserted + logical, cache_dir)
     except JavaNotFoundError as err:
         raise BuildFailed("hermit", str(err)) from None
     if not hermit.consistent or hermit.unsatisfiable:
@@ -351,6 +360,8 @@ def _classify(
         not in known
     ]
     records = derivation_records(links, HERMIT_RULE)
+    if hermit.reused:
+        full_because = "reused"
     return [*inferred, *links, *records], links, full_because
 
 

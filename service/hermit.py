@@ -8,6 +8,7 @@ or range of a property it is used with) into two disjoint classes.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -79,6 +80,7 @@ class HermitResult:
     clashes: list[Clash] = field(default_factory=list)
     literal_clashes: list[LiteralClash] = field(default_factory=list)
     unsatisfiable: list[str] = field(default_factory=list)  # named classes equivalent to Nothing
+    reused: bool = False  # the answer of an identical earlier input (see _cached_run)
 
 
 def _java_available() -> bool:
@@ -411,6 +413,7 @@ _SUMMARY_BLOCKERS = {
         "propertyDisjointWith", "equivalentProperty", "sameAs", "differentFrom",
         "TransitiveProperty", "SymmetricProperty", "AsymmetricProperty", "ReflexiveProperty",
         "IrreflexiveProperty", "InverseFunctionalProperty", "NegativePropertyAssertion",
+        "withRestrictions", "onDatatype", "datatypeComplementOf",
     )),
 }  # fmt: skip
 SUMMARY_NS = "urn:cmpkg:hermit-summary:"
@@ -448,6 +451,29 @@ def summary_blocker(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> s
     if find_literal_clashes([*schema, *data]):
         return "a literal outside its property's range"
     return None
+
+
+_XSD_NS = PREFIXES["xsd"]
+# One valid value per datatype stands for every literal of it: HermiT then sees the same
+# summary whatever the figures are, so an edited figure reuses its answer (_cached_run).
+_STAND_INS = {
+    **{_XSD_NS + n: "0" for n in ("decimal", "integer", "nonNegativeInteger", "int", "long",
+                                 "double", "float", "short", "unsignedInt")},
+    _XSD_NS + "positiveInteger": "1",
+    _XSD_NS + "boolean": "true",
+    _XSD_NS + "string": "s",
+    _XSD_NS + "date": "2000-01-01",
+    _XSD_NS + "dateTime": "2000-01-01T00:00:00",
+    _XSD_NS + "gYear": "2000",
+    _XSD_NS + "anyURI": "urn:x",
+}  # fmt: skip
+
+
+def _stand_in(literal: ox.Literal) -> ox.Literal:
+    if literal.language:
+        return ox.Literal("s", language=literal.language)
+    value = _STAND_INS.get(literal.datatype.value)
+    return literal if value is None else ox.Literal(value, datatype=literal.datatype)
 
 
 def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox.Triple]:
@@ -497,14 +523,69 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
                 if key in literal_seen:
                     continue
                 literal_seen.add(key)
-            if not isinstance(obj, ox.Literal):
+            if isinstance(obj, ox.Literal):
+                obj = _stand_in(obj)
+            else:
                 obj = rep.get(obj, obj)
             out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
     return sorted(out, key=str)
 
 
+def _cached_run(triples: list[ox.Triple], cache_dir: Path | None) -> HermitResult:
+    """HermiT on `triples`, reusing the answer of an identical earlier input.
+
+    A one-claim edit usually leaves the summary unchanged (same kinds of nodes), so the
+    rebuild skips the JVM. Only consistent answers are kept: a failure is always recomputed.
+    """
+    if cache_dir is None:
+        return run_hermit(triples)
+    digest = hashlib.sha256()
+    # The reasoner and this module are part of the key: a new version recomputes.
+    digest.update(f"owlready2 {getattr(owlready2, 'VERSION', '?')}\n".encode())
+    digest.update(Path(__file__).read_bytes())
+    # Blank nodes (OWL lists) are named afresh on every parse: canonical labels (RDFC-1.0)
+    # make the key depend on the content only.
+    blanks = ox.Dataset()
+    lines = []
+    for t in triples:
+        if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
+            blanks.add(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()))
+        else:
+            lines.append(f"{t}\n")
+    blanks.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
+    lines += [f"{q.triple}\n" for q in blanks]
+    digest.update("".join(sorted(lines)).encode())
+    path = cache_dir / f"hermit-{digest.hexdigest()}.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return HermitResult(
+            consistent=True,
+            inferred_subclass_of=[tuple(pair) for pair in saved["inferred_subclass_of"]],
+            explanation=saved["explanation"],
+            seconds=0.0,
+            reused=True,
+        )
+    except (OSError, ValueError, KeyError):
+        pass
+    result = run_hermit(triples)
+    if result.consistent and not result.unsatisfiable:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for old in cache_dir.glob("hermit-*.json"):  # one entry: the last good input
+            old.unlink(missing_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {"inferred_subclass_of": result.inferred_subclass_of,
+                 "explanation": result.explanation}
+            ),
+            encoding="utf-8",
+        )  # fmt: skip
+        tmp.replace(path)
+    return result
+
+
 def run_hermit_summarized(
-    schema: Sequence[ox.Triple], data: Sequence[ox.Triple]
+    schema: Sequence[ox.Triple], data: Sequence[ox.Triple], cache_dir: Path | None = None
 ) -> tuple[HermitResult, str | None]:
     """HermiT on the summary when it is exact, else (or when the summary is inconsistent, to
     name the nodes) on everything; returns the result and why the full input ran, if it did."""
@@ -517,7 +598,7 @@ def run_hermit_summarized(
     data = [t for t in data if t.subject not in terms]
     why = summary_blocker(schema, data)
     if why is None:
-        result = run_hermit(summarize(schema, data))
+        result = _cached_run(summarize(schema, data), cache_dir)
         if result.consistent and not result.unsatisfiable:
             return result, None
         why = "the summary is inconsistent: checking the full input to name the nodes"

@@ -357,3 +357,21 @@ def test_sparql_constraints_run_once_give_the_engines_report():
     reference = key(_shacl_findings(run_shacl(s, shapes, "turbo"), _StoreGraph(s), {}))
     assert fast == reference
     assert any(f[6].endswith("SPARQLConstraintComponent") for f in fast)  # some did fire
+
+
+def test_one_claim_edit_rebuild_reuses_hermit_and_changes_only_that_claim(own_copy):
+    """A curator's one-figure edit: the rebuild takes HermiT's answer from the build cache
+    (the summary HermiT sees is unchanged) and the new artifact differs only where the edit
+    and what follows from it are."""
+    out = own_copy / "build"
+    build(own_copy, out)  # fills the cache (if the copied build had not)
+    before = set((out / ARTIFACT_NAME).read_text().splitlines())
+    busch = own_copy / "data" / "busch-2007.ttl"
+    text = busch.read_text()
+    assert "cmp:ciUpper 0.92" in text
+    busch.write_text(text.replace("cmp:ciUpper 0.92", "cmp:ciUpper 0.93", 1))
+    second = build(own_copy, out)
+    assert "hermit" in second.reused
+    after = set((out / ARTIFACT_NAME).read_text().splitlines())
+    changed = {line.split(" ")[0] for line in before ^ after}
+    assert changed == {f"<{NS}claim/busch-2007-aerobic-physical-function>"}
