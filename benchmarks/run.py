@@ -173,7 +173,7 @@ def build_size(size: str, keep: Path) -> dict:
         shutil.copytree(ROOT / "data", keep / "data")
         code = (
             "import json,sys; from service.build import build; "
-            f"m = build(sys.argv[1], sys.argv[1] + '/build'); "
+            "m = build(sys.argv[1], sys.argv[1] + '/build'); "
             "print(json.dumps({'timings': m.timings, 'peaks': m.peak_rss_mib, "
             "'triples': m.triples, 'full_input': m.full_input}))"
         )
@@ -323,15 +323,13 @@ def render(runs: list[dict], args: argparse.Namespace) -> str:
         )
         over = [n for n in names if (lat["cmpkg uncached"][n] or math.inf) > 1000]
         lines.append("")
-        lines.append(
-            "Over 1 s uncached: " + (", ".join(over) if over else "none") + "."
-        )
+        lines.append("Over 1 s uncached: " + (", ".join(over) if over else "none") + ".")
         left_out = [n for n in names if n not in run["load_queries"]]
         lines += [
             "",
             f"### Load at {run['size']}: clients cycling {len(run['load_queries'])} named "
-            "queries" + (f" (left out, over 1 s on Oxigraph: {', '.join(left_out)})"
-                         if left_out else ""),
+            "queries"
+            + (f" (left out, over 1 s on Oxigraph: {', '.join(left_out)})" if left_out else ""),
             "",
             "| setup | clients | req/s | p50 ms | p99 ms | failed |",
             "|---|---:|---:|---:|---:|---:|",
@@ -354,8 +352,10 @@ def _memory_gib() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["10k", "100k", "1m"],
-                        help="triples per synthetic build (10k, 100k, 1m ...) or `shipped`")  # fmt: skip
+    parser.add_argument(
+        "--sizes", nargs="+", default=["10k", "100k", "1m"],
+        help="triples per synthetic build (10k, 100k, 1m ...) or `shipped`",
+    )  # fmt: skip
     parser.add_argument("--requests", type=int, default=30, help="timed requests per query")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--load-requests", type=int, default=400,

@@ -28,8 +28,8 @@ from service.reasoning import (
     HERMIT_RULE,
     derivation_records,
     is_provenance,
-    peak_rss_mib,
     load_rules,
+    peak_rss_mib,
     reason,
     rule_files,
 )

@@ -445,9 +445,8 @@ def summary_blocker(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> s
     first: dict[tuple, object] = {}
     used = functional & predicates
     for t in data:
-        if t.predicate in used:
-            if first.setdefault((t.subject, t.predicate), t.object) != t.object:
-                return f"two values of functional {compact(t.predicate.value)}: {t.subject}"
+        if t.predicate in used and first.setdefault((t.subject, t.predicate), t.object) != t.object:
+            return f"two values of functional {compact(t.predicate.value)}: {t.subject}"
     if find_literal_clashes([*schema, *data]):
         return "a literal outside its property's range"
     return None
@@ -504,8 +503,8 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
             continue
         types = sorted({str(t.object) for t in triples if t.predicate.value == RDF_TYPE})
         props = sorted({str(t.predicate) for t in triples if t.predicate.value != RDF_TYPE})
-        key = "\n".join(types) + "\n\n" + "\n".join(props)
-        rep[node] = ox.NamedNode(SUMMARY_NS + hashlib.md5(key.encode()).hexdigest())
+        kind = "\n".join(types) + "\n\n" + "\n".join(props)
+        rep[node] = ox.NamedNode(SUMMARY_NS + hashlib.md5(kind.encode()).hexdigest())
     out: set[ox.Triple] = set(schema)
     literal_seen: set[tuple] = set()
     for node, triples in by_subject.items():
@@ -523,10 +522,7 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
                 if key in literal_seen:
                     continue
                 literal_seen.add(key)
-            if isinstance(obj, ox.Literal):
-                obj = _stand_in(obj)
-            else:
-                obj = rep.get(obj, obj)
+            obj = _stand_in(obj) if isinstance(obj, ox.Literal) else rep.get(obj, obj)
             out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
     return sorted(out, key=str)
 

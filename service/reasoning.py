@@ -8,6 +8,7 @@ record), and OWL RL entailments get a derivation record naming `rule:owl2-rl`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -54,10 +55,8 @@ def peak_rss_mib(reset: bool = True) -> float:
         return 0.0
     peak = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
     if reset:
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to current RSS
-        except OSError:
-            pass
     return round(peak / 1024, 1)
 
 
@@ -411,7 +410,7 @@ def _run_natively(
             if row["c"] is not None:  # type: ignore[index]
                 written.add(_TYPE_KEY + row["c"].value)  # type: ignore[index]
         rows = store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {novel} }}")
-        gained = int(next(iter(rows))["n"].value)  # type: ignore[index, call-overload]
+        gained = int(next(iter(rows))["n"].value)  # type: ignore[arg-type, index]
         if gained:
             store.update(f"INSERT {{ GRAPH <{target.value}> {{ ?s ?p ?o }} }} WHERE {{ {novel} }}")
     finally:
@@ -471,7 +470,7 @@ def rule_reads(query: str) -> frozenset[str] | None:
             return path_iris(path.path)
         elif isinstance(path, InvPath):
             return path_iris(path.arg)
-        elif isinstance(path, NegatedPath) or isinstance(path, Variable):
+        elif isinstance(path, NegatedPath | Variable):
             return False
         return True
 

@@ -370,7 +370,9 @@ def _ontology_finding(message: str, file_of: Mapping[str, str]) -> Finding:
     )
 
 
-def _clash_finding(clash: Clash, data_graph: rdflib.Graph | _StoreGraph, file_of: Mapping[str, str]) -> Finding:
+def _clash_finding(
+    clash: Clash, data_graph: rdflib.Graph | _StoreGraph, file_of: Mapping[str, str]
+) -> Finding:
     kind, other, prop = clash.via_b
     # The curator fixes the statement that uses the node wrongly, so point at that statement.
     focus = other if kind == "range" and other else clash.node
@@ -410,7 +412,8 @@ def validate_graphs(
         # The native engine reads a pyoxigraph store directly: no rdflib copy of the data,
         # which at a million triples cost more than the validation itself.
         store = ox.Store()
-        store.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in statements)
+        default = ox.DefaultGraph()
+        store.extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in statements)
         data_graph = _StoreGraph(store)
         findings = validate_store(store, to_rdflib_graph(shapes), file_of)
     else:
@@ -534,7 +537,11 @@ def _all_targets_query(select: str, classes: list[str]) -> str | None:
     targets = (
         "{ SELECT DISTINCT ?this WHERE { VALUES ?cmpkgTarget { "
         + " ".join(f"<{c}>" for c in classes)
-        + " } ?this <" + PREFIXES["rdf"] + "type>/<" + PREFIXES["rdfs"] + "subClassOf>* "
+        + " } ?this <"
+        + PREFIXES["rdf"]
+        + "type>/<"
+        + PREFIXES["rdfs"]
+        + "subClassOf>* "
         "?cmpkgTarget } }"
     )
     text = select[: where.end()] + " " + targets + " " + select[where.end() :]

@@ -333,7 +333,7 @@ def test_sparql_constraints_run_once_give_the_engines_report():
     each) reports exactly what the SHACL engine reports with every shape (pyshacl-turbo, itself
     checked against pySHACL in test_shapes)."""
     from service.sources import knowledge_files, load_triples, to_rdflib_graph
-    from service.validation import _StoreGraph, _shacl_findings, run_shacl, validate_store
+    from service.validation import _shacl_findings, _StoreGraph, run_shacl, validate_store
 
     files = knowledge_files(ROOT)
     broken = [
