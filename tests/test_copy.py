@@ -17,7 +17,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 
-from service.sources import PREFIXES, knowledge_files, load_triples
+from service.kb.sources import PREFIXES, knowledge_files, load_triples
 from tests.test_data_traceability import shared_dir
 
 ROOT = Path(__file__).resolve().parent.parent
