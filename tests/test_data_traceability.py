@@ -193,7 +193,11 @@ SEED_MARKERS = {
     "geneen-2017": "overview of Cochrane Reviews",
 }
 # Names the notes use for a source besides its rdfs:label ("ACR/Arthritis Foundation 2019").
-NAME_ALIASES = {"acr-2019": [r"\bACR\b"], "oarsi-2019": [r"\bOARSI\b"], "eular-2016": [r"\bEULAR\b"]}
+NAME_ALIASES = {
+    "acr-2019": [r"\bACR\b"],
+    "oarsi-2019": [r"\bOARSI\b"],
+    "eular-2016": [r"\bEULAR\b"],
+}
 
 
 def seed_blocks(text: str) -> dict[str, str]:
@@ -204,13 +208,15 @@ def seed_blocks(text: str) -> dict[str, str]:
     for chunk in chunks:
         owners = [key for key, marker in SEED_MARKERS.items() if marker in chunk]
         if len(owners) != 1:
-            pytest.fail(f"cannot tell which source paper a seed abstract belongs to: {chunk[:80]!r}")
+            pytest.fail(
+                f"cannot tell which source paper a seed abstract belongs to: {chunk[:80]!r}"
+            )
         blocks[owners[0]] = blocks.get(owners[0], "") + chunk
     return blocks
 
 
 def _units(notes: str) -> list[tuple[str, str]]:
-    """(heading trail, text) per heading, table row, bullet (with its continuation lines) or line."""
+    """(headings, text) per heading, table row, bullet (with its continuation lines) or line."""
     units: list[tuple[str, str]] = []
     h2 = h3 = ""
     for line in notes.splitlines():
@@ -221,7 +227,12 @@ def _units(notes: str) -> list[tuple[str, str]]:
             h2, h3 = line, ""
         if not stripped:
             units.append(("", ""))
-        elif line.startswith("#") or stripped.startswith(("|", "- ")) or not units or not units[-1][1]:
+        elif (
+            line.startswith("#")
+            or stripped.startswith(("|", "- "))
+            or not units
+            or not units[-1][1]
+        ):
             units.append((h2 + "\n" + h3, line))
         else:
             units[-1] = (units[-1][0], units[-1][1] + " " + stripped)
@@ -267,7 +278,9 @@ def source_names() -> dict[str, list[str]]:
 
 def source_blocks() -> dict[str, str]:
     shared = shared_dir()
-    seed = "\n".join(p.read_text(encoding="utf-8") for p in sorted((shared / "seeds").glob("*.txt")))
+    seed = "\n".join(
+        p.read_text(encoding="utf-8") for p in sorted((shared / "seeds").glob("*.txt"))
+    )
     notes = (shared / "reference" / "evidence-notes.md").read_text(encoding="utf-8")
     blocks = note_blocks(notes, source_names())
     for key, text in seed_blocks(seed).items():
@@ -297,7 +310,9 @@ def blocks() -> dict[str, str]:
 
 def test_every_source_has_a_block_in_the_references(blocks: dict[str, str]) -> None:
     sources = {path.stem for path in DATA_FILES}
-    assert not sources - set(blocks), f"sources the notes and seeds never name: {sources - set(blocks)}"
+    assert not sources - set(blocks), (
+        f"sources the notes and seeds never name: {sources - set(blocks)}"
+    )
 
 
 def test_every_number_is_in_its_own_sources_block(blocks: dict[str, str]) -> None:
