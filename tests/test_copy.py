@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from test_data_traceability import shared_dir
 
 from service.kb.sources import PREFIXES, knowledge_files, load_triples
-from tests.test_data_traceability import shared_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "copy"
@@ -58,7 +58,8 @@ def copied(triples: Iterable[ox.Triple], reference: set[tuple[str, ...]]) -> lis
             continue
         shared = sorted(runs(words(t.object.value)) & reference)
         if shared:
-            hits.append(f"{t.subject.value} {t.predicate.value}: ... {' '.join(shared[0])} ...")
+            subject = t.subject.value if not isinstance(t.subject, ox.Triple) else str(t.subject)
+            hits.append(f"{subject} {t.predicate.value}: ... {' '.join(shared[0])} ...")
     return hits
 
 

@@ -33,11 +33,13 @@ def kb() -> ox.Store:
 
 def rows(store: ox.Store, query: str) -> list[tuple[str | None, ...]]:
     solutions = store.query(sparql_prefixes() + query, use_default_graph_as_union=True)
+    assert isinstance(solutions, ox.QuerySolutions)
     names = [v.value for v in solutions.variables]
     return sorted(tuple(None if s[n] is None else s[n].value for n in names) for s in solutions)
 
 
-def short(iri: str) -> str:
+def short(iri: str | None) -> str:
+    assert iri is not None
     for prefix, base in PREFIXES.items():
         if iri.startswith(base):
             return f"{prefix}:{iri[len(base) :]}"
@@ -154,29 +156,34 @@ def final_graph() -> list[ox.Triple]:
     return ontology + vocabulary + asserted + list(result.inferred)
 
 
+def value(term: ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple) -> str:
+    assert not isinstance(term, ox.Triple)  # no RDF-star in this knowledge base
+    return term.value
+
+
 def wrong_types(triples: list[ox.Triple]) -> list[str]:
     """Types OWL RL gives a rule-minted node that only a sourced statement or a term may have."""
     store = ox.Store()
     store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in triples)
     kinds = {
-        row["k"].value
-        for row in store.query(
-            sparql_prefixes()
-            + """SELECT DISTINCT ?k WHERE {
+        kind
+        for (kind,) in rows(
+            store,
+            """SELECT DISTINCT ?k WHERE {
                 { ?k rdfs:subClassOf* cmp:SourcedStatement }
-                UNION { ?g a owl:AllDisjointClasses ; owl:members/rdf:rest*/rdf:first ?k } }"""
+                UNION { ?g a owl:AllDisjointClasses ; owl:members/rdf:rest*/rdf:first ?k } }""",
         )
     }
     minted = {
-        t.subject.value
+        value(t.subject)
         for t in triples
         if t.predicate.value == PROV_GENERATED
-        and not t.subject.value.startswith(PREFIXES["derivation"])
+        and not value(t.subject).startswith(PREFIXES["derivation"])
     }
     return sorted(
-        f"{short(t.subject.value)} a {short(t.object.value)}"
+        f"{short(value(t.subject))} a {short(value(t.object))}"
         for t in owl_rl_entailments(triples)
-        if t.predicate.value == RDF_TYPE and t.subject.value in minted and t.object.value in kinds
+        if t.predicate.value == RDF_TYPE and value(t.subject) in minted and value(t.object) in kinds
     )
 
 
@@ -186,7 +193,7 @@ def final() -> list[ox.Triple]:
 
 
 def test_owl_rl_after_the_rules_gives_no_derived_node_a_wrong_type(final: list[ox.Triple]) -> None:
-    minted = {t.subject.value for t in final if t.predicate.value == PROV_GENERATED}
+    minted = {value(t.subject) for t in final if t.predicate.value == PROV_GENERATED}
     assert len(minted) > 50, "the rules minted too few nodes for this check to mean anything"
     assert wrong_types(final) == []
 
