@@ -26,6 +26,7 @@ FORMAT_ALIASES: dict[str, str] = {
     "tsv": "text/tab-separated-values",
     "turtle": "text/turtle",
     "ttl": "text/turtle",
+    "n3": "text/turtle",  # every Turtle document is N3; SPARQLWrapper's N3 means this
     "jsonld": "application/ld+json",
     "json-ld": "application/ld+json",
     "nt": "application/n-triples",
@@ -45,6 +46,9 @@ MEDIA_SYNONYMS: dict[str, str] = {
     "application/xml": "application/sparql-results+xml",
     "text/xml": "application/sparql-results+xml",
     "application/x-turtle": "text/turtle",
+    "application/turtle": "text/turtle",
+    "text/n3": "text/turtle",
+    "text/rdf+n3": "text/turtle",
     "text/plain": "application/n-triples",
     "application/json+ld": "application/ld+json",
 }
