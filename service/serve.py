@@ -274,7 +274,7 @@ class BuildWatcher:
 
 def run(settings: Settings) -> None:
     from service.web import create_app, state
-    from service.web.server import make_server
+    from service.web.httpd import make_server
 
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper(), logging.INFO),
