@@ -17,7 +17,8 @@ import pyoxigraph as ox
 import pytest
 from click.testing import CliRunner
 
-from service.build import (
+from service.cli import main
+from service.kb.build import (
     ARTIFACT_NAME,
     MANIFEST_NAME,
     STAGES,
@@ -27,8 +28,7 @@ from service.build import (
     ensure_artifact,
     read_manifest,
 )
-from service.cli import main
-from service.sources import GRAPHS, PREFIXES
+from service.kb.sources import GRAPHS, PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "https://w3id.org/cmpkg/"
@@ -349,7 +349,7 @@ def running(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_path, sig):
-    from service.hermit import remove_stale_temporaries
+    from service.kb.hermit import remove_stale_temporaries
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()

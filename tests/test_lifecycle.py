@@ -22,7 +22,7 @@ import pytest
 from conftest import BIN, free_port, http, readyz, stop, wait_ready
 from test_build import copy_knowledge, first_data_file
 
-from service.build import ARTIFACT_NAME, MANIFEST_NAME, build, read_manifest
+from service.kb.build import ARTIFACT_NAME, MANIFEST_NAME, build, read_manifest
 
 ONTOLOGY_IRI = "https://w3id.org/cmpkg/ontology"
 CHANGE = (

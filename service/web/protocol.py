@@ -14,7 +14,7 @@ from flask import Response
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from service.results import GRAPH_FORMATS, SOLUTION_FORMATS
+from service.store.results import GRAPH_FORMATS, SOLUTION_FORMATS
 
 # format= override: short names and file-extension style aliases.
 FORMAT_ALIASES: dict[str, str] = {

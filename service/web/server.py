@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.store import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
+from service.kb import build
+from service.store.backends import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
 
 log = logging.getLogger("cmpkg.serve")
 
-MANIFEST_NAME = "manifest.json"  # service.build's name; kept here so serving needs no build
+MANIFEST_NAME = build.MANIFEST_NAME
 
 
 @dataclass
@@ -127,7 +128,7 @@ class Snapshots:
 def load_verified(
     artifact: Path, settings: Settings, snapshots: Snapshots
 ) -> tuple[EmbeddedStore, Loaded]:
-    from service.sources import RDFSyntaxError
+    from service.kb.sources import RDFSyntaxError
 
     data, build_id, manifest = verify(artifact)
     snapshot = snapshots.keep(data, build_id, artifact.suffix)
@@ -151,8 +152,6 @@ def initial_artifact(settings: Settings) -> tuple[Path, str | None]:
     """
     if settings.artifact is not None:
         return settings.artifact, None
-    from service import build
-
     try:
         return Path(build.ensure_artifact()), None
     except (build.BuildFailed, OSError) as err:
@@ -175,8 +174,6 @@ def initial_artifact(settings: Settings) -> tuple[Path, str | None]:
 def resolve_artifact(artifact: Path | None) -> tuple[Path, str | None]:
     """The artifact to push (`cmpkg push`) and its build id; checked against its manifest."""
     if artifact is None:
-        from service import build
-
         try:
             artifact = Path(build.ensure_artifact())
         except (build.BuildFailed, OSError) as err:
