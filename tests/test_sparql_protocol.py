@@ -535,7 +535,13 @@ def test_format_parameter_is_read_as_other_endpoints_read_it(server, query, para
     assert headers["content-type"].split(";")[0] == media
 
 
-def test_relative_iris_resolve_against_the_endpoint(server):
+@pytest.fixture(params=["embedded", "remote"])
+def either_server(request) -> str:
+    return request.getfixturevalue("server" if request.param == "embedded" else "remote_server")
+
+
+def test_relative_iris_resolve_against_the_endpoint(either_server):
+    server = either_server  # both backends resolve against *our* endpoint, not the store's
     status, _, body = get(
         server, "CONSTRUCT { <s> <p> 1 } WHERE {}", accept="application/n-triples"
     )
