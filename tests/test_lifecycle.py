@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -199,3 +200,8 @@ def test_prescribe_uses_the_served_artifact_and_never_builds(kg: Path, tmp_path:
     assert not list((kg / "build").glob(".*.tmp"))
     assert time.monotonic() - started < 60
     assert readyz(base)["builds_swapped"] == 0
+    # Stopped, the service removes its private copy of the served artifact.
+    copies = Path(tempfile.gettempdir()).glob(f"cmpkg-serve-{process.pid}-*")
+    assert len(list(copies)) == 1
+    stop(process)
+    assert list(Path(tempfile.gettempdir()).glob(f"cmpkg-serve-{process.pid}-*")) == []

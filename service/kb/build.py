@@ -379,13 +379,13 @@ def _temp_prefix(name: str, pid: int | None = None) -> str:
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Staged files of builds that died before renaming them (SIGKILL, power loss)."""
-    from service.kb.hermit import _alive
+    from service.kb.hermit import pid_alive
 
     removed = []
     for name in (ARTIFACT_NAME, MANIFEST_NAME):
         for path in directory.glob(f".{name}.*.tmp"):
             pid = path.name[len(name) + 2 :].split(".", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

@@ -146,13 +146,13 @@ def remove_stale_temporaries(directory: Path | None = None) -> list[Path]:
     removed = []
     for path in Path(directory or tempfile.gettempdir()).glob(TEMP_PREFIX + "*"):
         pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -108,8 +109,20 @@ class Snapshots:
     """Private copies of verified artifacts: what is served cannot change under the service
     (the build directory can), and /api/prescribe reads exactly the served bytes."""
 
+    PREFIX = "cmpkg-serve-"
+
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="cmpkg-serve-"))
+        self._remove_abandoned()
+        # The pid in the name tells a later service which copies belong to a dead one.
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-"))
+
+    def _remove_abandoned(self) -> None:
+        from service.kb.hermit import pid_alive
+
+        for path in Path(tempfile.gettempdir()).glob(self.PREFIX + "*"):
+            pid = path.name[len(self.PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
 
     def keep(self, data: bytes, build_id: str, suffix: str) -> Path:
         path = self.directory / f"{build_id[:16]}{suffix}"
@@ -331,8 +344,10 @@ def run(settings: Settings) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        if watcher is not None:
-            watcher.stop()
-        server.close()
-        service.close()
-        snapshots.close()
+        try:
+            if watcher is not None:
+                watcher.stop()
+            server.close()
+            service.close()
+        finally:
+            snapshots.close()
