@@ -6,7 +6,6 @@ pyoxigraph store, or (for pySHACL / owlrl, which need it) an rdflib graph.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,53 +13,15 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-NS = "https://w3id.org/cmpkg/"
+from service import config
 
-PREFIXES: dict[str, str] = {
-    "cmp": NS + "vocab/",
-    "cond": NS + "condition/",
-    "mod": NS + "modality/",
-    "path": NS + "pathology/",
-    "princ": NS + "principle/",
-    "mech": NS + "mechanism/",
-    "phen": NS + "phenomenon/",
-    "site": NS + "site/",
-    "out": NS + "outcome/",
-    "comp": NS + "comparator/",
-    "measure": NS + "measure/",
-    "cert": NS + "certainty/",
-    "dom": NS + "certainty-domain/",
-    "strength": NS + "strength/",
-    "status": NS + "status/",
-    "report": NS + "reporting/",
-    "ae": NS + "adverse-event/",
-    "src": NS + "source/",
-    "claim": NS + "claim/",
-    "finding": NS + "finding/",
-    "rec": NS + "recommendation/",
-    "rule": NS + "rule/",
-    "graph": NS + "graph/",
-    "dir": NS + "direction/",
-    "sig": NS + "significance/",
-    # nodes the build and the prescription mint (rules' output, derivation records, shapes)
-    "support": NS + "support/",
-    "caution": NS + "caution/",
-    "prescription-component": NS + "prescription-component/",
-    "derivation": NS + "derivation/",
-    "presentation": NS + "presentation/",
-    "shape": NS + "shape/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
-    "owl": "http://www.w3.org/2002/07/owl#",
-    "xsd": "http://www.w3.org/2001/XMLSchema#",
-    "skos": "http://www.w3.org/2004/02/skos/core#",
-    "dcterms": "http://purl.org/dc/terms/",
-    "prov": "http://www.w3.org/ns/prov#",
-    "sh": "http://www.w3.org/ns/shacl#",
-    "pico": "http://data.cochrane.org/ontologies/pico/",
-    "obo": "http://purl.obolibrary.org/obo/",
-    "mesh": "http://id.nlm.nih.gov/mesh/",
-}
+# Re-exported (`x as x`): the names live in service.vocab; callers that read files and
+# names together keep one import.
+from service.vocab import NS as NS
+from service.vocab import PREFIXES as PREFIXES
+from service.vocab import curie as curie
+from service.vocab import expand_curie as expand_curie
+from service.vocab import sparql_prefixes as sparql_prefixes
 
 GRAPH_NAMES = ("ontology", "asserted", "inferred", "shapes", "rules")
 GRAPHS: dict[str, ox.NamedNode] = {name: ox.NamedNode(f"{NS}graph/{name}") for name in GRAPH_NAMES}
@@ -78,7 +39,7 @@ _FORMATS = {
 
 def project_root() -> Path:
     """The repository root, overridable so tests can point at a copy."""
-    return Path(os.environ.get("CMPKG_ROOT", Path(__file__).resolve().parents[2]))
+    return config.root()
 
 
 @dataclass
@@ -177,30 +138,3 @@ def load_dataset(path: Path, store: ox.Store | None = None) -> ox.Store:
     store = store if store is not None else ox.Store()
     store.extend(parse_file(path))
     return store
-
-
-def curie(iri: str, prefixes: Mapping[str, str] = PREFIXES) -> str | None:
-    """The prefixed name of an IRI under the longest matching namespace, or None.
-
-    Local parts with '/' or '#' are not valid prefixed names, so those IRIs get None.
-    """
-    best = max(
-        (p for p, base in prefixes.items() if iri.startswith(base)),
-        key=lambda p: len(prefixes[p]),
-        default=None,
-    )
-    if best is None:
-        return None
-    local = iri[len(prefixes[best]) :]
-    return None if "/" in local or "#" in local else f"{best}:{local}"
-
-
-def expand_curie(text: str, prefixes: Mapping[str, str] = PREFIXES) -> str | None:
-    """The IRI a prefixed name stands for, or None when its prefix is not ours."""
-    prefix, sep, local = text.partition(":")
-    return prefixes[prefix] + local if sep and prefix in prefixes else None
-
-
-def sparql_prefixes() -> str:
-    """PREFIX declarations for every project prefix, for queries written in code."""
-    return "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in PREFIXES.items())

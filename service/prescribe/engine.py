@@ -35,8 +35,8 @@ from service.prescribe.presentation import (
     parse_body,
 )
 from service.query.terms import TermResolver
+from service.vocab import DISCLAIMER
 
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients."
 CMP = PREFIXES["cmp"]
 PRESENTATION_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation")
 DERIVED_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation-inferred")

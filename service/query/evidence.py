@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from service.kb import sources
 from service.kb.sources import NS, PREFIXES, sparql_prefixes
+from service.vocab import entity_href as entity_href  # re-exported: templates link with it
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]
@@ -32,7 +33,6 @@ MODALITY_CLASS = CMP + "ExerciseModality"
 OUTCOME_CLASS = CMP + "Outcome"
 BENEFIT = PREFIXES["dir"] + "benefit"
 HARM = PREFIXES["dir"] + "harm"
-NO_CLEAR_DIFFERENCE = PREFIXES["dir"] + "no-clear-difference"
 SIGNIFICANT = PREFIXES["sig"] + "significant"
 INCONCLUSIVE = PREFIXES["sig"] + "inconclusive"
 DEFAULT_OUTCOME = PREFIXES["out"] + "physical-function"
@@ -74,14 +74,6 @@ def local_name(iri: str) -> str:
 def curie(iri: str) -> str:
     """The prefixed form of an IRI, or the IRI itself."""
     return sources.curie(iri) or iri
-
-
-def entity_href(iri: str) -> str:
-    """Our IRIs dereference on this server at their own path (https://w3id.org/cmpkg/x ->
-    /cmpkg/x), so the same link works behind a w3id redirect; others link out."""
-    if iri.startswith(NS):
-        return "/cmpkg/" + iri[len(NS) :]
-    return iri
 
 
 def is_iri(value: str | None) -> bool:

@@ -20,10 +20,11 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES, project_root
+from service.kb.sources import project_root
+from service.vocab import DISCLAIMER as DISCLAIMER  # re-exported: the answers carry it
+from service.vocab import PREFIXES, curie
 
 CONTEXT_URL_PATH = "/context.jsonld"
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients"
 
 RDF_TYPE = PREFIXES["rdf"] + "type"
 XSD = PREFIXES["xsd"]
@@ -89,14 +90,8 @@ class Compactor:
         return curie
 
     def iri(self, iri: str) -> str:
-        """The CURIE with the longest matching namespace, or the IRI itself."""
-        best = ""
-        for prefix, base in self.prefixes.items():
-            if iri.startswith(base) and len(base) > len(self.prefixes.get(best, "")):
-                local = iri[len(base) :]
-                if local and not local.startswith("//") and ":" not in local.split("/")[0]:
-                    best = prefix
-        return f"{best}:{iri[len(self.prefixes[best]) :]}" if best else iri
+        """The compact IRI under the context's longest matching prefix, or the IRI itself."""
+        return curie(iri, self.prefixes, jsonld=True) or iri
 
     def node_id(self, term: Subject) -> str:
         if isinstance(term, ox.BlankNode):

@@ -28,6 +28,7 @@ import pyoxigraph as ox
 from SPARQLWrapper import POST, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 
+from service import config
 from service.kb.sources import load_dataset, parse_file
 from service.store.pool import PoolBusy, WorkerCrashed, WorkerPool, WorkerTimeout
 from service.store.results import GRAPH_FORMATS, Answer, encode_result
@@ -128,7 +129,9 @@ def content_hash(paths: Iterable[Path]) -> str:
 
 
 class EmbeddedStore:
-    def __init__(self, store: ox.Store, build_id: str, workers: int = 2) -> None:
+    def __init__(
+        self, store: ox.Store, build_id: str, workers: int = config.default("workers")
+    ) -> None:
         self.build_id = build_id
         counts: dict[str, int] = defaultdict(int)
         for quad in store:
@@ -169,7 +172,7 @@ class EmbeddedStore:
 class RemoteStore:
     """Every request is forwarded with SPARQLWrapper, with the dataset always made explicit."""
 
-    def __init__(self, query_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, query_url: str, timeout: float = config.default("timeout")) -> None:
         self.query_url = query_url
         counts = self._graph_counts(timeout)
         self._counts = counts

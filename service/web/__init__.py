@@ -9,18 +9,15 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from service import config
 from service.web.cache import AnswerCache, ResponseMemo
 from service.web.protocol import CORS_HEADERS, error_response
 
 if TYPE_CHECKING:  # service.store.backends imports service.store.safety, so no runtime import here
     from service.store.backends import Store
 
-DEFAULTS: dict[str, Any] = {
-    "SPARQL_TIMEOUT": 10.0,  # seconds per query
-    "SPARQL_ROW_CAP": 100_000,  # result rows (or triples) per answer
-    "MAX_CONTENT_LENGTH": 1024 * 1024,  # request body bytes; Flask answers 413 above
-    "CACHE_BYTES": 64 * 1024 * 1024,  # 0 disables the answer cache
-}
+# SPARQL_TIMEOUT, SPARQL_ROW_CAP, MAX_CONTENT_LENGTH (Flask answers 413 above), CACHE_BYTES
+DEFAULTS: dict[str, Any] = config.app_config()
 
 
 @dataclass

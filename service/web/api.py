@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from service import config
 from service.kb.sources import PREFIXES
 from service.query import jsonld
 from service.query.evidence import rows_from_sparql_json
@@ -60,7 +61,7 @@ class ApiError(Exception):
 
 
 def _timeout() -> float:
-    return float(current_app.config.get("SPARQL_TIMEOUT", 10.0))
+    return float(current_app.config.get("SPARQL_TIMEOUT", config.default("timeout")))
 
 
 def run_select(

@@ -398,7 +398,7 @@ def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
         "info": {
             "title": "cmp-kg: exercise for chronic musculoskeletal pain",
             "version": __version__,
-            "description": f"{jsonld.DISCLAIMER}. Named questions over an evidence knowledge "
+            "description": f"{jsonld.DISCLAIMER} Named questions over an evidence knowledge "
             "graph, its IRIs as Linked Data, and the published JSON-LD context. Accepted "
             f"answer formats for questions: {', '.join(API_MEDIA)}.",
         },
