@@ -22,10 +22,11 @@ from conftest import http, shipped_client
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from querying import run_query
 
 from service.kb import sources
 from service.kb.sources import PREFIXES, knowledge_files, load_store
-from service.query.named import load_queries, run_query
+from service.query.named import load_queries
 from service.store.results import term_json
 
 QUERIES = load_queries()

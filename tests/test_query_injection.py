@@ -15,6 +15,7 @@ import pyoxigraph as ox
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from querying import resolver_for
 
 from service.kb.sources import PREFIXES, knowledge_files, load_store
 from service.query.named import (
@@ -24,7 +25,6 @@ from service.query.named import (
     load_queries,
     page_tail,
     prepare,
-    resolver_for,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "queries" / "mini-kg.ttl"

@@ -16,11 +16,6 @@ from service.kb.sources import PREFIXES, parse_file
 from service.query import jsonld
 
 FORMATS = ("jsonld", "ttl", "nq")
-MEDIA_TYPES = {
-    "jsonld": "application/ld+json",
-    "ttl": "text/turtle",
-    "nq": "application/n-quads",
-}
 
 
 def union_triples(quads: list[ox.Quad]) -> list[ox.Triple]:

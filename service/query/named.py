@@ -19,13 +19,14 @@ terms into the text with Oxigraph's serialiser instead.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import pyoxigraph as ox
+import yaml
 
 from service.kb.sources import PREFIXES, project_root
 from service.query.terms import TermResolver, UnknownTerm
@@ -40,8 +41,6 @@ __all__ = [
     "inline",
     "load_queries",
     "prepare",
-    "resolver_for",
-    "run_query",
 ]
 
 XSD = PREFIXES["xsd"]
@@ -175,7 +174,10 @@ def load_queries(folder: Path | None = None) -> dict[str, NamedQuery]:
 
 def read_query(path: Path) -> NamedQuery:
     text = path.read_text(encoding="utf-8")
-    decorators = parse_decorators(text)
+    try:
+        decorators = parse_decorators(text)
+    except QueryFileError as err:
+        raise QueryFileError(f"{path}: {err}") from None
     defaults = _defaults(decorators.get("defaults"), path)
     enumerate_ = [str(x) for x in _as_list(decorators.get("enumerate"))]
     parameters = _parameters(text, defaults, _as_dict(decorators.get("params")))
@@ -207,63 +209,38 @@ def read_query(path: Path) -> NamedQuery:
     )
 
 
-def parse_decorators(text: str) -> dict[str, object]:
-    """The grlc `#+` lines as a dict: scalars, lists, and lists of one-key maps.
-
-    A small reader for the YAML subset grlc files use, so the package needs no YAML library.
-    """
-    result: dict[str, object] = {}
-    key: str | None = None
-    for raw in text.splitlines():
-        if not raw.startswith("#+"):
-            continue
-        line = raw[2:].rstrip()
-        if not line.strip():
-            continue
-        stripped = line.strip()
-        if stripped.startswith("- ") or stripped == "-":
-            if key is None:
-                raise QueryFileError(f"list item without a key: {raw!r}")
-            item = stripped[1:].strip()
-            entry: object = _scalar(item)
-            if re.match(r"^[A-Za-z_][\w-]*:\s", item + " ") and not re.match(r"^\w+://", item):
-                k, _, v = item.partition(":")
-                entry = {k.strip(): _scalar(v.strip())}
-            current = result.get(key)
-            if not isinstance(current, list):
-                current = []
-                result[key] = current
-            current.append(entry)
-            continue
-        k, sep, v = stripped.partition(":")
-        if not sep:
-            raise QueryFileError(f"decorator without a colon: {raw!r}")
-        key = k.strip()
-        result[key] = _scalar(v.strip()) if v.strip() else []
-    return result
+def parse_decorators(text: str) -> dict[str, Any]:
+    """The grlc `#+` lines read as the YAML document they are (grlc reads them with YAML too)."""
+    block = "\n".join(line[2:] for line in text.splitlines() if line.startswith("#+"))
+    try:
+        decorators = yaml.safe_load(block)
+    except yaml.YAMLError as err:
+        raise QueryFileError(f"the #+ decorators are not valid YAML: {err}") from None
+    if decorators is None:
+        return {}
+    if not isinstance(decorators, dict):
+        raise QueryFileError("the #+ decorators must be 'key: value' lines")
+    return decorators
 
 
-def _scalar(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
+def _text(value: object) -> str:
+    """A YAML scalar as the text a parameter value is written in (`true`, not `True`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _as_list(value: object) -> list[object]:
     if value is None or value == "":
         return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
-        return [_scalar(v.strip()) for v in value[1:-1].split(",") if v.strip()]
-    return [value]
+    return value if isinstance(value, list) else [value]
 
 
 def _as_dict(value: object) -> dict[str, str]:
     merged: dict[str, str] = {}
     for item in _as_list(value):
         if isinstance(item, dict):
-            merged.update({str(k): str(v) for k, v in item.items()})
+            merged.update({str(k): _text(v) for k, v in item.items()})
     return merged
 
 
@@ -272,7 +249,7 @@ def _defaults(value: object, path: Path) -> dict[str, str]:
     for item in _as_list(value):
         if not isinstance(item, dict):
             raise QueryFileError(f"{path}: defaults must be a list of 'name: value' items")
-        merged.update({str(k): str(v) for k, v in item.items()})
+        merged.update({str(k): _text(v) for k, v in item.items()})
     return merged
 
 
@@ -454,42 +431,4 @@ def inline(prepared: PreparedQuery) -> str:
     return "".join(
         pattern.sub(lambda m: by_name.get(m.group(0), m.group(0)), piece) if code else piece
         for code, piece in _segments(prepared.text)
-    )
-
-
-# Resolvers by store: building one walks every label, so it is done once per store. Stores
-# cannot be weakly referenced, so the cache is small and keeps its stores alive.
-_RESOLVERS: OrderedDict[int, tuple[ox.Store, TermResolver]] = OrderedDict()
-
-
-def resolver_for(store: ox.Store) -> TermResolver:
-    key = id(store)
-    cached = _RESOLVERS.get(key)
-    if cached is not None and cached[0] is store:
-        _RESOLVERS.move_to_end(key)
-        return cached[1]
-    resolver = TermResolver.from_store(store)
-    _RESOLVERS[key] = (store, resolver)
-    while len(_RESOLVERS) > 4:
-        _RESOLVERS.popitem(last=False)
-    return resolver
-
-
-def run_query(
-    store: ox.Store,
-    query: NamedQuery,
-    values: Mapping[str, str],
-    page: int = 1,
-    *,
-    resolver: TermResolver | None = None,
-    graphs: list[ox.NamedNode] | None = None,
-) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
-    """Run a named query. By default over the union of all graphs; `graphs` picks some."""
-    prepared = prepare(query, values, resolver or resolver_for(store), page)
-    if graphs is None:
-        return store.query(
-            prepared.text, use_default_graph_as_union=True, substitutions=prepared.substitutions
-        )
-    return store.query(
-        prepared.text, default_graph=list(graphs), substitutions=prepared.substitutions
     )

@@ -48,7 +48,7 @@ class QueryJob:
     media_type: str
     row_cap: int
     # Values for `?name` variables, bound by the engine (SEP-0007 substitutions), never
-    # pasted into the text; a store that cannot bind renders them with `queries.inline`.
+    # pasted into the text; a store that cannot bind renders them with `service.query.named.inline`.
     substitutions: Mapping[str, ox.NamedNode | ox.Literal] = field(default_factory=dict)
 
 

@@ -13,7 +13,7 @@ from service import config
 from service.web.cache import AnswerCache, ResponseMemo
 from service.web.protocol import CORS_HEADERS, error_response
 
-if TYPE_CHECKING:  # service.store.backends imports service.store.safety, so no runtime import here
+if TYPE_CHECKING:  # only the annotation needs it; a store is handed in by the caller
     from service.store.backends import Store
 
 # SPARQL_TIMEOUT, SPARQL_ROW_CAP, MAX_CONTENT_LENGTH (Flask answers 413 above), CACHE_BYTES
