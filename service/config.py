@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "CMPKG_BUILD_DIR",
         "Where `cmpkg build` writes cmpkg.nq and manifest.json and `cmpkg serve` finds them "
-        "(default: <root>/build).",
+        "(default: build/ under the root).",
         "",
     ),
     Setting(
@@ -95,6 +95,24 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
+# Keys of the Flask config (`create_app(store, config)`): the first four come from the settings
+# above (`app_config`); the others are for callers that embed the app (tests, benchmarks).
+APP_KEYS: dict[str, str] = {
+    "SPARQL_TIMEOUT": "Seconds per query (from `timeout`).",
+    "SPARQL_ROW_CAP": "Most result rows/triples per answer (from `row_cap`).",
+    "MAX_CONTENT_LENGTH": "Largest request body in bytes; Flask answers 413 above (`max_body`).",
+    "CACHE_BYTES": "Answer cache budget in bytes; 0 disables it (from `cache_mb`).",
+    "PRESCRIBE_ARTIFACT": "The artifact `/api/prescribe` reasons over (default: the build's).",
+    "CMPKG_QUERIES_DIR": "Folder of the named `.rq` queries (default: queries/ under the root).",
+    "CMPKG_SPARQL_PATH": "Path of the SPARQL endpoint the query editor posts to (/sparql).",
+    "CMPKG_NODE_MODULES": "Where npm put the browser assets (default: node_modules/ of the root).",
+    "CMPKG_SELECT": "Pages: select(sparql) -> rows, instead of the served store (tests).",
+    "CMPKG_MANIFEST": "Pages: the build manifest to show, instead of the served one (tests).",
+    "CMPKG_QUERIES": "Pages: name -> named query, instead of the catalogue (tests).",
+    "CMPKG_RUN_QUERY": "Pages: run(name, values) -> rows, instead of the API's runner (tests).",
+    "CMPKG_RESOLVER": "Pages: the term resolver, instead of the served store's (tests).",
+}
+
 
 def default(name: str) -> Any:
     return BY_NAME[name].default
@@ -118,10 +136,12 @@ def option(name: str) -> dict[str, Any]:
     the table cannot disagree; the caller adds only the flag name and the value type.
     """
     setting = BY_NAME[name]
-    kwargs: dict[str, Any] = {"envvar": setting.env, "help": setting.help}
-    if setting.default is not None:
-        kwargs.update(default=setting.default, show_default=True)
-    return kwargs
+    return {
+        "envvar": setting.env,
+        "help": setting.help,
+        "default": setting.default,
+        "show_default": setting.default is not None,
+    }
 
 
 def root() -> Path:
@@ -143,3 +163,22 @@ def app_config(
         "MAX_CONTENT_LENGTH": int(default("max_body") if max_body is None else max_body),
         "CACHE_BYTES": int(default("cache_mb") if cache_mb is None else cache_mb) * MIB,
     }
+
+
+def markdown() -> str:
+    """The table as docs/SETTINGS.md shows it (a test keeps the file in step)."""
+    lines = [
+        "| setting | flag | environment variable | default | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        flag = f"`cmpkg {s.command} --{s.name.replace('_', '-')}`" if s.command else "—"
+        shown = "—" if s.default is None else f"`{s.default}`"
+        lines.append(f"| `{s.name}` | {flag} | `{s.env}` | {shown} | {s.help} |")
+    lines += ["", "| Flask config key (`create_app(store, config)`) | what it does |", "|---|---|"]
+    lines += [f"| `{key}` | {text} |" for key, text in APP_KEYS.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m service.config > the table for docs/SETTINGS.md
+    print(markdown(), end="")
