@@ -10,12 +10,15 @@ setup:
 run: setup
 	$(BIN)/cmpkg serve
 
-test: setup
-	$(BIN)/ruff check .
+# Static checks first (seconds), then the suite (pytest-xdist, see pyproject addopts).
+test: setup lint
 	$(BIN)/pytest
 
+# ruff (style, complexity), mypy (types), import-linter (layers point down: pyproject).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -44,14 +44,14 @@ def run_query(
 ) -> ox.QuerySolutions:
     """Run a named SELECT query. By default over the union of all graphs; `graphs` picks some."""
     prepared = prepare(query, values, resolver or resolver_for(store), page)
-    substitutions = dict(prepared.substitutions)
+    substitutions: dict[ox.Variable, ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple] = dict(
+        prepared.substitutions
+    )
     if graphs is None:
         result = store.query(
             prepared.text, use_default_graph_as_union=True, substitutions=substitutions
         )
     else:
-        result = store.query(
-            prepared.text, default_graph=list(graphs), substitutions=substitutions
-        )
+        result = store.query(prepared.text, default_graph=list(graphs), substitutions=substitutions)
     assert isinstance(result, ox.QuerySolutions), f"{query.name} is not a SELECT query"
     return result

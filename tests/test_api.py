@@ -31,7 +31,11 @@ from service.store.results import term_json
 
 QUERIES = load_queries()
 SHIPPED = load_store(knowledge_files())
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients"
+# The one wording (service/vocab.py): API, pages and prescriptions carried three until issue 10.
+DISCLAIMER = (
+    "Decision support for clinicians and guideline authors. Not advice to patients: "
+    "read the certainty and the source of every figure before using it."
+)
 
 
 @pytest.fixture(scope="module")

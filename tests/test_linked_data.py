@@ -102,7 +102,8 @@ def test_browsers_get_a_page(client: FlaskClient) -> None:
     assert "Busch 2007: aerobic training vs control, physical function, fibromyalgia" in page
     assert f'href="{path_of(PREFIXES["src"] + "busch-2007")}"' in page
     assert "moderate certainty" in page
-    assert "not advice to patients" in page
+    # the one disclaimer (service/vocab.py) since the three wordings were merged
+    assert "Not advice to patients" in page
 
 
 def test_a_claim_page_shows_its_figures(client: FlaskClient) -> None:

@@ -180,7 +180,8 @@ class _Stages:
     """Times each stage and, on a terminal, says what is running (HermiT takes seconds)."""
 
     def __init__(self, progress: bool, echo: Callable[[str], None]) -> None:
-        self.progress, self.echo, self.timings = progress, echo, {}
+        self.progress, self.echo = progress, echo
+        self.timings: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -381,13 +382,13 @@ def _write_atomically(directory: Path, data: bytes, manifest: Manifest) -> None:
                 (json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
             ),
         ):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the artifact is meant to be read/served
-            staged.append((Path(tmp), directory / name))
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be read/served
+            staged.append((Path(tmp_name), directory / name))
         # Artifact first: a reader that sees a new manifest always finds its artifact.
         for tmp, final in staged:
             os.replace(tmp, final)

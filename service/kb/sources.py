@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, cast
 
 import pyoxigraph as ox
 import rdflib
@@ -22,6 +23,24 @@ from service.vocab import PREFIXES as PREFIXES
 from service.vocab import curie as curie
 from service.vocab import expand_curie as expand_curie
 from service.vocab import sparql_prefixes as sparql_prefixes
+
+Term = ox.NamedNode | ox.BlankNode | ox.Literal
+Answer = ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples
+
+
+class PlainTriple(Protocol):
+    """A triple without RDF 1.2 triple terms: what the knowledge files, OWL and SHACL hold."""
+
+    @property
+    def subject(self) -> ox.NamedNode | ox.BlankNode: ...
+    @property
+    def predicate(self) -> ox.NamedNode: ...
+    @property
+    def object(self) -> Term: ...
+
+
+# What the readers of statements accept: pyoxigraph's triples and quads, or plain triples.
+Statement = ox.Triple | ox.Quad | PlainTriple
 
 GRAPH_NAMES = ("ontology", "asserted", "inferred", "shapes", "rules")
 GRAPHS: dict[str, ox.NamedNode] = {name: ox.NamedNode(f"{NS}graph/{name}") for name in GRAPH_NAMES}
@@ -126,7 +145,7 @@ def to_rdflib_graph(triples: Iterable[ox.Triple | ox.Quad]) -> rdflib.Graph:
     graph = rdflib.Graph()
     for prefix, iri in PREFIXES.items():
         graph.bind(prefix, iri, override=True)
-    for t in triples:
+    for t in plain_triples(triples):
         graph.add(
             (to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object))
         )
@@ -138,3 +157,39 @@ def load_dataset(path: Path, store: ox.Store | None = None) -> ox.Store:
     store = store if store is not None else ox.Store()
     store.extend(parse_file(path))
     return store
+
+
+def plain_triples(statements: Iterable[Statement]) -> list[PlainTriple]:
+    """The statements as triples (graphs dropped); a triple term is refused, not guessed at."""
+    out = []
+    for item in statements:
+        t = item.triple if isinstance(item, ox.Quad) else item
+        if isinstance(t.subject, ox.Triple) or isinstance(t.object, ox.Triple):
+            raise TypeError(f"RDF 1.2 triple terms are not supported: {t}")
+        out.append(t)
+    return cast(list[PlainTriple], out)
+
+
+def solutions(answer: Answer) -> ox.QuerySolutions:
+    """A SELECT query's answer, typed (pyoxigraph's `query` returns one of three kinds)."""
+    if not isinstance(answer, ox.QuerySolutions):
+        raise TypeError(f"expected the solutions of a SELECT query, not {type(answer).__name__}")
+    return answer
+
+
+def constructed(answer: Answer) -> ox.QueryTriples:
+    """A CONSTRUCT or DESCRIBE query's triples, typed."""
+    if not isinstance(answer, ox.QueryTriples):
+        raise TypeError(f"expected the triples of a CONSTRUCT query, not {type(answer).__name__}")
+    return answer
+
+
+def serialize(
+    statements: Iterable[ox.Triple] | Iterable[ox.Quad],
+    format: ox.RdfFormat,
+    prefixes: Mapping[str, str] | None = None,
+) -> bytes:
+    """The statements in an RDF syntax, as bytes (pyoxigraph's writer, no output file)."""
+    data = ox.serialize(statements, format=format, prefixes=dict(prefixes or {}))
+    assert data is not None  # only an output file makes pyoxigraph return None
+    return data

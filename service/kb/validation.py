@@ -411,6 +411,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 def _node_key(node: ox.NamedNode | ox.BlankNode | ox.Triple) -> str:
     """The focus-node text a finding will carry for this subject (see _term_text)."""
+    if isinstance(node, ox.Triple):  # never a focus node: shapes target IRIs and blank nodes
+        return str(node)
     return node.value if isinstance(node, ox.NamedNode) else f"_:{node.value}"
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -226,9 +226,11 @@ def schema_problems(body: Any) -> list[Problem]:
 
 def _problems_of(error: ValidationError) -> list[Problem]:
     where = _field_name(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    instance: Any = error.instance
     if error.validator == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
+        allowed = list(schema.get("properties", {}))
+        unknown = sorted(set(instance) - set(allowed))
         return [
             Problem(
                 name := f"{where}.{key}" if where else key,
@@ -238,12 +240,13 @@ def _problems_of(error: ValidationError) -> list[Problem]:
             for key in unknown
         ]
     if error.validator == "required":
-        missing = [key for key in error.validator_value if key not in error.instance]
+        required: Any = error.validator_value
+        missing = [key for key in required if key not in instance]
         return [
             Problem(f"{where}.{key}" if where else key, "required", f"'{key}' is required")
             for key in missing
         ]
-    expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    expected = schema.get("description")
     message = f"'{where}' must be {expected}" if expected else f"'{where}': {error.message}"
     return [Problem(where, _RULES.get(str(error.validator), str(error.validator)), message)]
 

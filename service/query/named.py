@@ -19,7 +19,7 @@ terms into the text with Oxigraph's serialiser instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -30,6 +30,7 @@ import yaml
 
 from service.kb.sources import PREFIXES, project_root
 from service.query.terms import TermResolver, UnknownTerm
+from service.store import binding
 
 __all__ = [
     "NamedQuery",
@@ -84,6 +85,33 @@ class QueryFileError(ValueError):
     """A `.rq` file that cannot serve as a named query (bad decorator, unprojected parameter)."""
 
 
+def _integer(text: str) -> str | None:
+    return str(int(text)) if re.fullmatch(r"[+-]?\d{1,18}", text) else None
+
+
+def _decimal(text: str) -> str | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or len(text) > 40:
+        return None
+    return format(number, "f")  # fixed-point: "1E+5" is a Python decimal, not an xsd:decimal
+
+
+def _boolean(text: str) -> str | None:
+    return text.lower() if text.lower() in ("true", "false") else None
+
+
+# The canonical lexical form of a typed parameter value, or None when it is not one.
+_LITERAL_PARSERS: dict[str, Callable[[str], str | None]] = {
+    "integer": _integer,
+    "decimal": _decimal,
+    "boolean": _boolean,
+}
+_LITERAL_WORDS = {"integer": "an integer", "decimal": "a finite number", "boolean": "true or false"}
+
+
 @dataclass
 class Parameter:
     name: str  # the API name: "condition" for ?_condition_iri
@@ -104,25 +132,13 @@ class Parameter:
             return ox.NamedNode(resolver.resolve(value, self.term_class, self.name))
         if self.kind == "literal":
             return ox.Literal(value, language=self.language) if self.language else ox.Literal(value)
-        text = value.strip()
-        if self.kind == "integer":
-            if not re.fullmatch(r"[+-]?\d{1,18}", text):
-                raise ValueError(f"parameter {self.name!r}: not an integer: {value!r}")
-            return ox.Literal(str(int(text)), datatype=ox.NamedNode(_LITERAL_KINDS["integer"]))
-        if self.kind == "decimal":
-            try:
-                number = Decimal(text)
-            except InvalidOperation:
-                raise ValueError(f"parameter {self.name!r}: not a number: {value!r}") from None
-            if not number.is_finite() or len(text) > 40:
-                raise ValueError(f"parameter {self.name!r}: not a finite number: {value!r}")
-            # fixed-point: "1E+5" is a Python decimal but not an xsd:decimal
-            return ox.Literal(format(number, "f"), datatype=ox.NamedNode(_LITERAL_KINDS["decimal"]))
-        if self.kind == "boolean":
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"parameter {self.name!r}: not true or false: {value!r}")
-            return ox.Literal(text.lower(), datatype=ox.NamedNode(_LITERAL_KINDS["boolean"]))
-        raise ValueError(f"parameter {self.name!r}: unsupported kind {self.kind!r}")
+        parse = _LITERAL_PARSERS.get(self.kind)
+        if parse is None:
+            raise ValueError(f"parameter {self.name!r}: unsupported kind {self.kind!r}")
+        lexical = parse(value.strip())
+        if lexical is None:
+            raise ValueError(f"parameter {self.name!r}: not {_LITERAL_WORDS[self.kind]}: {value!r}")
+        return ox.Literal(lexical, datatype=ox.NamedNode(_LITERAL_KINDS[self.kind]))
 
 
 @dataclass
@@ -296,48 +312,9 @@ def _last_word(name: str) -> str:
     return re.split(r"(?=[A-Z])", name)[-1].lower()
 
 
-def _segments(text: str) -> list[tuple[bool, str]]:
-    """The query cut into (is_code, piece): comments, strings and IRIs are not code."""
-    pieces: list[tuple[bool, str]] = []
-    code_start, i, n = 0, 0, len(text)
-
-    def cut(end: int) -> None:
-        if code_start < i:
-            pieces.append((True, text[code_start:i]))
-        pieces.append((False, text[i:end]))
-
-    while i < n:
-        c = text[i]
-        end = -1
-        if c == "#":
-            j = text.find("\n", i)
-            end = n if j < 0 else j
-        elif c == "<":
-            # an IRI reference: kept whole so a '#' fragment is not read as a comment
-            j = i + 1
-            while j < n and text[j] not in '<>"{}|^`\\ \t\r\n':
-                j += 1
-            if j < n and text[j] == ">":
-                end = j + 1
-        elif c in "'\"":
-            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else c
-            j = i + len(quote)
-            while j < n and not text.startswith(quote, j):
-                j += 2 if text[j] == "\\" else 1
-            end = min(n, j + len(quote))
-        if end < 0:
-            i += 1
-            continue
-        cut(end)
-        code_start = i = end
-    if code_start < n:
-        pieces.append((True, text[code_start:]))
-    return pieces
-
-
 def _strip_comments_and_strings(text: str) -> str:
     """The query with comments, string literals and IRIs blanked, for lexical checks."""
-    return "".join(piece if code else " " for code, piece in _segments(text))
+    return "".join(piece if code else " " for code, piece in binding.segments(text))
 
 
 def _form(text: str) -> str:
@@ -349,7 +326,7 @@ def _form(text: str) -> str:
 
 def _check(query: NamedQuery) -> None:
     """Parse the query on an empty store with every parameter bound, as a run would."""
-    probe = {
+    probe: dict[ox.Variable, ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple] = {
         ox.Variable(p.variable): (
             ox.NamedNode("urn:cmpkg:probe") if p.kind == "iri" else _probe_literal(p.kind)
         )
@@ -418,17 +395,5 @@ def page_tail(query: NamedQuery, page: int) -> str:
 
 
 def inline(prepared: PreparedQuery) -> str:
-    """The prepared query as one text, for stores that cannot bind values (remote SPARQL).
-
-    grlc's way: each `?_name` outside comments, strings and IRIs becomes the RDF term, written
-    by Oxigraph's serialiser (IRIs are terms we hold, literals are escaped), so no value can
-    close a string or an IRI. The `$_name` projections stay variables and come back unbound.
-    """
-    by_name = {f"?{v.value}": str(term) for v, term in prepared.substitutions.items()}
-    if not by_name:
-        return prepared.text
-    pattern = re.compile(r"\?__?[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?(?![A-Za-z0-9_])")
-    return "".join(
-        pattern.sub(lambda m: by_name.get(m.group(0), m.group(0)), piece) if code else piece
-        for code, piece in _segments(prepared.text)
-    )
+    """The prepared query as one text, for stores that cannot bind values (remote SPARQL)."""
+    return binding.inline(prepared.text, prepared.substitutions)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
+from service.kb.sources import solutions
 from service.vocab import PREFIXES, curie
 
 OBO = "http://purl.obolibrary.org/obo/"
@@ -109,7 +110,7 @@ class TermResolver:
     def from_store(cls, store: ox.Store) -> TermResolver:
         rows = [
             (row["s"], row["p"].value, row["o"])
-            for row in store.query(_INDEX_QUERY, use_default_graph_as_union=True)
+            for row in solutions(store.query(_INDEX_QUERY, use_default_graph_as_union=True))
             if isinstance(row["s"], ox.NamedNode)
         ]
         labels = [
@@ -124,7 +125,7 @@ class TermResolver:
         ]
         types = [
             (row["s"].value, row["t"].value)
-            for row in store.query(_TYPE_QUERY, use_default_graph_as_union=True)
+            for row in solutions(store.query(_TYPE_QUERY, use_default_graph_as_union=True))
         ]
         return cls(labels, matches, types)
 

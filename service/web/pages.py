@@ -289,12 +289,12 @@ def evidence(suffix: str | None = None) -> ResponseReturnValue:
 def sof(suffix: str | None = None) -> ResponseReturnValue:
     condition = _term_arg("condition", "cond")
     select = _select()
-    choices = {
+    choices: dict[str, Any] = {
         "conditions": views.fetch_hierarchy(select, views.CONDITION_CLASS),
         "modalities": views.fetch_hierarchy(select, views.MODALITY_CLASS),
     }
     if condition is None:
-        empty = {"condition": None, "modality": None, "groups": []}
+        empty: dict[str, Any] = {"condition": None, "modality": None, "groups": []}
         empty["choices"] = {k: [views.to_json(t) for t in v] for k, v in choices.items()}
         return render("sof.html", empty, suffix=suffix, **choices)
     model = views.summary_of_findings(select, condition, _term_arg("modality", "mod"))

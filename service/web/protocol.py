@@ -202,12 +202,12 @@ def choose_format(fmt: str | None, accept: str | None, offered: Sequence[str]) -
         raise ProtocolError(
             406, f"format {fmt!r} is not available here; use one of: " + ", ".join(offered)
         )
-    media = negotiate(accept, offered)
-    if media is None:
+    chosen = negotiate(accept, offered)
+    if chosen is None:
         raise ProtocolError(
             406, f"cannot produce any of {accept!r}; available: " + ", ".join(offered)
         )
-    return media
+    return chosen
 
 
 def error_response(
