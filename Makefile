@@ -10,9 +10,10 @@ setup:
 run: setup
 	$(BIN)/cmpkg serve
 
-# Static checks first (seconds), then the suite (pytest-xdist, see pyproject addopts).
+# Static checks first (seconds), then the suite on two workers (pytest-xdist), a test module
+# per worker so its fixtures (a build, a server) are made once; slow tests run too.
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # ruff (style, complexity), mypy (types), import-linter (layers point down: pyproject).
 lint: setup

@@ -443,6 +443,7 @@ ASSERTED_LEVEL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", ASSERTED_LEVEL, ids=lambda f: f.__name__[5:])
 def test_the_served_artifact_gives_the_same_answers(check, artifact_store: ox.Store) -> None:
     # What the service answers from: OWL RL entailments and derived statements added must

@@ -4,26 +4,25 @@ negotiation (HTML, Turtle, JSON-LD, N-Triples) and `Vary: Accept`, on the shippe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from conftest import shipped_client
+from conftest import shipped_store
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 
-from service.kb.sources import NS, PREFIXES, knowledge_files, load_store
+from service.kb.sources import NS, PREFIXES
 
-SHIPPED = load_store(knowledge_files())
+SHIPPED = shipped_store()
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
 FIBROMYALGIA = PREFIXES["cond"] + "fibromyalgia"
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[FlaskClient]:
-    yield from shipped_client(SHIPPED)
+def client(shipped_app_client: FlaskClient) -> FlaskClient:
+    return shipped_app_client
 
 
 def description(iri: str) -> set[ox.Triple]:
