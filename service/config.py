@@ -154,14 +154,14 @@ def app_config(
     timeout: float | None = None,
     row_cap: int | None = None,
     max_body: int | None = None,
-    cache_mb: int | None = None,
+    cache_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The Flask config keys the blueprints read; a setting not given takes its default."""
     return {
         "SPARQL_TIMEOUT": float(default("timeout") if timeout is None else timeout),
         "SPARQL_ROW_CAP": int(default("row_cap") if row_cap is None else row_cap),
         "MAX_CONTENT_LENGTH": int(default("max_body") if max_body is None else max_body),
-        "CACHE_BYTES": int(default("cache_mb") if cache_mb is None else cache_mb) * MIB,
+        "CACHE_BYTES": default("cache_mb") * MIB if cache_bytes is None else int(cache_bytes),
     }
 
 

@@ -64,12 +64,9 @@ def open_store(settings: Settings) -> Store:
 
 
 def app_config(settings: Settings) -> dict[str, object]:
-    return {
-        "SPARQL_TIMEOUT": settings.timeout,
-        "SPARQL_ROW_CAP": settings.row_cap,
-        "MAX_CONTENT_LENGTH": settings.max_body,
-        "CACHE_BYTES": settings.cache_bytes,
-    }
+    return config.app_config(
+        settings.timeout, settings.row_cap, settings.max_body, settings.cache_bytes
+    )
 
 
 def run(settings: Settings) -> None:
