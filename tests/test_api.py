@@ -12,24 +12,25 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from conftest import http, shipped_store
+from conftest import http, shipped_client
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from querying import run_query
 
 from service.kb import sources
-from service.kb.sources import PREFIXES
+from service.kb.sources import PREFIXES, knowledge_files, load_store
 from service.query.named import load_queries
 from service.store.results import term_json
 
 QUERIES = load_queries()
-SHIPPED = shipped_store()
+SHIPPED = load_store(knowledge_files())
 # The one wording (service/vocab.py): API, pages and prescriptions carried three until issue 10.
 DISCLAIMER = (
     "Decision support for clinicians and guideline authors. Not advice to patients: "
@@ -38,8 +39,8 @@ DISCLAIMER = (
 
 
 @pytest.fixture(scope="module")
-def client(shipped_app_client: FlaskClient) -> FlaskClient:
-    return shipped_app_client
+def client() -> Iterator[FlaskClient]:
+    yield from shipped_client(SHIPPED)
 
 
 def curie(value: str) -> str:

@@ -9,23 +9,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from conftest import shipped_store
+from conftest import shipped_client
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 from rdflib.compare import isomorphic
 
-from service.kb.sources import PREFIXES, knowledge_files, load_triples, to_rdflib_graph
+from service.kb.sources import PREFIXES, knowledge_files, load_store, load_triples, to_rdflib_graph
 from service.query import jsonld
 
 CMPKG = Path(sys.executable).parent / "cmpkg"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
 CMP = PREFIXES["cmp"]
 XSD = PREFIXES["xsd"]
-SHIPPED = shipped_store()
+SHIPPED = load_store(knowledge_files())
 BUSCH = PREFIXES["claim"] + "busch-2007-aerobic-physical-function"
 
 
@@ -135,8 +136,8 @@ def test_a_claim_is_framed_with_source_certainty_and_ci() -> None:
 
 
 @pytest.fixture(scope="module")
-def client(shipped_app_client: FlaskClient) -> FlaskClient:
-    return shipped_app_client
+def client() -> Iterator[FlaskClient]:
+    yield from shipped_client(SHIPPED)
 
 
 def test_context_is_served(client: FlaskClient) -> None:
