@@ -179,6 +179,8 @@ def test_decorators_that_are_not_yaml_name_the_file(tmp_path: Path) -> None:
     path = write_query(tmp_path, "broken", "#+ summary: a: b: c\nSELECT * WHERE { ?s ?p ?o }\n")
     with pytest.raises(QueryFileError, match=r"broken\.rq: the #\+ decorators are not valid YAML"):
         read_query(path)
+    quoted = write_query(tmp_path, "quoted", "#+ summary: 'a: b: c'\nSELECT * WHERE { ?s ?p ?o }\n")
+    assert read_query(quoted).summary == "a: b: c"
 
 
 def test_boolean_defaults_keep_their_sparql_spelling(tmp_path: Path) -> None:

@@ -231,7 +231,9 @@ def parse_decorators(text: str) -> dict[str, Any]:
     try:
         decorators = yaml.safe_load(block)
     except yaml.YAMLError as err:
-        raise QueryFileError(f"the #+ decorators are not valid YAML: {err}") from None
+        # The usual slip: a plain value with ": " in it; YAML (and grlc) need it quoted.
+        hint = " (quote a value that contains ': ' or starts with a YAML sign)"
+        raise QueryFileError(f"the #+ decorators are not valid YAML{hint}: {err}") from None
     if decorators is None:
         return {}
     if not isinstance(decorators, dict):
