@@ -1,9 +1,10 @@
 """Named queries: the `.rq` files of `queries/`, their grlc decorators and BASIL parameters.
 
-A file is one SPARQL query whose leading `#+` comment lines are grlc decorators (`summary`,
-`description`, `tags`, `defaults`, `enumerate`, `pagination`, `method`). Parameters follow the
-BASIL convention grlc also reads: `?_name_iri` is a required IRI, `?__name_iri` an optional
-one, `?_name` a plain literal, `?_name_integer` (or `_decimal`, `_boolean`) a typed literal.
+A file is one SPARQL query whose `#+` comment lines are grlc decorators, read as one YAML
+document (`summary`, `description`, `tags`, `defaults`, `enumerate`, `pagination`, `method`).
+Parameters follow the BASIL convention grlc also reads: `?_name_iri` is a required IRI,
+`?__name_iri` an optional one, `?_name` a plain literal, `?_name_integer` (or `_decimal`,
+`_boolean`) a typed literal.
 A parameter with a default is optional too; the default is used when no value is given.
 
 Values are never spliced into the text. They are resolved to terms (`service.query.terms`) and
