@@ -22,15 +22,20 @@ from conftest import http, shipped_client
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from querying import run_query
 
 from service.kb import sources
 from service.kb.sources import PREFIXES, knowledge_files, load_store
-from service.query.named import load_queries, run_query
+from service.query.named import load_queries
 from service.store.results import term_json
 
 QUERIES = load_queries()
 SHIPPED = load_store(knowledge_files())
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients"
+# The one wording (service/vocab.py): API, pages and prescriptions carried three until issue 10.
+DISCLAIMER = (
+    "Decision support for clinicians and guideline authors. Not advice to patients: "
+    "read the certainty and the source of every figure before using it."
+)
 
 
 @pytest.fixture(scope="module")
