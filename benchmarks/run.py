@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
 
-from service.sources import GRAPHS  # noqa: E402
+from service.kb.sources import GRAPHS  # noqa: E402
 
 STAGES = ("load", "owl_rl", "rules", "hermit", "shacl", "write")
 SAMPLE_VALUES = {"text": '"pain"'}  # required parameters without a default in their file
@@ -53,7 +53,7 @@ def bind_defaults(text: str) -> str:
     A plain SPARQL client cannot pass SEP-0007 substitutions; inline VALUES at the top of the
     group gives the same answers (filters in the group see the bound value).
     """
-    from service.queries import parse_decorators
+    from service.query.named import parse_decorators
 
     defaults: dict[str, str] = {}
     for item in parse_decorators(text).get("defaults") or []:
@@ -172,7 +172,7 @@ def build_size(size: str, keep: Path) -> dict:
         shutil.copytree(ROOT / "shapes", keep / "shapes")
         shutil.copytree(ROOT / "data", keep / "data")
         code = (
-            "import json,sys; from service.build import build; "
+            "import json,sys; from service.kb.build import build; "
             "m = build(sys.argv[1], sys.argv[1] + '/build'); "
             "print(json.dumps({'timings': m.timings, 'peaks': m.peak_rss_mib, "
             "'triples': m.triples, 'full_input': m.full_input}))"

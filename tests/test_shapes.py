@@ -13,8 +13,8 @@ from rdflib.collection import Collection
 from rdflib.compare import to_isomorphic
 from rdflib.namespace import RDF, SH
 
-from service.sources import knowledge_files, load_triples, to_rdflib_graph
-from service.validation import SHAPE_NS, run_shacl, shacl_engine
+from service.kb.sources import knowledge_files, load_triples, to_rdflib_graph
+from service.kb.validation import SHAPE_NS, run_shacl, shacl_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
@@ -89,6 +89,7 @@ def test_fixtures_do_not_share_node_iris() -> None:
                 assert subjects.setdefault(t.subject.value, path.stem) == path.stem, t.subject
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["shipped", "mini"])
 def test_turbo_and_pyshacl_give_identical_reports(base: str, shapes: rdflib.Graph) -> None:
     """Every broken fixture on top of the shipped KB (one pySHACL run: it takes seconds per

@@ -1,9 +1,9 @@
-"""Page models (service/views.py), the evidence-map table and the pages blueprint.
+"""Page models (service/query/evidence.py), the evidence-map table and the pages blueprint.
 
 The app under test is a tiny Flask app built here: the pages blueprint over a pyoxigraph store
-loaded (through service.sources) from tests/fixtures/pages/ plus the real ontology/ files when
+loaded (through service.kb.sources) from tests/fixtures/pages/ plus the real ontology/ files when
 present, so the pages are checked against what the ontology really says; the question gallery
-runs a fixture .rq file through the real service.queries.
+runs a fixture .rq file through the real service.query.named.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 from flask import Flask, Response, request
+from querying import resolver_for, run_query
 
-from service import queries, views
-from service.evidence_map import render_table
-from service.sources import PREFIXES, knowledge_files, load_store
+from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.query import evidence as views
+from service.query import named as queries
+from service.web.evidence_map import render_table
 from service.web.pages import pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ def make_run_query(store: ox.Store, named: dict[str, queries.NamedQuery]):
     """What the app factory wires: the real named-query runner, rows as plain dicts."""
 
     def run(name: str, values: dict[str, str]) -> list[dict[str, str | None]]:
-        solutions = queries.run_query(store, named[name], values)
+        solutions = run_query(store, named[name], values)
         names = [v.value for v in solutions.variables]
         return [{n: (None if s[n] is None else s[n].value) for n in names} for s in solutions]
 
@@ -61,7 +63,7 @@ def make_run_query(store: ox.Store, named: dict[str, queries.NamedQuery]):
 
 
 def sparql_endpoint(store: ox.Store):
-    """Just enough of the SPARQL 1.1 Protocol for YASGUI (the real one is a teammate's)."""
+    """Just enough of the SPARQL 1.1 Protocol for YASGUI (the real one: service.web.sparql)."""
 
     def endpoint() -> Response:
         query = request.values.get("query", "")
@@ -76,7 +78,7 @@ def build_app() -> Flask:
     store = fixture_store()
     select = make_select(store)
     named = queries.load_queries(FIXTURES / "queries")
-    queries.fill_enums(named, queries.resolver_for(store))
+    queries.fill_enums(named, resolver_for(store))
     app = Flask(__name__, template_folder=str(WEB / "templates"), static_folder=str(WEB / "static"))
     app.config.update(
         CMPKG_SELECT=select,

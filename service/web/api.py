@@ -4,7 +4,7 @@ Values are resolved to our terms (IRI, CURIE, label, synonym, external code) and
 404 + suggestions when they name nothing. Resolved terms travel beside the query text as
 substitutions: the embedded store binds them in the engine (SEP-0007), and only the remote
 store, which the SPARQL protocol gives no way to bind, writes them in with
-`service.queries.inline` (Oxigraph's serialiser, variable positions only).
+`service.query.named.inline` (Oxigraph's serialiser, variable positions only).
 Answers: JSON-LD (default), SPARQL JSON, CSV; `page`/`per_page` for paginated queries.
 """
 
@@ -20,15 +20,16 @@ from urllib.parse import urlencode
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from service import jsonld
-from service.queries import NamedQuery, PreparedQuery, fill_enums, load_queries, prepare
-from service.results import JSON_RESULTS, term_json
-from service.sources import PREFIXES
-from service.store import QueryJob, Store, StoreError
-from service.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
-from service.views import rows_from_sparql_json
+from service import config
+from service.kb.sources import PREFIXES
+from service.query import jsonld
+from service.query.evidence import rows_from_sparql_json
+from service.query.named import NamedQuery, PreparedQuery, fill_enums, load_queries, prepare
+from service.query.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
+from service.store.backends import QueryJob, Store, StoreError
+from service.store.results import JSON_RESULTS, term_json
+from service.store.safety import Dataset
 from service.web.protocol import ProtocolError, choose_format
-from service.web.safety import Dataset
 
 bp = Blueprint("api", __name__)
 
@@ -60,7 +61,7 @@ class ApiError(Exception):
 
 
 def _timeout() -> float:
-    return float(current_app.config.get("SPARQL_TIMEOUT", 10.0))
+    return float(current_app.config.get("SPARQL_TIMEOUT", config.default("timeout")))
 
 
 def run_select(
@@ -154,7 +155,7 @@ def run_named(name: str, values: Mapping[str, str]) -> list[dict[str, str | None
 
 def build_resolver(store: Store) -> TermResolver:
     """The same index `TermResolver.from_store` builds, asked through the store interface."""
-    from service.terms import _LABEL_RANK, _MATCH_RANK
+    from service.query.terms import _LABEL_RANK, _MATCH_RANK
 
     labels, matches = [], []
     for row in run_select(store, _INDEX_QUERY)["results"]["bindings"]:
@@ -256,8 +257,8 @@ def _run(name: str) -> Response:
     if query is None:
         raise ApiError(404, f"no query named {name!r}", queries=sorted(cat.queries))
     media = choose_format(request.args.get("format"), request.headers.get("Accept"), API_MEDIA)
-    for key, values in request.args.lists():
-        if len(values) > 1:
+    for key, given in request.args.lists():
+        if len(given) > 1:
             raise ApiError(400, f"parameter {key!r} given more than once")
     values = {k: v for k, v in request.args.items() if k not in RESERVED}
     page = _positive("page", request.args.get("page"), 1, 10**6)
@@ -344,8 +345,9 @@ def answer_document(
     labels: dict[str, ox.Literal] = {}
     label_iri = PREFIXES["rdfs"] + "label"
     for t in sorted(triples, key=str):
-        if t.predicate.value == label_iri and isinstance(t.object, ox.Literal):
-            labels.setdefault(t.subject.value, t.object)
+        label = t.object if t.predicate.value == label_iri else None
+        if isinstance(label, ox.Literal) and not isinstance(t.subject, ox.Triple):
+            labels.setdefault(t.subject.value, label)
     parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
     rows = []
     for row in bindings:

@@ -1,6 +1,6 @@
 """`POST /api/prescribe`: a presentation in, ranked and explained recommendations out (JSON-LD).
 
-Thin: reads the body within the app's size cap, calls `service.prescribe`, maps its errors to
+Thin: reads the body within the app's size cap, calls `service.prescribe.engine`, maps its errors to
 4xx. Every answer, errors included, carries the decision-support disclaimer.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.prescribe import (
+from service.prescribe.engine import (
     DISCLAIMER,
     KnowledgeBase,
     error_document,
@@ -22,7 +22,7 @@ from service.prescribe import (
     prescribe_json,
     render,
 )
-from service.presentation import InvalidPresentation
+from service.prescribe.presentation import InvalidPresentation
 
 bp = Blueprint("prescribe", __name__)
 log = logging.getLogger("cmpkg.prescribe")
@@ -31,10 +31,15 @@ ACCEPTED_TYPES = ("application/json", "application/ld+json")
 
 
 def _kb() -> KnowledgeBase:
-    # PRESCRIBE_ARTIFACT pins the artifact (tests, `cmpkg serve --artifact`); otherwise the
-    # current build is used, built first if the knowledge files changed.
-    artifact = current_app.config.get("PRESCRIBE_ARTIFACT")
-    return knowledge_base(Path(artifact) if artifact else None)
+    # The artifact the service is serving (checked against its manifest when it was loaded),
+    # or the one PRESCRIBE_ARTIFACT pins (tests). A request never builds: with no served
+    # artifact there is nothing to reason over, and the caller answers 503.
+    from service.web import state
+
+    artifact = current_app.config.get("PRESCRIBE_ARTIFACT") or state(current_app).artifact
+    if artifact is None:
+        raise LookupError("no built knowledge graph is served (remote store without a build)")
+    return knowledge_base(Path(artifact))
 
 
 def _json(document: dict[str, Any], status: int) -> Response:
@@ -80,7 +85,7 @@ def wrong_method() -> Response:
 
 @bp.get("/api/prescribe/context.jsonld")
 def context_view() -> Response:
-    from service.presentation import load_context
+    from service.prescribe.presentation import load_context
 
     body = json.dumps({"@context": load_context()}, indent=2, sort_keys=True) + "\n"
     return Response(body, mimetype="application/ld+json")

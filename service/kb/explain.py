@@ -1,0 +1,229 @@
+"""`cmpkg explain`: the derivation tree of an inferred statement, down to asserted claims + DOIs.
+
+Walks the provenance the rules leave in graph:inferred: derived nodes (supports, cautions,
+prescription components) name their rule (prov:wasGeneratedBy) and premises
+(prov:wasDerivedFrom); derived plain triples have a derivation record (rdf:subject/predicate/
+object, prov:wasGeneratedBy, prov:used). Asserted sourced statements are the leaves, shown with
+their source and DOI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+
+from service.kb.reasoning import HERMIT_RULE, OWL_RL_RULE
+from service.kb.sources import PREFIXES, curie, expand_curie, load_dataset
+
+_P = {
+    "label": ox.NamedNode(PREFIXES["rdfs"] + "label"),
+    "type": ox.NamedNode(PREFIXES["rdf"] + "type"),
+    "subject": ox.NamedNode(PREFIXES["rdf"] + "subject"),
+    "predicate": ox.NamedNode(PREFIXES["rdf"] + "predicate"),
+    "object": ox.NamedNode(PREFIXES["rdf"] + "object"),
+    "generated": ox.NamedNode(PREFIXES["prov"] + "wasGeneratedBy"),
+    "derived_from": ox.NamedNode(PREFIXES["prov"] + "wasDerivedFrom"),
+    "used": ox.NamedNode(PREFIXES["prov"] + "used"),
+    "source": ox.NamedNode(PREFIXES["cmp"] + "source"),
+    "reported_in": ox.NamedNode(PREFIXES["cmp"] + "reportedIn"),
+    "doi": ox.NamedNode(PREFIXES["cmp"] + "doi"),
+    "pmid": ox.NamedNode(PREFIXES["cmp"] + "pmid"),
+    "pmcid": ox.NamedNode(PREFIXES["cmp"] + "pmcid"),
+    "certainty": ox.NamedNode(PREFIXES["cmp"] + "certainty"),
+    "status": ox.NamedNode(PREFIXES["cmp"] + "curationStatus"),
+    "dc_source": ox.NamedNode(PREFIXES["dcterms"] + "source"),
+    "condition": ox.NamedNode(PREFIXES["cmp"] + "condition"),
+    "indirectly_informs": ox.NamedNode(PREFIXES["cmp"] + "indirectlyInforms"),
+}
+# Reasoner steps record no premises and tag every claim with generic types; leaving them out
+# keeps a tree to the facts a domain rule used.
+_QUIET_RULES = {OWL_RL_RULE, HERMIT_RULE}
+
+
+class UnknownIRI(LookupError):
+    pass
+
+
+@dataclass
+class Step:
+    """One node of a derivation tree."""
+
+    iri: str
+    kind: str  # "derived" | "derivation" | "asserted" | "term" | "seen"
+    text: str
+    rule: str | None = None
+    rule_label: str | None = None
+    source: str | None = None  # label of the source of an asserted statement
+    doi: str | None = None
+    details: list[str] = field(default_factory=list)
+    children: list[Step] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "children" and v not in (None, [])}
+        data["children"] = [c.to_dict() for c in self.children]
+        return data
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def expand(text: str) -> str:
+    """A full IRI from `<iri>`, an absolute IRI, or a CURIE such as `support:a--b--c`."""
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        return text[1:-1]
+    if "://" in text:
+        return text
+    iri = expand_curie(text)
+    if iri is None:
+        raise UnknownIRI(f"not an IRI or known CURIE: {text!r}")
+    return iri
+
+
+def compact(term: ox.NamedNode | ox.BlankNode | ox.Literal | str) -> str:
+    if isinstance(term, ox.Literal):
+        return f'"{term.value}"'
+    iri = term if isinstance(term, str) else term.value
+    return curie(iri) or f"<{iri}>"
+
+
+def load_artifact(path: Path) -> ox.Store:
+    return load_dataset(path)
+
+
+class _Graph:
+    def __init__(self, store: ox.Store) -> None:
+        self.store = store
+
+    def objects(self, s: ox.NamedNode, p: ox.NamedNode) -> list:
+        return sorted({q.object for q in self.store.quads_for_pattern(s, p, None, None)}, key=str)
+
+    def subjects(self, p: ox.NamedNode, o) -> list:
+        return sorted({q.subject for q in self.store.quads_for_pattern(None, p, o, None)}, key=str)
+
+    def one(self, s: ox.NamedNode, p: ox.NamedNode) -> Any:
+        """The first object, or None; an IRI or a literal, as the property says."""
+        found = self.objects(s, p)
+        return found[0] if found else None
+
+    def label(self, node) -> str:
+        if isinstance(node, ox.Literal):
+            return f'"{node.value}"'
+        found = self.one(node, _P["label"]) if isinstance(node, ox.NamedNode) else None
+        return found.value if found else compact(node)
+
+    def known(self, node: ox.NamedNode) -> bool:
+        return next(iter(self.store.quads_for_pattern(node, None, None, None)), None) is not None
+
+
+def explain(store: ox.Store, iri: str, max_depth: int = 12) -> Step:
+    """The derivation tree of `iri` (a derived node, a derivation record, or any statement)."""
+    graph = _Graph(store)
+    node = ox.NamedNode(iri)
+    if not graph.known(node):
+        raise UnknownIRI(f"{compact(iri)} is not described in the knowledge graph")
+    return _step(graph, node, set(), max_depth)
+
+
+def _rule_step(graph: _Graph, step: Step, node: ox.NamedNode) -> None:
+    rule = graph.one(node, _P["generated"])
+    if rule is not None:
+        step.rule = compact(rule)
+        step.rule_label = graph.label(rule)
+
+
+def _step(
+    graph: _Graph,
+    node: ox.NamedNode,
+    seen: set[str],
+    depth: int,
+    condition: ox.NamedNode | None = None,
+) -> Step:
+    """`seen` holds the ancestors (a premise that is an ancestor is not repeated); `condition`
+    is the condition of the derived node above, so only the indirect-evidence links that
+    matter for it are shown."""
+    if node.value in seen:
+        return Step(node.value, "seen", f"{graph.label(node)} (shown above)")
+    seen = seen | {node.value}
+    subject = graph.one(node, _P["subject"])
+    if subject is not None:  # a derivation record of one derived triple
+        predicate, obj = graph.one(node, _P["predicate"]), graph.one(node, _P["object"])
+        step = Step(
+            node.value,
+            "derivation",
+            f"{compact(subject)} {compact(predicate)} {compact(obj)}",
+        )
+        _rule_step(graph, step, node)
+        premises = graph.objects(node, _P["used"])
+    elif graph.one(node, _P["generated"]) is not None:  # a node minted by a rule
+        step = Step(node.value, "derived", graph.label(node))
+        _rule_step(graph, step, node)
+        certainty = graph.one(node, _P["certainty"])
+        if certainty is not None:
+            step.details.append(f"best certainty: {graph.label(certainty)}")
+        for src in graph.objects(node, _P["dc_source"]):
+            step.details.append(f"source: {_source_text(graph, src)}")
+        premises = graph.objects(node, _P["derived_from"])
+        condition = graph.one(node, _P["condition"]) or condition
+    elif graph.one(node, _P["source"]) is not None:  # an asserted sourced statement
+        src = graph.one(node, _P["source"])
+        step = Step(node.value, "asserted", graph.label(node), source=graph.label(src))
+        doi = graph.one(src, _P["doi"])
+        step.doi = doi.value if doi is not None else None
+        if doi is None:  # some sources (PMC-only reviews, animal studies) have no DOI
+            step.details += [
+                f"{key.upper()} {value.value}"
+                for key in ("pmid", "pmcid")
+                for value in graph.objects(src, _P[key])
+            ]
+        status = graph.one(node, _P["status"])
+        if status is not None:
+            step.details.append(f"curation status: {graph.label(status)}")
+        for secondary in graph.objects(node, _P["reported_in"]):
+            step.details.append(f"figures as reported in: {_source_text(graph, secondary)}")
+        # What the rules concluded about this statement on the way up (significance, ...).
+        premises = [
+            record
+            for record in graph.subjects(_P["subject"], node)
+            if graph.one(record, _P["generated"]) not in _QUIET_RULES
+            and (
+                condition is None
+                or graph.one(record, _P["predicate"]) != _P["indirectly_informs"]
+                or graph.one(record, _P["object"]) == condition
+            )
+        ]
+    else:
+        return Step(node.value, "term", graph.label(node))
+    if depth > 0:
+        step.children = [
+            _step(graph, p, seen, depth - 1, condition)
+            for p in premises
+            if isinstance(p, ox.NamedNode) and p.value not in seen
+        ]
+    return step
+
+
+def _source_text(graph: _Graph, src: ox.NamedNode) -> str:
+    doi = graph.one(src, _P["doi"])
+    return graph.label(src) + (f", DOI {doi.value}" if doi is not None else "")
+
+
+def render_text(step: Step, depth: int = 0) -> str:
+    """An indented tree: each premise one level below what was derived from it."""
+    kind = {"derivation": "derived", "seen": "see above"}.get(step.kind, step.kind)
+    indent = "    " * depth
+    lines = [f"{indent}{'- ' if depth else ''}{compact(step.iri)}  [{kind}] {step.text}"]
+    pad = indent + ("      " if depth else "    ")
+    if step.rule:
+        lines.append(f"{pad}by {step.rule} ({step.rule_label})")
+    if step.kind == "asserted":
+        where = step.source or "unknown source"
+        lines.append(f"{pad}source: {where}" + (f", DOI {step.doi}" if step.doi else ""))
+    lines += [f"{pad}{d}" for d in step.details]
+    lines += [render_text(child, depth + 1) for child in step.children]
+    return "\n".join(lines)

@@ -1,0 +1,743 @@
+"""A presentation in, ranked and explained exercise recommendations out (pure library, no HTTP).
+
+The presentation graph is loaded beside the built knowledge graph (the artifact of
+`service.kb.build.ensure_artifact()`), the rules of the artifact's rules graph (the domain rules
+plus `ontology/rules/prescribe-*.ttl`) run over it with the engine of `service.kb.reasoning`, and
+this module only reads what the rules derived, ranks it and words it. Ranking, per stated
+condition and goal: directness (direct before indirect), then preference matches, then best
+certainty (`cmp:rank`), then the largest |SMD| among the supporting claims (only SMDs are
+compared), then the modality label, so the same input always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+
+from service.kb import sources
+from service.kb.reasoning import Rule, load_rules, run_rules
+from service.kb.sources import GRAPHS, PREFIXES, parse_file, project_root
+from service.prescribe.presentation import (
+    FIELD_OF_PROPERTY,
+    InvalidPresentation,
+    Presentation,
+    Problem,
+    build_presentation,
+    load_context,
+    parse_body,
+)
+from service.query.terms import TermResolver
+from service.vocab import DISCLAIMER
+
+CMP = PREFIXES["cmp"]
+PRESENTATION_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation")
+DERIVED_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation-inferred")
+SHAPE_FILES = ("prefixes.ttl", "presentation.ttl")
+DIRECTNESS_ORDER = {"direct": 0, "indirect": 1}
+
+
+@functools.cache
+def context_prefixes() -> dict[str, str]:
+    """The namespace prefixes the presentation @context defines (the response's context)."""
+    return {
+        name: value
+        for name, value in load_context().items()
+        if isinstance(value, str) and value.endswith(("/", "#")) and not name.startswith("@")
+    }
+
+
+def _short(iri: str) -> str:
+    """A project prefixed name for text a person reads (field and rule names in reports)."""
+    return sources.curie(iri) or iri
+
+
+def curie(iri: str) -> str:
+    """A prefixed name the response's own @context defines, else the full IRI (so every
+    @id expands to the right IRI)."""
+    return sources.curie(iri, context_prefixes()) or iri
+
+
+@dataclass
+class KnowledgeBase:
+    """The built KG as quads, its rules, a term index and the presentation shapes."""
+
+    quads: list[ox.Quad]
+    rules: list[Rule]
+    resolver: TermResolver
+    shapes: list[ox.Quad]
+    context: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+    dois: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_artifact(cls, artifact: Path, root: Path | None = None) -> KnowledgeBase:
+        root = root or project_root()
+        quads = parse_file(artifact)
+        store = ox.Store()
+        store.extend(quads)
+        rules = load_rules(q for q in quads if q.graph_name == GRAPHS["rules"])
+        shapes = [q for name in SHAPE_FILES for q in parse_file(root / "shapes" / name)]
+        kb = cls(quads, rules, TermResolver.from_store(store), shapes, load_context(root))
+        for row in sources.solutions(
+            store.query(
+                "SELECT ?s ?l WHERE { ?s rdfs:label ?l }",
+                prefixes=PREFIXES,
+                use_default_graph_as_union=True,
+            )
+        ):
+            if isinstance(row["s"], ox.NamedNode):
+                # Deterministic when a node has several labels: keep the smallest.
+                prev = kb.labels.get(row["s"].value)
+                if prev is None or row["l"].value < prev:
+                    kb.labels[row["s"].value] = row["l"].value
+        for row in sources.solutions(
+            store.query(
+                "SELECT ?s ?d WHERE { ?s cmp:doi ?d }",
+                prefixes=PREFIXES,
+                use_default_graph_as_union=True,
+            )
+        ):
+            prev = kb.dois.get(row["s"].value)
+            if prev is None or row["d"].value < prev:
+                kb.dois[row["s"].value] = row["d"].value
+        return kb
+
+    def store(self) -> ox.Store:
+        """A fresh store per answer: concurrent requests never see each other's presentation."""
+        store = ox.Store()
+        store.extend(self.quads)
+        return store
+
+    def label(self, iri: str) -> str:
+        return self.resolver.label(iri) or self.labels.get(iri) or curie(iri)
+
+
+_CACHE: dict[tuple[str, float], KnowledgeBase] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def knowledge_base(artifact: Path | None = None, root: Path | None = None) -> KnowledgeBase:
+    """The knowledge base of `artifact` (default: the current build, built if stale), cached."""
+    if artifact is None:
+        from service.kb.build import ensure_artifact
+
+        artifact = ensure_artifact(root)
+    artifact = Path(artifact)
+    key = (str(artifact.resolve()), artifact.stat().st_mtime)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE.clear()
+            _CACHE[key] = KnowledgeBase.from_artifact(artifact, root)
+        return _CACHE[key]
+
+
+# --- validation --------------------------------------------------------------------------------
+def validate(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> None:
+    """SHACL on the presentation graph; InvalidPresentation(422) naming field and shape."""
+    from service.kb.validation import validate_graphs
+
+    referenced = {t.object for t in pres.triples if isinstance(t.object, ox.NamedNode)}
+    types = [
+        q.triple
+        for iri in sorted(referenced, key=str)
+        for q in store.quads_for_pattern(iri, ox.NamedNode(PREFIXES["rdf"] + "type"), None)
+    ]
+    report = validate_graphs(pres.triples, types, kb.shapes, reasoner=False)
+    nodes = pres.node_fields()
+    problems = []
+    for f in report.findings:
+        if f.severity != "Violation":
+            continue
+        prefix = nodes.get(f.focus_node, f.focus_node)
+        name = FIELD_OF_PROPERTY.get(f.path or "", _short(f.path) if f.path else "")
+        if prefix and name and not name.startswith("preferences"):
+            name = f"{prefix}.{name}"
+        rule = _short(f.shape) if f.shape else "shape"
+        constraint = re.split(r"[#:]", f.constraint)[-1] if f.constraint else ""
+        problems.append(
+            Problem(
+                name or prefix or "body",
+                rule,
+                f.message + (f" (value: {f.value})" if f.value else ""),
+            )
+        )
+        if constraint:
+            problems[-1].rule = f"{rule} ({constraint})"
+    if problems:
+        problems.sort(key=lambda p: (p.field, p.rule, p.message))
+        raise InvalidPresentation(
+            422, "the presentation does not conform to its SHACL shapes", problems
+        )
+
+
+# --- reasoning -----------------------------------------------------------------------------------
+def derive(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> dict[str, int]:
+    store.extend(
+        ox.Quad(t.subject, t.predicate, t.object, PRESENTATION_GRAPH) for t in pres.triples
+    )
+    premises = [GRAPHS["ontology"], GRAPHS["asserted"], GRAPHS["inferred"], PRESENTATION_GRAPH]
+    per_rule, _rounds = run_rules(store, kb.rules, premises, DERIVED_GRAPH)
+    return per_rule
+
+
+def _select(store: ox.Store, query: str, **bindings: str) -> list[dict[str, Any]]:
+    for name, value in bindings.items():
+        query = query.replace(f"?{name}_", f"<{value}>")
+    rows = sources.solutions(store.query(query, prefixes=PREFIXES, use_default_graph_as_union=True))
+    names = [v.value for v in rows.variables]
+    return [{n: row[n] for n in names if row[n] is not None} for row in rows]
+
+
+def _v(term: Any) -> Any:
+    if term is None:
+        return None
+    if isinstance(term, ox.Literal):
+        dt = term.datatype.value
+        if dt.endswith(("#decimal", "#double", "#float")):
+            return float(Decimal(term.value))
+        if dt.endswith("#integer"):
+            return int(term.value)
+        if dt.endswith("#boolean"):
+            return term.value == "true"
+        return term.value
+    return term.value
+
+
+def _ref(kb: KnowledgeBase, iri: str) -> dict[str, str]:
+    return {"@id": curie(iri), "label": kb.label(iri)}
+
+
+def _source(kb: KnowledgeBase, iri: str) -> dict[str, str]:
+    """A source with its DOI when it has one, so every explanation is citable."""
+    ref = _ref(kb, iri)
+    if iri in kb.dois:
+        ref["doi"] = kb.dois[iri]
+    return ref
+
+
+def _rules_of(store: ox.Store, node: str) -> list[str]:
+    rows = _select(store, "SELECT DISTINCT ?r WHERE { ?n_ prov:wasGeneratedBy ?r }", n=node)
+    return [r["r"].value.rsplit("/", 1)[-1] for r in rows]
+
+
+def _claim(store: ox.Store, kb: KnowledgeBase, iri: str) -> tuple[dict[str, Any], set[str]]:
+    rows = _select(
+        store,
+        """SELECT ?p ?o WHERE { ?c_ ?p ?o }""",
+        c=iri,
+    )
+    props: dict[str, list[Any]] = {}
+    for r in rows:
+        props.setdefault(r["p"].value, []).append(r["o"])
+
+    def one(name: str) -> Any:
+        vals = props.get(CMP + name, [])
+        return _v(sorted(vals, key=str)[0]) if vals else None
+
+    source = one("source")
+    doi = kb.dois.get(source) if source else None
+    measure = one("effectMeasure")
+    claim = {
+        "@id": curie(iri),
+        "label": kb.label(iri),
+        "condition": _ref(kb, one("condition")) if one("condition") else None,
+        "outcome": _ref(kb, one("outcome")) if one("outcome") else None,
+        "comparator": _ref(kb, one("comparator")) if one("comparator") else None,
+        "effectMeasure": _ref(kb, measure) if measure else None,
+        "estimate": one("estimate"),
+        "ciLower": one("ciLower"),
+        "ciUpper": one("ciUpper"),
+        "scale": one("scale"),
+        "numberOfStudies": one("numberOfStudies"),
+        "numberOfParticipants": one("numberOfParticipants"),
+        "reportedResult": one("reportedResult"),
+        "certainty": _ref(kb, one("certainty")),
+        "ratedDownFor": sorted(kb.label(_v(t)) for t in props.get(CMP + "ratedDownFor", [])),
+        "imprecisionConcern": one("imprecisionConcern") is True,
+        "curationStatus": kb.label(one("curationStatus")) if one("curationStatus") else None,
+        "source": {"@id": curie(source), "label": kb.label(source), "doi": doi} if source else None,
+    }
+    rules = {
+        r["r"].value.rsplit("/", 1)[-1]
+        for r in _select(
+            store,
+            """SELECT DISTINCT ?r WHERE {
+                 ?d rdf:subject ?c_ ; rdf:predicate ?p ; prov:wasGeneratedBy ?r .
+                 FILTER (?p IN (cmp:significance, cmp:direction)) }""",
+            c=iri,
+        )
+    }
+    return {k: v for k, v in claim.items() if v is not None}, rules
+
+
+def _smd(claims: list[dict[str, Any]]) -> tuple[float | None, str | None]:
+    """The largest |SMD| among claims: SMDs are the one measure comparable across reviews."""
+    best: tuple[float | None, str | None] = (None, None)
+    for c in claims:
+        measure = c.get("effectMeasure", {}).get("@id")
+        if measure == "measure:smd" and c.get("estimate") is not None:
+            size = abs(c["estimate"])
+            if best[0] is None or size > best[0]:
+                best = (size, c["@id"])
+    return best
+
+
+def _candidates(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[dict[str, Any]]:
+    rows = _select(
+        store,
+        """SELECT ?cand ?c ?g ?m ?s ?ec ?dir ?o ?cert ?rank WHERE {
+             ?cand a cmp:CandidateRecommendation ; cmp:forPresentation ?p_ ; cmp:forCondition ?c ;
+                   cmp:forGoal ?g ; cmp:modality ?m ; cmp:basedOn ?s ; cmp:evidenceCondition ?ec ;
+                   cmp:evidenceDirectness ?dir .
+             ?s cmp:outcome ?o ; cmp:certainty ?cert . ?cert cmp:rank ?rank .
+           } ORDER BY ?cand""",
+        p=pres.iri,
+    )
+    out = []
+    for r in rows:
+        support = r["s"].value
+        claim_iris = sorted(
+            x["cl"].value
+            for x in _select(store, "SELECT ?cl WHERE { ?s_ cmp:restsOn ?cl }", s=support)
+        )
+        claims, rules = [], set(_rules_of(store, support)) | set(_rules_of(store, r["cand"].value))
+        for iri in claim_iris:
+            claim, claim_rules = _claim(store, kb, iri)
+            claims.append(claim)
+            rules |= claim_rules
+        if support.endswith("--indirect"):  # rests on claims about narrower conditions
+            rules.add("indirect-evidence")
+        prefs = sorted(
+            x["pref"].value
+            for x in _select(
+                store, "SELECT ?pref WHERE { ?c_ cmp:matchesPreference ?pref }", c=r["cand"].value
+            )
+        )
+        if prefs:
+            rules.add("prescribe-preference")
+        size, size_claim = _smd(claims)
+        out.append(
+            {
+                "condition": r["c"].value,
+                "goal": r["g"].value,
+                "modality": r["m"].value,
+                "support": support,
+                "outcome": r["o"].value,
+                "evidenceCondition": r["ec"].value,
+                "directness": r["dir"].value,
+                "certainty": r["cert"].value,
+                "rank": int(r["rank"].value),
+                "smd": size,
+                "smdClaim": size_claim,
+                "claims": claims,
+                "rules": rules,
+                "preferences": prefs,
+            }
+        )
+    return out
+
+
+def _certainty_reasons(kb: KnowledgeBase, best: dict[str, Any]) -> list[str]:
+    reasons = []
+    if best["directness"] == "indirect":
+        if best["evidenceCondition"] != best["condition"]:
+            reasons.append(
+                f"indirect: the evidence is about {kb.label(best['evidenceCondition'])}, "
+                f"a broader condition that includes {kb.label(best['condition'])}"
+            )
+        else:
+            reasons.append(
+                "indirect: the evidence is about narrower conditions within "
+                + kb.label(best["condition"])
+            )
+    if best["rank"] == 0:
+        reasons.append("the source gives no GRADE certainty for these claims")
+    rated = sorted({d for c in best["claims"] for d in c.get("ratedDownFor", [])})
+    if rated:
+        reasons.append("rated down by the source for: " + ", ".join(rated))
+    if any(c.get("imprecisionConcern") for c in best["claims"]):
+        reasons.append(
+            "possible imprecision: at least one supporting pooled estimate rests on fewer "
+            "than 400 participants"
+        )
+    if best["outcome"] != best["goal"]:
+        reasons.append(
+            f"measured as {kb.label(best['outcome'])}, "
+            f"a narrower outcome of {kb.label(best['goal'])}"
+        )
+    return reasons
+
+
+def _key(c: dict[str, Any], kb: KnowledgeBase) -> tuple:
+    return (
+        DIRECTNESS_ORDER.get(c["directness"], 9),
+        -len(c["preferences"]),
+        -c["rank"],
+        -(c["smd"] if c["smd"] is not None else -1.0),
+        kb.label(c["modality"]).casefold(),
+        c["support"],
+    )
+
+
+def _recommendations(
+    kb: KnowledgeBase, pres: Presentation, candidates: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for c in candidates:
+        grouped.setdefault((c["condition"], c["goal"], c["modality"]), []).append(c)
+    recs: list[dict[str, Any]] = []
+    no_evidence: list[str] = []
+    for cond in pres.conditions:
+        for goal in pres.goals:
+            group = [
+                sorted(v, key=lambda c: _key(c, kb))
+                for (c, g, _m), v in grouped.items()
+                if c == cond and g == goal
+            ]
+            if not group:
+                no_evidence.append(
+                    f"No evidence in the knowledge graph supports any exercise modality for "
+                    f"{kb.label(goal)} in {kb.label(cond)} (nor in a broader condition that "
+                    f"includes it)."
+                )
+                continue
+            group.sort(key=lambda cs: _key(cs[0], kb))
+            for rank, cs in enumerate(group, start=1):
+                best = cs[0]
+                local = "--".join(x.rsplit("/", 1)[-1] for x in (cond, goal, best["modality"]))
+                rules = sorted(set().union(*(c["rules"] for c in cs)))
+                effect: dict[str, Any] | None = None
+                if best["smd"] is not None:
+                    effect = {
+                        "measure": "SMD",
+                        "absoluteValue": best["smd"],
+                        "claim": best["smdClaim"],
+                        "note": "largest |SMD| among the claims of the best-ranked support; "
+                        "only SMDs are compared across options",
+                    }
+                recs.append(
+                    {
+                        "@id": f"{pres.iri}/recommendation/{local}",
+                        "@type": "CandidateRecommendation",
+                        "rank": rank,
+                        "condition": _ref(kb, cond),
+                        "goal": _ref(kb, goal),
+                        "exerciseModality": _ref(kb, best["modality"]),
+                        "directness": best["directness"],
+                        "certainty": _ref(kb, best["certainty"]),
+                        "certaintyReasons": _certainty_reasons(kb, best),
+                        "effect": effect,
+                        "effectNote": None
+                        if effect
+                        else "no SMD among the supporting claims: effect sizes on other "
+                        "measures are shown with each claim but not compared",
+                        "preferenceMatches": [_ref(kb, p) for p in best["preferences"]],
+                        "evidence": [
+                            {
+                                "supportStatement": curie(c["support"]),
+                                "statement": kb.label(c["support"]),
+                                "outcome": _ref(kb, c["outcome"]),
+                                "evidenceCondition": _ref(kb, c["evidenceCondition"]),
+                                "directness": c["directness"],
+                                "certainty": _ref(kb, c["certainty"]),
+                                "claims": c["claims"],
+                            }
+                            for c in cs
+                        ],
+                        "rulesFired": rules,
+                    }
+                )
+    return [{k: v for k, v in r.items() if v is not None} for r in recs], no_evidence
+
+
+def _is_under(store: ox.Store, narrow: str, broad: str) -> bool:
+    return bool(
+        store.query(
+            f"ASK {{ <{narrow}> rdfs:subClassOf* <{broad}> }}",
+            prefixes=PREFIXES,
+            use_default_graph_as_union=True,
+        )
+    )
+
+
+def _preference_notes(
+    store: ox.Store, kb: KnowledgeBase, pres: Presentation, candidates: list[dict[str, Any]]
+) -> list[str]:
+    notes = []
+    settings = pres.prefers_setting
+    if len(settings) > 1:
+        notes.append(
+            "Conflicting preferences: both "
+            + " and ".join(kb.label(s) for s in settings)
+            + " are preferred; each counts as a match and neither outranks the evidence order."
+        )
+    for m in pres.prefers_modality:
+        for s in settings:
+            if not (_is_under(store, m, s) or _is_under(store, s, m)):
+                notes.append(
+                    f"Conflicting preferences: {kb.label(m)} is not a kind of {kb.label(s)}; "
+                    "options matching either preference are moved up among supported options."
+                )
+    for pref in pres.prefers_modality + settings:
+        if not any(pref in c["preferences"] for c in candidates):
+            notes.append(
+                f"Preferred {kb.label(pref)}: no supported option matches it for the stated "
+                "goals and conditions, so it is not recommended on preference alone."
+            )
+    if pres.prefers_format is not None:
+        notes.append(
+            f"Preferred format ({pres.prefers_format}) is recorded for the clinician; "
+            "the knowledge graph holds no evidence that ranks these options by group or "
+            "individual format."
+        )
+    if pres.prefers_supervision is not None:
+        text = (
+            f"Preferred supervision ({pres.prefers_supervision}) is recorded for the "
+            "clinician; the knowledge graph holds no evidence that ranks these options by "
+            "supervision."
+        )
+        if pres.prefers_supervision == "home":
+            text += (
+                " Note that the Booth 2017 consensus endorses supervised exercise (see principles)."
+            )
+        notes.append(text)
+    return notes
+
+
+def _pathologies(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[dict[str, Any]]:
+    rows = _select(
+        store,
+        """SELECT ?a ?pc ?c ?x ?pa ?addr ?status ?src WHERE {
+             ?a a cmp:ApplicableComponent ; cmp:forPresentation ?p_ ; cmp:forCondition ?c ;
+                cmp:basedOn ?pc .
+             ?pc cmp:component ?x ; cmp:pathology ?pa ; prov:wasDerivedFrom ?addr .
+             ?addr a cmp:PathologyAddressing ; cmp:curationStatus ?status ; cmp:source ?src .
+           }""",
+        p=pres.iri,
+    )
+    out = []
+    for status in pres.pathologies:
+        entry: dict[str, Any] = {"pathology": _ref(kb, status.iri)}
+        for key, value in (
+            ("instrument", status.instrument),
+            ("score", status.score),
+            ("scoreMin", status.score_min),
+            ("scoreMax", status.score_max),
+            ("elevated", status.elevated),
+        ):
+            if value is not None:
+                entry[key] = (
+                    float(value)
+                    if isinstance(value, Decimal | int) and not isinstance(value, bool)
+                    else value
+                )
+        if status.score is not None:
+            entry["scoreNote"] = (
+                "No sourced cut-off is held for this instrument: the score is shown as supplied, "
+                "and 'elevated' is the clinician's judgement, never computed from the score."
+            )
+        comps = sorted(
+            {
+                (r["c"].value, r["x"].value, r["status"].value, r["src"].value, r["addr"].value)
+                for r in rows
+                if r["pa"].value == status.iri
+            }
+        )
+        entry["components"] = [
+            {
+                "condition": _ref(kb, c),
+                "component": _ref(kb, x),
+                "curationStatus": kb.label(st),
+                "statement": _ref(kb, addr),
+                "source": _source(kb, src),
+                "rulesFired": ["prescribe-component", "prescription-component"],
+            }
+            for c, x, st, src, addr in comps
+        ]
+        if status.elevated is False:
+            entry["note"] = (
+                "Marked not elevated by the clinician: no components are proposed for it."
+            )
+        elif not comps:
+            entry["note"] = (
+                "No prescription component in the knowledge graph addresses this secondary "
+                "pathology in the stated conditions."
+            )
+        out.append(entry)
+    return out
+
+
+def _principles(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[dict[str, Any]]:
+    rows = _select(
+        store,
+        """SELECT DISTINCT ?pr ?f ?src ?c WHERE {
+             ?a a cmp:ApplicablePrinciple ; cmp:forPresentation ?p_ ; cmp:principle ?pr ;
+                cmp:forCondition ?c ; prov:wasDerivedFrom ?f .
+             ?f cmp:source ?src .
+           }""",
+        p=pres.iri,
+    )
+    by_principle: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: (r["pr"].value, r["f"].value, r["c"].value)):
+        entry = by_principle.setdefault(
+            r["pr"].value,
+            {
+                "principle": _ref(kb, r["pr"].value),
+                "conditions": [],
+                "statements": [],
+                "rulesFired": ["prescribe-principle"],
+            },
+        )
+        for key, value in (
+            ("conditions", _ref(kb, r["c"].value)),
+            ("statements", _ref(kb, r["f"].value)),
+        ):
+            if value not in entry[key]:
+                entry[key].append(value)
+        entry["source"] = _source(kb, r["src"].value)
+    return [by_principle[k] for k in sorted(by_principle)]
+
+
+def _cautions(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[dict[str, Any]]:
+    rows = _select(
+        store,
+        """SELECT DISTINCT ?caution ?c ?text ?src WHERE {
+             ?a a cmp:ApplicableCaution ; cmp:forPresentation ?p_ ; cmp:forCondition ?c ;
+                cmp:basedOn ?caution .
+             ?caution cmp:cautionText ?text ; dcterms:source ?src .
+           }""",
+        p=pres.iri,
+    )
+    return [
+        {
+            "@id": curie(r["caution"].value),
+            "condition": _ref(kb, r["c"].value),
+            "text": r["text"].value,
+            "source": _source(kb, r["src"].value),
+            "rulesFired": ["exercise-caution", "prescribe-caution"],
+        }
+        for r in sorted(rows, key=lambda r: (r["c"].value, r["caution"].value))
+    ]
+
+
+def _summary(
+    kb: KnowledgeBase,
+    pres: Presentation,
+    recs: list[dict[str, Any]],
+    no_evidence: list[str],
+    pathologies: list[dict[str, Any]],
+    cautions: list[dict[str, Any]],
+    notes: list[str],
+) -> str:
+    parts = []
+    for cond in pres.conditions:
+        for goal in pres.goals:
+            mine = [
+                r
+                for r in recs
+                if r["condition"]["@id"] == curie(cond) and r["goal"]["@id"] == curie(goal)
+            ]
+            if not mine:
+                continue
+            listed = "; ".join(
+                f"{r['rank']}. {r['exerciseModality']['label']} ({r['directness']} evidence, "
+                f"{r['certainty']['label']}"
+                + (", matches preference" if r.get("preferenceMatches") else "")
+                + ")"
+                for r in mine
+            )
+            parts.append(f"For {kb.label(goal)} in {kb.label(cond)}: {listed}.")
+    parts += no_evidence
+    components = sorted({c["component"]["label"] for p in pathologies for c in p["components"]})
+    if components:
+        parts.append(
+            "To address the stated secondary pathologies, consider: " + ", ".join(components) + "."
+        )
+    if cautions:
+        parts.append(
+            f"{len(cautions)} caution(s) apply: exercise can increase pain in some people with "
+            "these conditions; see cautions for what each source reports."
+        )
+    if any("scoreNote" in p for p in pathologies):
+        parts.append(
+            "No sourced cut-off is held for the instruments given; 'elevated' is as supplied."
+        )
+    parts += notes
+    parts.append(DISCLAIMER)
+    return " ".join(parts)
+
+
+def prescribe(body: Any, kb: KnowledgeBase) -> dict[str, Any]:
+    """The explained, ranked answer for a decoded JSON presentation; raises InvalidPresentation."""
+    pres = build_presentation(body, kb.resolver)
+    store = kb.store()
+    validate(pres, kb, store)
+    derive(pres, kb, store)
+    candidates = _candidates(store, kb, pres)
+    recs, no_evidence = _recommendations(kb, pres, candidates)
+    notes = _preference_notes(store, kb, pres, candidates)
+    pathologies = _pathologies(store, kb, pres)
+    principles = _principles(store, kb, pres)
+    cautions = _cautions(store, kb, pres)
+    fired = sorted(
+        {r for rec in recs for r in rec["rulesFired"]}
+        | {r for p in pathologies for c in p["components"] for r in c["rulesFired"]}
+        | {r for p in principles for r in p["rulesFired"]}
+        | {r for c in cautions for r in c["rulesFired"]}
+    )
+    return {
+        "@context": kb.context,
+        "@id": pres.iri,
+        "@type": "Presentation",
+        "disclaimer": DISCLAIMER,
+        "summary": _summary(kb, pres, recs, no_evidence, pathologies, cautions, notes),
+        "input": {
+            "conditions": [_ref(kb, c) for c in pres.conditions],
+            "goals": [_ref(kb, g) for g in pres.goals],
+            "preferredModalities": [_ref(kb, m) for m in pres.prefers_modality],
+            "preferredSettings": [_ref(kb, s) for s in pres.prefers_setting],
+            **({"preferredFormat": pres.prefers_format} if pres.prefers_format is not None else {}),
+            **(
+                {"preferredSupervision": pres.prefers_supervision}
+                if pres.prefers_supervision is not None
+                else {}
+            ),
+        },
+        "recommendations": recs,
+        "noEvidence": no_evidence,
+        "secondaryPathologies": pathologies,
+        "principles": principles,
+        "cautions": cautions,
+        "notes": notes,
+        "rulesFired": fired,
+    }
+
+
+def prescribe_json(raw: bytes, kb: KnowledgeBase) -> dict[str, Any]:
+    return prescribe(parse_body(raw), kb)
+
+
+def error_document(err: InvalidPresentation) -> dict[str, Any]:
+    return {**err.to_dict(), "disclaimer": DISCLAIMER}
+
+
+def render(document: dict[str, Any]) -> bytes:
+    """Canonical bytes: sorted keys, so equal answers are byte-identical."""
+    return (
+        json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default)
+        + "\n"
+    ).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
