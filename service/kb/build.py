@@ -385,7 +385,7 @@ def _validate(
     # their vocabulary), so they can change no finding: leave them out of the data graph.
     shape_text = " ".join(str(t) for t in graph_triples["shapes"])
     if not any(v in shape_text for v in (PROV_NS, RDF_REIFICATION, "derivation/")):
-        inferred = [t for t in inferred if not t.subject.value.startswith(DERIVATION_NS)]
+        inferred = [t for t in inferred if not str(t.subject).startswith(f"<{DERIVATION_NS}")]
     report = validate_graphs(
         data=graph_triples["asserted"] + inferred,
         ontology=schema,

@@ -391,7 +391,7 @@ def find_functional_clashes(triples: Iterable[Statement]) -> list[str]:
     functional = {
         t.subject.value
         for t in statements
-        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "FunctionalProperty"
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
     }
     values: dict[tuple[str, str], set[str]] = defaultdict(set)
     for t in statements:
@@ -489,12 +489,12 @@ def summary_blocker(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> s
     """Why HermiT must see the whole input (None when the summary is exact)."""
     for t in schema:
         if t.predicate.value in _SUMMARY_BLOCKERS or (
-            t.predicate.value == RDF_TYPE and t.object.value in _SUMMARY_BLOCKERS
+            t.predicate.value == RDF_TYPE and str(t.object).strip("<>") in _SUMMARY_BLOCKERS
         ):
-            return f"the ontology uses {compact(t.predicate.value)} / {compact(t.object.value)}"
+            return f"the ontology uses {compact(t.predicate.value)} {t.object}"
     functional = {
         t.subject for t in schema
-        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "FunctionalProperty"
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
     }  # fmt: skip
     rdfs = PREFIXES["rdfs"]
     harmless = {RDFS_LABEL, rdfs + "comment", rdfs + "seeAlso"}
@@ -550,11 +550,11 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
     """
     annotation = {
         t.subject for t in schema
-        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "AnnotationProperty"
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "AnnotationProperty")
     } | {ox.NamedNode(RDFS_LABEL), ox.NamedNode(PREFIXES["rdfs"] + "comment")}  # fmt: skip
     functional = {
         t.subject for t in schema
-        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "FunctionalProperty"
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
     }  # fmt: skip
     terms = {t.subject for t in schema} | {
         t.object for t in schema if isinstance(t.object, ox.NamedNode)

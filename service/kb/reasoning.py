@@ -236,7 +236,7 @@ def _needs_full_closure(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) 
     """Why the fast path would not be exact for these inputs (None when it is)."""
     for t in schema:
         if t.predicate.value in _UNSUPPORTED_SCHEMA or (
-            t.predicate == RDF_TYPE and t.object.value in _UNSUPPORTED_SCHEMA
+            t.predicate == RDF_TYPE and str(t.object).strip("<>") in _UNSUPPORTED_SCHEMA
         ):
             return f"schema uses {t.predicate.value if t.predicate != RDF_TYPE else t.object}"
     # Distinct predicates and classes: the data is large, its vocabulary small.
@@ -247,7 +247,9 @@ def _needs_full_closure(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) 
         if isinstance(c, ox.NamedNode) and c.value.startswith((OWL, RDFS)):
             return f"data states schema: a node typed {c}"
     functional = {
-        t.subject for t in schema if t.predicate == RDF_TYPE and t.object.value == _FUNCTIONAL
+        t.subject
+        for t in schema
+        if t.predicate == RDF_TYPE and t.object == ox.NamedNode(_FUNCTIONAL)
     }
     functional &= {t.predicate for t in data} | {t.predicate for t in schema}
     seen: dict[tuple, object] = {}
@@ -424,12 +426,12 @@ def _run_natively(
             f"OPTIONAL {{ FILTER (?p = rdf:type) BIND (?o AS ?c) }} }}",
             prefixes=RULE_PREFIXES,
         )
-        for row in rows:  # type: ignore[union-attr]
-            written.add(row["p"].value)  # type: ignore[index]
-            if row["c"] is not None:  # type: ignore[index]
-                written.add(_TYPE_KEY + row["c"].value)  # type: ignore[index]
-        rows = store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {novel} }}")
-        gained = int(next(iter(rows))["n"].value)  # type: ignore[arg-type, index]
+        for row in solutions(rows):
+            written.add(row["p"].value)
+            if row["c"] is not None:
+                written.add(_TYPE_KEY + row["c"].value)
+        counted = solutions(store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {novel} }}"))
+        gained = int(next(iter(counted))["n"].value)
         if gained:
             store.update(f"INSERT {{ GRAPH <{target.value}> {{ ?s ?p ?o }} }} WHERE {{ {novel} }}")
     finally:
@@ -441,7 +443,8 @@ def _run_in_python(
     store: ox.Store, rule: Rule, graphs: Sequence[ox.NamedNode], target: ox.NamedNode
 ) -> tuple[int, set[str]]:
     try:
-        result = store.query(rule.query or "", prefixes=RULE_PREFIXES, default_graph=graphs)
+        dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
+        result = store.query(rule.query or "", prefixes=RULE_PREFIXES, default_graph=dataset)
     except SyntaxError as err:
         raise RuleError(f"{rule.iri}: {err}") from None
     new = []
@@ -452,7 +455,9 @@ def _run_in_python(
             new.append(ox.Quad(t.subject, t.predicate, t.object, target))
     store.extend(new)
     written = {q.predicate.value for q in new} | {
-        _TYPE_KEY + q.object.value for q in new if q.predicate == RDF_TYPE
+        _TYPE_KEY + q.object.value
+        for q in new
+        if q.predicate == RDF_TYPE and isinstance(q.object, ox.NamedNode)
     }
     return len(set(new)), written  # a CONSTRUCT can return one triple several times
 
@@ -536,7 +541,7 @@ def run_rules(
     CONSTRUCT turned into an INSERT), so no derived triple goes through Python; the store must
     hold only `premises` and `target` besides (a triple in any graph counts as known).
     """
-    graphs: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*premises, target]
+    graphs: list[ox.NamedNode] = [*premises, target]
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
     rounds = 0
     for order in sorted({r.order for r in rules if r.query}):

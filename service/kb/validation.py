@@ -292,7 +292,7 @@ class _StoreGraph:
         quads = self.store.quads_for_pattern(
             ox.NamedNode(str(node)), ox.NamedNode(str(predicate)), None, None
         )
-        return [rdflib.Literal(q.object.value) for q in quads]
+        return [rdflib.Literal(q.object.value) for q in quads if isinstance(q.object, ox.Literal)]
 
 
 def _label(graph: rdflib.Graph | _StoreGraph, node: rdflib.term.Node | None) -> str | None:
