@@ -64,6 +64,14 @@ def _data_option(values: tuple[str, ...]) -> dict[Path, str]:
     help="Answer cache size; 0 disables it.",
 )
 @click.option(
+    "--worker-memory-mb",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(64),
+    envvar="CMPKG_WORKER_MEMORY_MB",
+    help="Memory a query worker may use beyond the shared data (503 above).",
+)
+@click.option(
     "--artifact",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     envvar="CMPKG_ARTIFACT",
@@ -97,6 +105,7 @@ def serve(
     row_cap: int,
     max_body: int,
     cache_mb: int,
+    worker_memory_mb: int,
     artifact: Path | None,
     data: tuple[str, ...],
     store_url: str | None,
@@ -119,6 +128,7 @@ def serve(
             row_cap=row_cap,
             max_body=max_body,
             cache_bytes=cache_mb * 1024 * 1024,
+            worker_memory_bytes=worker_memory_mb * 1024 * 1024,
             log_level=log_level,
             artifact=artifact,
             data=_data_option(data),

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.pool import Limits
 from service.store import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
 
 log = logging.getLogger("cmpkg.serve")
@@ -23,6 +24,7 @@ class Settings:
     row_cap: int = 100_000
     max_body: int = 1024 * 1024
     cache_bytes: int = 64 * 1024 * 1024
+    worker_memory_bytes: int = 1024 * 1024 * 1024  # per query worker, on top of the shared data
     log_level: str = "INFO"
     artifact: Path | None = None
     data: dict[Path, str] = field(default_factory=dict)  # extra file -> named graph IRI
@@ -57,14 +59,21 @@ def resolve_artifact(artifact: Path | None) -> tuple[Path, str | None]:
 
 def open_store(settings: Settings) -> Store:
     if settings.store_url:
-        return RemoteStore(settings.store_url, timeout=settings.timeout)
+        return RemoteStore(
+            settings.store_url,
+            timeout=settings.timeout,
+            workers=settings.workers,
+            limits=Limits(settings.worker_memory_bytes),
+        )
     artifact, build_id = resolve_artifact(settings.artifact)
     build_id = build_id or content_hash([artifact])
     if settings.data:
         # Draft data changes what is served, so it changes the id (and every ETag).
         build_id += "+" + content_hash(sorted(settings.data))
     store = load_embedded(artifact, settings.data)
-    return EmbeddedStore(store, build_id, workers=settings.workers)
+    return EmbeddedStore(
+        store, build_id, workers=settings.workers, limits=Limits(settings.worker_memory_bytes)
+    )
 
 
 def app_config(settings: Settings) -> dict[str, object]:

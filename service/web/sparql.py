@@ -1,4 +1,9 @@
-"""`/sparql`: the query operation of SPARQL 1.1 Protocol, read-only, with cached answers."""
+"""`/sparql`: the query operation of SPARQL 1.1 Protocol, read-only, with cached answers.
+
+The query text is never parsed in this process: the answer format is negotiated for both
+kinds of result up front (solutions and booleans, or a graph), the cache is keyed by the text's
+digest, and a sandboxed worker checks, parses, evaluates and serialises (service.store).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from service.results import GRAPH_FORMATS
 from service.store import QueryJob, StoreError
-from service.web.cache import CacheKey, etag_matches, normalize
+from service.web.cache import CacheKey, digest, etag_matches, normalize
 from service.web.protocol import (
     CORS_HEADERS,
     GRAPH_MEDIA,
@@ -17,7 +22,7 @@ from service.web.protocol import (
     error_response,
     parse_query_request,
 )
-from service.web.safety import QueryRejected, analyze, select_dataset
+from service.web.safety import select_dataset
 
 bp = Blueprint("sparql", __name__)
 
@@ -55,26 +60,29 @@ def sparql() -> Response:
         return _answer(parsed.query, parsed, accept)
     except ProtocolError as err:
         return error_response(err.status, err.message, accept, err.headers)
-    except QueryRejected as err:
-        return error_response(err.status, err.message, accept)
     except StoreError as err:
         return error_response(err.status, err.message, accept)
+
+
+def _negotiate(fmt: str | None, accept: str | None, offered: list[str]) -> tuple[str | None, str]:
+    """The format for one kind of result, or None and the 406 message should it be that kind."""
+    try:
+        return choose_format(fmt, accept, offered), ""
+    except ProtocolError as err:
+        return None, err.message
 
 
 def _answer(query: str, parsed, accept: str | None) -> Response:
     from service.web import state
 
     service = state(current_app)
-    analysis = analyze(query)
-    offered = GRAPH_MEDIA if analysis.returns_graph else SOLUTION_MEDIA
-    media = choose_format(parsed.format, accept, offered)
+    solutions_media, solutions_refusal = _negotiate(parsed.format, accept, SOLUTION_MEDIA)
+    graph_media, graph_refusal = _negotiate(parsed.format, accept, GRAPH_MEDIA)
     dataset = select_dataset(
-        analysis,
-        parsed.default_graph_uris,
-        parsed.named_graph_uris,
-        service.store.graph_counts(),
+        parsed.default_graph_uris, parsed.named_graph_uris, service.store.graph_counts()
     )
-    key = CacheKey(service.store.build_id, normalize(query), dataset, media)
+    formats = f"{solutions_media or '-'} {graph_media or '-'}"
+    key = CacheKey(service.store.build_id, digest(normalize(query)), dataset, formats)
     etag = key.etag()
     headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "public, no-cache"}
     if etag_matches(request.headers.get("If-None-Match"), etag):
@@ -83,12 +91,20 @@ def _answer(query: str, parsed, accept: str | None) -> Response:
     answer = service.cache.get(key)
     g.cache_state = "hit" if answer is not None else "miss"
     if answer is None:
-        job = QueryJob(query, analysis.form, dataset, media, current_app.config["SPARQL_ROW_CAP"])
+        job = QueryJob(
+            query,
+            None,  # untrusted: the worker checks it and its result decides the format
+            dataset,
+            solutions_media,
+            current_app.config["SPARQL_ROW_CAP"],
+            graph_media_type=graph_media,
+            refusals=(solutions_refusal, graph_refusal),
+        )
         answer = service.store.execute(job, float(current_app.config["SPARQL_TIMEOUT"]))
         service.cache.put(key, answer)
     if answer.truncated:
         headers["X-Result-Truncated"] = f"row cap {current_app.config['SPARQL_ROW_CAP']} reached"
-    return Response(answer.body, content_type=_content_type(media), headers=headers)
+    return Response(answer.body, content_type=_content_type(answer.media_type), headers=headers)
 
 
 def _content_type(media: str) -> str:

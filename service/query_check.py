@@ -1,0 +1,274 @@
+"""What an untrusted query text contains, read token by token inside the query worker.
+
+Oxigraph's parser alone decides whether a query is valid (it runs next, in the same sandboxed
+worker); this reader only finds what we refuse before Oxigraph sees it, and what a remote store
+must be told: SERVICE, LOAD and updates outside strings, IRIs and comments; the query form; the
+FROM / FROM NAMED graphs; and how deeply the query nests (Oxigraph's parser and evaluator
+recurse, so depth is bounded here with a clear 400 rather than by a crash).
+
+It is a lexer, not a grammar, so it is kept conservative where the two could disagree:
+- a keyword is any ASCII letter run Oxigraph could read as one (`true.SERVICE`, `]SERVICE`,
+  `SERVICESILENT` all count), including the prefix part of a prefixed name;
+- `<` after an operand inside an expression is the less-than operator, never an IRI, so an
+  IRI look-alike cannot hide code (`FILTER(?a<'>') SERVICE ...`);
+- a comment ends at CR or LF, as in Oxigraph.
+The workers also have no network at all (service.pool), so a query that got past this reader
+still could not reach anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+MAX_DEPTH = 128  # brackets; 30 nested sub-SELECTs use about 60
+FORMS = ("SELECT", "ASK", "CONSTRUCT", "DESCRIBE")
+UPDATES = {"INSERT", "DELETE", "LOAD", "CLEAR", "DROP", "CREATE", "ADD", "MOVE", "COPY", "WITH"}
+# A `(` after a word opens an expression (FILTER(, BIND(, STR(, IN (...) except after these.
+NOT_FUNCTIONS = {"A", "TRUE", "FALSE", "VALUES", "UNDEF"}
+# After these, `(` at any depth is an expression: SELECT (... AS ?x), ORDER BY (...), HAVING (...).
+PROJECTION_START = {"SELECT", "BY", "HAVING"}
+PROJECTION_END = {"WHERE", "LIMIT", "OFFSET", "VALUES"}
+
+_BASE_CHARS = (
+    "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d"
+    "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff"
+)
+_PN_CHARS = _BASE_CHARS + "_\\-0-9\u00b7\u0300-\u036f\u203f-\u2040"
+_VAR_CHARS = _BASE_CHARS + "_0-9\u00b7\u0300-\u036f\u203f-\u2040"
+_PLX = r"%[0-9A-Fa-f]{2}|\\[_~.\-!$&'()*+,;=/?#@%]"
+_PN_PREFIX = f"[{_BASE_CHARS}](?:\\.*[{_PN_CHARS}])*"
+_PN_LOCAL = f"(?:[{_BASE_CHARS}_:0-9]|{_PLX})(?:\\.*(?:[{_PN_CHARS}:]|{_PLX}))*"
+
+_TOKEN = re.compile(
+    rf"""
+    (?P<space>[\x20\t\r\n]+)
+  | (?P<comment>\#[^\r\n]*)
+  | (?P<string>'''(?:(?:'|'')?(?:[^'\\]|\\.))*'''|\"\"\"(?:(?:"|"")?(?:[^"\\]|\\.))*\"\"\"
+               |'(?:[^'\\\r\n]|\\.)*'|"(?:[^"\\\r\n]|\\.)*")
+  | (?P<tripleopen><<\()
+  | (?P<tripleclose>\)>>)
+  | (?P<iri><(?:[^<>"{{}}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{{4}}|\\U[0-9A-Fa-f]{{8}})*>)
+  | (?P<var>[?$][{_VAR_CHARS}]+)
+  | (?P<lang>@[A-Za-z]+(?:-[A-Za-z0-9]+)*(?:--[A-Za-z]+)?)
+  | (?P<pname>(?:{_PN_PREFIX})?:(?:{_PN_LOCAL})?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_LETTERS = re.compile(r"[A-Za-z]+")
+# Inside an IRI look-alike: leaving an expression and starting SERVICE without any space.
+_HIDDEN_SERVICE = re.compile(r"\)\.?service", re.IGNORECASE)
+_OPERAND_END = {"var", "string", "iri", "pname", "number", "lang"}
+
+
+class Refused(Exception):
+    """A query we do not run: HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+SERVICE_REFUSED = (
+    "SERVICE is not allowed: this endpoint never sends requests to other services "
+    "(federate from your own client instead)"
+)
+LOAD_REFUSED = "LOAD is not allowed: this endpoint is read-only and never fetches URLs"
+UPDATE_REFUSED = "SPARQL Update is not accepted: this endpoint is read-only (query only)"
+
+
+@dataclass(frozen=True)
+class Inspection:
+    form: str | None  # SELECT, ASK, CONSTRUCT, DESCRIBE; None when the text names none
+    from_default: tuple[str, ...] = ()
+    from_named: tuple[str, ...] = ()
+    depth: int = 0
+
+    @property
+    def has_dataset(self) -> bool:
+        return bool(self.from_default or self.from_named)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    start: int
+
+
+def tokens(query: str) -> list[_Token]:
+    """Significant tokens (no spaces, no comments); `<` is an operator or an IRI by context."""
+    out: list[_Token] = []
+    stack: list[str] = []  # "group", "expr", "term" for each open bracket
+    projection = False  # in a projection or solution modifier, where `(` opens an expression
+    pos, end = 0, len(query)
+    while pos < end:
+        if query.startswith("<", pos) and not query.startswith("<<", pos):
+            if stack and stack[-1] == "expr" and out and _ends_operand(out[-1]):
+                out.append(_Token("other", "<", pos))  # less-than, never an IRI here
+                pos += 1
+                continue
+        match = _TOKEN.match(query, pos)
+        assert match is not None  # `other` matches any character
+        kind, text = match.lastgroup or "other", match.group()
+        pos = match.end()
+        if kind in ("space", "comment"):
+            continue
+        token = _Token(kind, text, match.start())
+        if text in ("{", "}"):
+            projection = False
+        if text == "{":
+            stack.append("group")
+        elif text == "(":
+            stack.append(_paren_context(stack, out, projection))
+        elif kind == "tripleopen":
+            stack.append("term")
+        elif text in ("}", ")") or kind == "tripleclose":
+            if stack:
+                stack.pop()
+        elif kind == "word":
+            upper = text.upper()
+            if upper in PROJECTION_START:
+                projection = True
+            elif upper in PROJECTION_END:
+                projection = False
+        out.append(token)
+    return out
+
+
+def _ends_operand(token: _Token) -> bool:
+    if token.kind in _OPERAND_END or token.text in (")", "]", "*") or token.kind == "tripleclose":
+        return True
+    return token.kind == "word" and token.text.upper() in ("TRUE", "FALSE")
+
+
+def _paren_context(stack: list[str], out: list[_Token], projection: bool) -> str:
+    if stack and stack[-1] == "expr":
+        return "expr"
+    prev = out[-1] if out else None
+    if prev is None:
+        return "expr"
+    if prev.kind == "word":
+        return "term" if prev.text.upper() in NOT_FUNCTIONS else "expr"
+    if prev.kind in ("iri", "pname") and len(out) > 1:
+        before = out[-2]
+        if before.kind == "word" and before.text.upper() == "FILTER":
+            return "expr"  # FILTER <function>(...)
+    if not stack or projection:
+        return "expr"  # SELECT (... AS ?x), ORDER BY (...) at the top level
+    return "term"  # a collection, a path group, a VALUES row
+
+
+def _keywords(token: _Token) -> list[str]:
+    """The letter runs Oxigraph could read as keywords in this token."""
+    if token.kind == "word":
+        return [token.text.upper()]
+    if token.kind == "pname":
+        prefix = token.text.split(":", 1)[0]
+        return [run.upper() for run in _LETTERS.findall(prefix)]
+    return []
+
+
+def inspect(query: str) -> Inspection:
+    """Refuse SERVICE, LOAD, updates and deep nesting; report the form and dataset clauses."""
+    toks = tokens(query)
+    depth = deepest = 0
+    for token in toks:
+        if token.text in ("{", "(", "[") or token.kind == "tripleopen":
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                raise Refused(
+                    400,
+                    f"query nested too deeply: more than {MAX_DEPTH} levels of brackets "
+                    f"(at character {token.start})",
+                )
+        elif token.text in ("}", ")", "]") or token.kind == "tripleclose":
+            depth = max(0, depth - 1)
+        elif token.kind == "iri" and _HIDDEN_SERVICE.search(token.text):
+            raise Refused(400, SERVICE_REFUSED)
+        for word in _keywords(token):
+            if word.startswith("SERVICE"):
+                raise Refused(400, SERVICE_REFUSED)
+    words = [t.text.upper() for t in toks if t.kind == "word"]
+    form = next((w for w in words if w in FORMS), None)
+    first = next((w for w in words if w not in ("PREFIX", "BASE", "VERSION")), None)
+    if form is None or (first in UPDATES and words.index(first) < words.index(form)):
+        if "LOAD" in words:
+            raise Refused(400, LOAD_REFUSED)
+        if first in UPDATES:
+            raise Refused(400, UPDATE_REFUSED)
+    default, named = _dataset_clauses(toks)
+    return Inspection(form, default, named, deepest)
+
+
+def _dataset_clauses(toks: list[_Token]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    prefixes: dict[str, str] = {}
+    base = ""
+    default: list[str] = []
+    named: list[str] = []
+    i = 0
+    while i < len(toks):
+        word = toks[i].text.upper() if toks[i].kind == "word" else ""
+        if word == "BASE" and i + 1 < len(toks) and toks[i + 1].kind == "iri":
+            base = urljoin(base, toks[i + 1].text[1:-1])
+            i += 2
+            continue
+        if word == "PREFIX" and i + 2 < len(toks) and toks[i + 2].kind == "iri":
+            name = toks[i + 1].text.rstrip(":")
+            prefixes[name] = urljoin(base, toks[i + 2].text[1:-1])
+            i += 3
+            continue
+        if word == "FROM":
+            target = default
+            j = i + 1
+            if j < len(toks) and toks[j].kind == "word" and toks[j].text.upper() == "NAMED":
+                target, j = named, j + 1
+            if j < len(toks):
+                iri = _iri(toks[j], prefixes, base)
+                if iri is not None:
+                    target.append(iri)
+            i = j + 1
+            continue
+        i += 1
+    return tuple(default), tuple(named)
+
+
+def _iri(token: _Token, prefixes: dict[str, str], base: str) -> str | None:
+    if token.kind == "iri":
+        return urljoin(base, token.text[1:-1]) if base else token.text[1:-1]
+    if token.kind == "pname":
+        prefix, _, local = token.text.partition(":")
+        if prefix not in prefixes:
+            raise Refused(400, f"undeclared prefix {prefix!r} in a FROM clause")
+        return prefixes[prefix] + re.sub(r"\\(.)", r"\1", local)
+    return None
+
+
+def strip_dataset_clauses(query: str) -> str:
+    """The query without FROM / FROM NAMED clauses (for a remote store: the dataset travels as
+    protocol parameters restricted to our graphs, so no store is asked to resolve an IRI)."""
+    toks = tokens(query)
+    cut: list[tuple[int, int]] = []
+    i = 0
+    while i < len(toks):
+        if toks[i].kind == "word" and toks[i].text.upper() == "FROM":
+            j = i + 1
+            if j < len(toks) and toks[j].kind == "word" and toks[j].text.upper() == "NAMED":
+                j += 1
+            if j < len(toks) and toks[j].kind in ("iri", "pname"):
+                cut.append((toks[i].start, toks[j].start + len(toks[j].text)))
+                i = j + 1
+                continue
+        i += 1
+    out, last = [], 0
+    for start, stop in cut:
+        out += [query[last:start], " "]
+        last = stop
+    out.append(query[last:])
+    return "".join(out)
