@@ -43,26 +43,30 @@ _PN_LOCAL = f"(?:[{_BASE_CHARS}_:0-9]|{_PLX})(?:\\.*(?:[{_PN_CHARS}:]|{_PLX}))*"
 
 _TOKEN = re.compile(
     rf"""
-    (?P<space>[\x20\t\r\n]+)
-  | (?P<comment>\#[^\r\n]*)
-  | (?P<string>'''(?:(?:'|'')?(?:[^'\\]|\\.))*'''|\"\"\"(?:(?:"|"")?(?:[^"\\]|\\.))*\"\"\"
+    [\x20\t\r\n]*
+    (?:
+    (?P<comment>\#[^\r\n]*)
+  | (?P<var>[?$][{_VAR_CHARS}]+)
+  | (?P<iri><(?:[^<>"{{}}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{{4}}|\\U[0-9A-Fa-f]{{8}})*>)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*(?![{_PN_CHARS}.:]))
+  | (?P<pname>(?:{_PN_PREFIX})?:(?:{_PN_LOCAL})?)
+  | (?P<string>'\'\'(?:(?:'|'')?(?:[^'\\]|\\.))*'\'\'|\"\"\"(?:(?:"|"")?(?:[^"\\]|\\.))*\"\"\"
                |'(?:[^'\\\r\n]|\\.)*'|"(?:[^"\\\r\n]|\\.)*")
   | (?P<tripleopen><<\()
   | (?P<tripleclose>\)>>)
-  | (?P<iri><(?:[^<>"{{}}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{{4}}|\\U[0-9A-Fa-f]{{8}})*>)
-  | (?P<var>[?$][{_VAR_CHARS}]+)
   | (?P<lang>@[A-Za-z]+(?:-[A-Za-z0-9]+)*(?:--[A-Za-z]+)?)
-  | (?P<pname>(?:{_PN_PREFIX})?:(?:{_PN_LOCAL})?)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)
   | (?P<other>.)
+    )
     """,
     re.VERBOSE | re.DOTALL,
 )
 _LETTERS = re.compile(r"[A-Za-z]+")
 # Inside an IRI look-alike: leaving an expression and starting SERVICE without any space.
 _HIDDEN_SERVICE = re.compile(r"\)\.?service", re.IGNORECASE)
-_OPERAND_END = {"var", "string", "iri", "pname", "number", "lang"}
+_OPERAND_END = {"var", "string", "iri", "pname", "number", "lang", "tripleclose"}
+_OPEN = {"{", "(", "["}
+_CLOSE = {"}", ")", "]"}
 
 
 class Refused(Exception):
@@ -94,41 +98,49 @@ class Inspection:
         return bool(self.from_default or self.from_named)
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    start: int
+# A token: (kind, text, start offset).
+Token = tuple[str, str, int]
 
 
-def tokens(query: str) -> list[_Token]:
-    """Significant tokens (no spaces, no comments); `<` is an operator or an IRI by context."""
-    out: list[_Token] = []
+def tokens(query: str, check: bool = False) -> tuple[list[Token], int]:
+    """Significant tokens (no spaces, no comments) and the deepest bracket nesting; `<` is an
+    operator or an IRI by context. With `check`, refuses SERVICE and deep nesting as it goes,
+    so a huge query is refused at its first offending token."""
+    out: list[Token] = []
+    append = out.append
     stack: list[str] = []  # "group", "expr", "term" for each open bracket
     projection = False  # in a projection or solution modifier, where `(` opens an expression
-    pos, end = 0, len(query)
-    while pos < end:
-        if query.startswith("<", pos) and not query.startswith("<<", pos):
-            if stack and stack[-1] == "expr" and out and _ends_operand(out[-1]):
-                out.append(_Token("other", "<", pos))  # less-than, never an IRI here
-                pos += 1
-                continue
-        match = _TOKEN.match(query, pos)
-        assert match is not None  # `other` matches any character
-        kind, text = match.lastgroup or "other", match.group()
-        pos = match.end()
-        if kind in ("space", "comment"):
+    deepest = 0
+    scanner = _TOKEN.finditer(query)
+    for match in iter(lambda: next(scanner, None), None):
+        kind = match.lastgroup or "other"
+        if kind == "comment":
             continue
-        token = _Token(kind, text, match.start())
-        if text in ("{", "}"):
-            projection = False
-        if text == "{":
-            stack.append("group")
-        elif text == "(":
-            stack.append(_paren_context(stack, out, projection))
-        elif kind == "tripleopen":
-            stack.append("term")
-        elif text in ("}", ")") or kind == "tripleclose":
+        text = match.group(kind)
+        start = match.start(kind)
+        if kind == "iri" and stack and stack[-1] == "expr" and out and _ends_operand(out[-1]):
+            append(("other", "<", start))  # less-than after an operand, never an IRI here
+            scanner = _TOKEN.finditer(query, start + 1)
+            continue
+        if text in _OPEN or kind == "tripleopen":
+            if text == "{":
+                stack.append("group")
+                projection = False
+            elif text == "(":
+                stack.append(_paren_context(stack, out, projection))
+            else:
+                stack.append("term")
+            if len(stack) > deepest:
+                deepest = len(stack)
+                if check and deepest > MAX_DEPTH:
+                    raise Refused(
+                        400,
+                        f"query nested too deeply: more than {MAX_DEPTH} levels of brackets "
+                        f"(at character {start})",
+                    )
+        elif text in _CLOSE or kind == "tripleclose":
+            if text == "}":
+                projection = False
             if stack:
                 stack.pop()
         elif kind == "word":
@@ -137,65 +149,46 @@ def tokens(query: str) -> list[_Token]:
                 projection = True
             elif upper in PROJECTION_END:
                 projection = False
-        out.append(token)
-    return out
+            if check and upper.startswith("SERVICE"):
+                raise Refused(400, SERVICE_REFUSED)
+        elif check and kind == "pname":
+            prefix = text.split(":", 1)[0]
+            if any(run.upper().startswith("SERVICE") for run in _LETTERS.findall(prefix)):
+                raise Refused(400, SERVICE_REFUSED)
+        elif check and kind == "iri" and _HIDDEN_SERVICE.search(text):
+            raise Refused(400, SERVICE_REFUSED)
+        append((kind, text, start))
+    return out, deepest
 
 
-def _ends_operand(token: _Token) -> bool:
-    if token.kind in _OPERAND_END or token.text in (")", "]", "*") or token.kind == "tripleclose":
+def _ends_operand(token: Token) -> bool:
+    kind, text, _ = token
+    if kind in _OPERAND_END or text in (")", "]", "*"):
         return True
-    return token.kind == "word" and token.text.upper() in ("TRUE", "FALSE")
+    return kind == "word" and text.upper() in ("TRUE", "FALSE")
 
 
-def _paren_context(stack: list[str], out: list[_Token], projection: bool) -> str:
+def _paren_context(stack: list[str], out: list[Token], projection: bool) -> str:
     if stack and stack[-1] == "expr":
         return "expr"
-    prev = out[-1] if out else None
-    if prev is None:
+    if not out:
         return "expr"
-    if prev.kind == "word":
-        return "term" if prev.text.upper() in NOT_FUNCTIONS else "expr"
-    if prev.kind in ("iri", "pname") and len(out) > 1:
+    kind, text, _ = out[-1]
+    if kind == "word":
+        return "term" if text.upper() in NOT_FUNCTIONS else "expr"
+    if kind in ("iri", "pname") and len(out) > 1:
         before = out[-2]
-        if before.kind == "word" and before.text.upper() == "FILTER":
+        if before[0] == "word" and before[1].upper() == "FILTER":
             return "expr"  # FILTER <function>(...)
     if not stack or projection:
         return "expr"  # SELECT (... AS ?x), ORDER BY (...) at the top level
     return "term"  # a collection, a path group, a VALUES row
 
 
-def _keywords(token: _Token) -> list[str]:
-    """The letter runs Oxigraph could read as keywords in this token."""
-    if token.kind == "word":
-        return [token.text.upper()]
-    if token.kind == "pname":
-        prefix = token.text.split(":", 1)[0]
-        return [run.upper() for run in _LETTERS.findall(prefix)]
-    return []
-
-
 def inspect(query: str) -> Inspection:
     """Refuse SERVICE, LOAD, updates and deep nesting; report the form and dataset clauses."""
-    toks = tokens(query)
-    depth = deepest = 0
-    for token in toks:
-        if token.text in ("{", "(", "[") or token.kind == "tripleopen":
-            depth += 1
-            deepest = max(deepest, depth)
-            if depth > MAX_DEPTH:
-                raise Refused(
-                    400,
-                    f"query nested too deeply: more than {MAX_DEPTH} levels of brackets "
-                    f"(at character {token.start})",
-                )
-        elif token.text in ("}", ")", "]") or token.kind == "tripleclose":
-            depth = max(0, depth - 1)
-        elif token.kind == "iri" and _HIDDEN_SERVICE.search(token.text):
-            raise Refused(400, SERVICE_REFUSED)
-        for word in _keywords(token):
-            if word.startswith("SERVICE"):
-                raise Refused(400, SERVICE_REFUSED)
-    words = [t.text.upper() for t in toks if t.kind == "word"]
+    toks, deepest = tokens(query, check=True)
+    words = [t[1].upper() for t in toks if t[0] == "word"]
     form = next((w for w in words if w in FORMS), None)
     first = next((w for w in words if w not in ("PREFIX", "BASE", "VERSION")), None)
     if form is None or (first in UPDATES and words.index(first) < words.index(form)):
@@ -207,27 +200,27 @@ def inspect(query: str) -> Inspection:
     return Inspection(form, default, named, deepest)
 
 
-def _dataset_clauses(toks: list[_Token]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _dataset_clauses(toks: list[Token]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     prefixes: dict[str, str] = {}
     base = ""
     default: list[str] = []
     named: list[str] = []
     i = 0
     while i < len(toks):
-        word = toks[i].text.upper() if toks[i].kind == "word" else ""
-        if word == "BASE" and i + 1 < len(toks) and toks[i + 1].kind == "iri":
-            base = urljoin(base, toks[i + 1].text[1:-1])
+        word = toks[i][1].upper() if toks[i][0] == "word" else ""
+        if word == "BASE" and i + 1 < len(toks) and toks[i + 1][0] == "iri":
+            base = urljoin(base, toks[i + 1][1][1:-1])
             i += 2
             continue
-        if word == "PREFIX" and i + 2 < len(toks) and toks[i + 2].kind == "iri":
-            name = toks[i + 1].text.rstrip(":")
-            prefixes[name] = urljoin(base, toks[i + 2].text[1:-1])
+        if word == "PREFIX" and i + 2 < len(toks) and toks[i + 2][0] == "iri":
+            name = toks[i + 1][1].rstrip(":")
+            prefixes[name] = urljoin(base, toks[i + 2][1][1:-1])
             i += 3
             continue
         if word == "FROM":
             target = default
             j = i + 1
-            if j < len(toks) and toks[j].kind == "word" and toks[j].text.upper() == "NAMED":
+            if j < len(toks) and toks[j][0] == "word" and toks[j][1].upper() == "NAMED":
                 target, j = named, j + 1
             if j < len(toks):
                 iri = _iri(toks[j], prefixes, base)
@@ -239,11 +232,12 @@ def _dataset_clauses(toks: list[_Token]) -> tuple[tuple[str, ...], tuple[str, ..
     return tuple(default), tuple(named)
 
 
-def _iri(token: _Token, prefixes: dict[str, str], base: str) -> str | None:
-    if token.kind == "iri":
-        return urljoin(base, token.text[1:-1]) if base else token.text[1:-1]
-    if token.kind == "pname":
-        prefix, _, local = token.text.partition(":")
+def _iri(token: Token, prefixes: dict[str, str], base: str) -> str | None:
+    kind, text, _ = token
+    if kind == "iri":
+        return urljoin(base, text[1:-1]) if base else text[1:-1]
+    if kind == "pname":
+        prefix, _, local = text.partition(":")
         if prefix not in prefixes:
             raise Refused(400, f"undeclared prefix {prefix!r} in a FROM clause")
         return prefixes[prefix] + re.sub(r"\\(.)", r"\1", local)
@@ -253,16 +247,16 @@ def _iri(token: _Token, prefixes: dict[str, str], base: str) -> str | None:
 def strip_dataset_clauses(query: str) -> str:
     """The query without FROM / FROM NAMED clauses (for a remote store: the dataset travels as
     protocol parameters restricted to our graphs, so no store is asked to resolve an IRI)."""
-    toks = tokens(query)
+    toks, _ = tokens(query)
     cut: list[tuple[int, int]] = []
     i = 0
     while i < len(toks):
-        if toks[i].kind == "word" and toks[i].text.upper() == "FROM":
+        if toks[i][0] == "word" and toks[i][1].upper() == "FROM":
             j = i + 1
-            if j < len(toks) and toks[j].kind == "word" and toks[j].text.upper() == "NAMED":
+            if j < len(toks) and toks[j][0] == "word" and toks[j][1].upper() == "NAMED":
                 j += 1
-            if j < len(toks) and toks[j].kind in ("iri", "pname"):
-                cut.append((toks[i].start, toks[j].start + len(toks[j].text)))
+            if j < len(toks) and toks[j][0] in ("iri", "pname"):
+                cut.append((toks[i][2], toks[j][2] + len(toks[j][1])))
                 i = j + 1
                 continue
         i += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import socket
 import time
 import urllib.error
@@ -44,6 +45,7 @@ from service.query_check import SERVICE_REFUSED, Refused, inspect, strip_dataset
 from service.results import GRAPH_FORMATS, Answer, encode_result, is_graph
 from service.sources import load_dataset, parse_file
 
+_FROM = re.compile(r"\bFROM\b", re.IGNORECASE)
 # Stands for "an empty graph" when a dataset selects no graph we hold; a URN is never fetched.
 EMPTY_GRAPH = "urn:cmpkg:empty-graph"
 
@@ -150,13 +152,16 @@ def _refusal(err: Exception) -> _Failure:
 def _evaluate(store: ox.Store, job: QueryJob) -> tuple[Answer | _Failure, bytes]:
     """In the worker: check, parse and evaluate one query, serialise its answer."""
     try:
-        inspection = inspect(job.query)
+        if job.form is None or _FROM.search(job.query):
+            has_dataset = inspect(job.query).has_dataset
+        else:
+            has_dataset = False  # our own query text (api, pages) without any FROM
     except Refused as err:
         return _Failure(err.status, err.message), b""
     kwargs: dict[str, object] = {}
     if job.dataset.is_default:
         # The union flag overrides FROM in Oxigraph, so it is set only when there is none.
-        if not inspection.has_dataset:
+        if not has_dataset:
             kwargs["use_default_graph_as_union"] = True
     else:
         kwargs["default_graph"] = [ox.NamedNode(g) for g in job.dataset.default or ()]
