@@ -46,10 +46,11 @@ def children(pid: int) -> list[int]:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process; 0 for one that has exited (a zombie holds none)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return 0.0
 
 
 @pytest.fixture(scope="module")

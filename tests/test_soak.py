@@ -1,0 +1,103 @@
+"""A short soak (about 30 s): mixed normal load, two runaways and one worker killed mid-run.
+
+Asserts what an operator needs: no normal query ever gets a 5xx, every runaway is stopped with
+a 503, and neither the server nor its workers grow past their bounds. Loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+from conftest import http, start_service, stop
+from test_attack_sparql import children, rss_mb
+
+LOAD_SECONDS = 24
+WORKER_MEMORY_MB = 256
+P = "PREFIX cmp: <https://w3id.org/cmpkg/vocab/> PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>"
+NORMAL = [
+    (f"{P} SELECT ?c ?e WHERE {{ ?c a cmp:EvidenceClaim ; cmp:estimate ?e }} ORDER BY ?c", "*/*"),
+    (f"{P} ASK {{ ?c cmp:ciLower ?l FILTER(?l < 0) }}", "application/sparql-results+xml"),
+    (f"{P} CONSTRUCT {{ ?s rdfs:label ?l }} WHERE {{ ?s rdfs:label ?l }}", "text/turtle"),
+    ("DESCRIBE <https://w3id.org/cmpkg/source/busch-2007>", "application/n-triples"),
+    (f"{P} SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}", "text/csv"),
+]
+RUNAWAYS = [
+    # time: a cartesian product far past the 2 s deadline
+    "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <urn:test:filler> "
+    "{ ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o } }",
+    # memory: sorting 60^4 rows needs far more than the worker's cap
+    "SELECT ?a ?f WHERE { GRAPH <urn:test:filler> "
+    "{ ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l } } ORDER BY ?f ?a LIMIT 1",
+]
+
+
+def test_soak_mixed_load_runaways_and_a_killed_worker(artifact: Path, tmp_path: Path):
+    base, process = start_service(
+        "--artifact", str(artifact), "--timeout", "2", "--workers", "3", "--row-cap", "1000",
+        "--worker-memory-mb", str(WORKER_MEMORY_MB), log=tmp_path / "soak.log",
+    )  # fmt: skip
+    try:
+        normal: list[tuple[int, float]] = []
+        runaway: list[int] = []
+        main_rss: list[float] = []
+        worker_rss: list[float] = []
+        killed: list[int] = []
+        stop_at = time.monotonic() + LOAD_SECONDS
+
+        def client(k: int) -> None:
+            i = 0
+            while time.monotonic() < stop_at:
+                query, accept = NORMAL[(i + k) % len(NORMAL)]
+                started = time.monotonic()
+                url = f"{base}/sparql?" + urlencode({"query": f"{query} # {k}-{i}"})
+                status = http(url, headers={"Accept": accept})[0]
+                normal.append((status, time.monotonic() - started))
+                i += 1
+
+        def runaway_client(query: str) -> None:
+            i = 0
+            while time.monotonic() < stop_at:
+                url = f"{base}/sparql?" + urlencode({"query": f"{query} # {i}"})
+                runaway.append(http(url)[0])
+                i += 1
+
+        def sample() -> None:
+            while time.monotonic() < stop_at:
+                main_rss.append(rss_mb(process.pid))
+                for pid in children(process.pid):
+                    try:
+                        worker_rss.append(rss_mb(pid))
+                    except (FileNotFoundError, ProcessLookupError):
+                        pass  # replaced between listing and reading
+                if not killed and time.monotonic() > stop_at - LOAD_SECONDS / 2:
+                    victim = max(children(process.pid), key=rss_mb)  # a live one
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(victim)
+                time.sleep(0.5)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
+        threads += [threading.Thread(target=runaway_client, args=(q,)) for q in RUNAWAYS]
+        threads.append(threading.Thread(target=sample))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=LOAD_SECONDS + 30)
+
+        assert len(killed) == 1
+        statuses = [s for s, _ in normal]
+        assert len(statuses) > 100, len(statuses)
+        assert [s for s in statuses if s >= 500] == [], sorted(set(statuses))
+        assert set(statuses) == {200}
+        assert runaway and set(runaway) == {503}, sorted(set(runaway))
+        assert max(main_rss) - main_rss[0] < 100, (main_rss[0], max(main_rss))
+        assert max(worker_rss) < WORKER_MEMORY_MB + 300, max(worker_rss)
+        assert process.poll() is None and http(base + "/healthz")[0] == 200
+        assert killed[0] not in children(process.pid)
+        assert len([p for p in children(process.pid) if rss_mb(p) > 0]) == 3
+    finally:
+        stop(process)
