@@ -112,7 +112,7 @@ def tokens(query: str, check: bool = False) -> tuple[list[Token], int]:
     projection = False  # in a projection or solution modifier, where `(` opens an expression
     deepest = 0
     scanner = _TOKEN.finditer(query)
-    for match in iter(lambda: next(scanner, None), None):
+    while (match := next(scanner, None)) is not None:
         kind = match.lastgroup or "other"
         if kind == "comment":
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
+from typing import IO, Any, cast
 
 import pyoxigraph as ox
 
@@ -80,6 +81,10 @@ class _Full(Exception):
     """Raised from inside a serialiser to stop it once the row cap is passed."""
 
 
+def _bytes(data: bytes | None) -> bytes:
+    return data or b""  # pyoxigraph returns None only when given an output to write to
+
+
 class _LineCounter:
     """A binary sink for pyoxigraph's serialisers that stops them after `limit` lines."""
 
@@ -99,11 +104,11 @@ class _LineCounter:
         pass
 
 
-def _capped(write: Callable[[_LineCounter], object], header: int, cap: int) -> tuple[bytes, int, bool]:
+def _capped(write: Callable[[IO[bytes]], object], header: int, cap: int) -> tuple[bytes, int, bool]:
     """Lines written by `write`, cut after `header + cap` lines: (bytes, rows, truncated)."""
     sink = _LineCounter(header + cap)
     try:
-        write(sink)
+        write(cast(IO[bytes], sink))
     except _Full:
         data = b"".join(sink.chunks)
         cut = -1
@@ -116,16 +121,16 @@ def _capped(write: Callable[[_LineCounter], object], header: int, cap: int) -> t
 def encode_boolean(value: bool, media_type: str) -> Answer:
     text = b'{"head":{},"boolean":true}' if value else b'{"head":{},"boolean":false}'
     result = ox.parse_query_results(text, format=ox.QueryResultsFormat.JSON)
-    return Answer(media_type, result.serialize(format=SOLUTION_FORMATS[media_type]), rows=1)
+    body = _bytes(result.serialize(format=SOLUTION_FORMATS[media_type]))
+    return Answer(media_type, body, rows=1)
 
 
 def encode_solutions(solutions: ox.QuerySolutions, media_type: str, row_cap: int) -> Answer:
     tsv, rows, truncated = _capped(lambda sink: solutions.serialize(sink, format=TSV), 1, row_cap)
     if media_type == "text/tab-separated-values":
         return Answer(media_type, tsv, truncated, rows)
-    converted = ox.parse_query_results(tsv, format=TSV).serialize(
-        format=SOLUTION_FORMATS[media_type]
-    )
+    parsed = cast(ox.QuerySolutions, ox.parse_query_results(tsv, format=TSV))
+    converted = _bytes(parsed.serialize(format=SOLUTION_FORMATS[media_type]))
     return Answer(media_type, converted, truncated, rows)
 
 
@@ -138,21 +143,21 @@ def encode_triples(triples: Iterable[ox.Triple], media_type: str, row_cap: int) 
     else:  # parsed back from a remote store
         kept = list(islice(triples, row_cap + 1))
         truncated = len(kept) > row_cap
-        nt = ox.serialize(kept[:row_cap], format=NT)
+        nt = _bytes(ox.serialize(kept[:row_cap], format=NT))
         rows = min(len(kept), row_cap)
     if media_type == "application/n-triples":
         return Answer(media_type, nt, truncated, rows)
     fmt = GRAPH_FORMATS[media_type]
     parsed = ox.parse(nt, format=NT)
     # Quad formats want quads (a CONSTRUCT result is the default graph); the others triples.
-    items: Iterable[ox.Quad | ox.Triple] = (
+    items: Any = (
         parsed if fmt in (ox.RdfFormat.N_QUADS, ox.RdfFormat.TRIG) else (q.triple for q in parsed)
     )
     if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.TRIG):
         body = ox.serialize(items, format=fmt, prefixes=PREFIXES)
     else:
         body = ox.serialize(items, format=fmt)
-    return Answer(media_type, body, truncated, rows)
+    return Answer(media_type, _bytes(body), truncated, rows)
 
 
 def encode_result(result: object, media_type: str, row_cap: int) -> Answer:

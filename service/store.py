@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote
 
 import pyoxigraph as ox
@@ -158,7 +158,7 @@ def _evaluate(store: ox.Store, job: QueryJob) -> tuple[Answer | _Failure, bytes]
             has_dataset = False  # our own query text (api, pages) without any FROM
     except Refused as err:
         return _Failure(err.status, err.message), b""
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if job.dataset.is_default:
         # The union flag overrides FROM in Oxigraph, so it is set only when there is none.
         if not has_dataset:
@@ -352,7 +352,9 @@ class RemoteStore:
         raw = self._fetch(
             self._wrapper(query, timeout, "application/sparql-results+json", "SELECT")
         )
-        solutions = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
+        solutions = cast(
+            ox.QuerySolutions, ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
+        )
         return {s["g"].value: int(s["n"].value) for s in solutions if s["g"] is not None}
 
     def graph_counts(self) -> dict[str, int]:

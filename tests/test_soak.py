@@ -6,6 +6,7 @@ a 503, and neither the server nor its workers grow past their bounds. Loopback o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -70,10 +71,8 @@ def test_soak_mixed_load_runaways_and_a_killed_worker(artifact: Path, tmp_path: 
             while time.monotonic() < stop_at:
                 main_rss.append(rss_mb(process.pid))
                 for pid in children(process.pid):
-                    try:
-                        worker_rss.append(rss_mb(pid))
-                    except (FileNotFoundError, ProcessLookupError):
-                        pass  # replaced between listing and reading
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                        worker_rss.append(rss_mb(pid))  # unless replaced meanwhile
                 if not killed and time.monotonic() > stop_at - LOAD_SECONDS / 2:
                     victim = max(children(process.pid), key=rss_mb)  # a live one
                     os.kill(victim, signal.SIGKILL)
