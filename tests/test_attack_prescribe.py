@@ -14,9 +14,9 @@ import pyoxigraph as ox
 import pytest
 from flask.testing import FlaskClient
 
-from service.build import ensure_artifact
-from service.sources import parse_file
-from service.store import EmbeddedStore
+from service.kb.build import ensure_artifact
+from service.kb.sources import parse_file
+from service.store.backends import EmbeddedStore
 from service.web import create_app
 from service.web.prescribe import MAX_JSON_DEPTH, json_depth
 

@@ -21,9 +21,9 @@ import pyoxigraph as ox
 import pytest
 from conftest import HitCounter, http, readyz, start_service, stop
 
-from service.pool import Limits
-from service.query_check import Refused, inspect
-from service.store import Call, EmbeddedStore, StoreError
+from service.store.backends import Call, EmbeddedStore, StoreError
+from service.store.pool import Limits
+from service.store.query_check import Refused, inspect
 
 WORKER_MEMORY_MB = 256
 
@@ -135,7 +135,7 @@ def try_connect(port: int) -> tuple[str, bytes]:
 
 
 def service_without_checks(url: str) -> tuple[str, bytes]:
-    """In a worker: let Oxigraph evaluate SERVICE directly, skipping service.query_check."""
+    """In a worker: let Oxigraph evaluate SERVICE directly, skipping service.store.query_check."""
     store = ox.Store()
     store.add(ox.Quad(ox.NamedNode("urn:a"), ox.NamedNode("urn:b"), ox.NamedNode("urn:c")))
     try:

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from conftest import http
 
-from service.results import Answer
-from service.store import Dataset
+from service.store.backends import Dataset
+from service.store.results import Answer
 from service.web.cache import ENTRY_OVERHEAD, AnswerCache, CacheKey, etag_matches
 
 

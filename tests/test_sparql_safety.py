@@ -9,9 +9,9 @@ import pyoxigraph as ox
 import pytest
 from conftest import GRAPH, http, readyz
 
-from service.query_check import Refused, inspect, strip_dataset_clauses
-from service.store import Dataset
-from service.web.safety import select_dataset
+from service.store.backends import Dataset
+from service.store.query_check import Refused, inspect, strip_dataset_clauses
+from service.store.safety import select_dataset
 
 CARTESIAN = (
     "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <urn:test:filler> "
@@ -27,7 +27,7 @@ def rows(body: bytes) -> list:
     return list(ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON))
 
 
-# --- the checker itself (service.query_check, run in the worker before Oxigraph's parser) -----
+# --- the checker (service.store.query_check, run in the worker before Oxigraph's parser) ---
 # It replaced the rdflib parse tree; the same refusals are asserted on its `inspect`.
 
 

@@ -17,8 +17,8 @@ from typing import Generic, TypeVar
 
 from cachetools import LRUCache
 
-from service.results import Answer
-from service.store import Dataset
+from service.store.backends import Dataset
+from service.store.results import Answer
 
 V = TypeVar("V")
 ENTRY_OVERHEAD = 256  # bytes per entry for the objects around key and value

@@ -16,9 +16,15 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.prescribe import DISCLAIMER, error_document, knowledge_base, prescribe_json, render
-from service.presentation import InvalidPresentation
-from service.store import Call, StoreError
+from service.prescribe.engine import (
+    DISCLAIMER,
+    error_document,
+    knowledge_base,
+    prescribe_json,
+    render,
+)
+from service.prescribe.presentation import InvalidPresentation
+from service.store.backends import Call, StoreError
 
 bp = Blueprint("prescribe", __name__)
 log = logging.getLogger("cmpkg.prescribe")
@@ -35,7 +41,7 @@ def _artifact() -> str | None:
     artifact = current_app.config.get("PRESCRIBE_ARTIFACT")
     if artifact:
         return str(artifact)
-    from service.build import ARTIFACT_NAME, build_dir
+    from service.kb.build import ARTIFACT_NAME, build_dir
 
     built = build_dir() / ARTIFACT_NAME
     return str(built) if built.is_file() else None
@@ -135,7 +141,7 @@ def wrong_method() -> Response:
 
 @bp.get("/api/prescribe/context.jsonld")
 def context_view() -> Response:
-    from service.presentation import load_context
+    from service.prescribe.presentation import load_context
 
     body = json.dumps({"@context": load_context()}, indent=2, sort_keys=True) + "\n"
     return Response(body, mimetype="application/ld+json")

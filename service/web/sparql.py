@@ -2,7 +2,7 @@
 
 The query text is never parsed in this process: the answer format is negotiated for both
 kinds of result up front (solutions and booleans, or a graph), the cache is keyed by the text's
-digest, and a sandboxed worker checks, parses, evaluates and serialises (service.store).
+digest, and a sandboxed worker checks, parses, evaluates and serialises (service.store.backends).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, g, request
 
-from service.results import GRAPH_FORMATS
-from service.store import QueryJob, StoreError
+from service.store.backends import QueryJob, StoreError
+from service.store.results import GRAPH_FORMATS
+from service.store.safety import select_dataset
 from service.web.cache import CacheKey, digest, etag_matches, normalize
 from service.web.protocol import (
     CORS_HEADERS,
@@ -22,7 +23,6 @@ from service.web.protocol import (
     error_response,
     parse_query_request,
 )
-from service.web.safety import select_dataset
 
 bp = Blueprint("sparql", __name__)
 

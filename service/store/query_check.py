@@ -12,7 +12,7 @@ It is a lexer, not a grammar, so it is kept conservative where the two could dis
 - `<` after an operand inside an expression is the less-than operator, never an IRI, so an
   IRI look-alike cannot hide code (`FILTER(?a<'>') SERVICE ...`);
 - a comment ends at CR or LF, as in Oxigraph.
-The workers also have no network at all (service.pool), so a query that got past this reader
+The workers also have no network at all (service.store.pool), so a query that got past this reader
 still could not reach anything.
 """
 

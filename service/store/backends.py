@@ -1,14 +1,15 @@
 """Where queries are answered: one small interface, two implementations.
 
 - `EmbeddedStore`: the build artifact in an in-memory pyoxigraph store, queried by forked,
-  sandboxed worker processes (service.pool): no network, a memory cap, a deadline.
+  sandboxed worker processes (service.store.pool): no network, a memory cap, a deadline.
 - `RemoteStore`: an existing SPARQL 1.1 store (Oxigraph server, Fuseki, GraphDB, Virtuoso)
   reached through SPARQLWrapper; `push` loads an artifact into it with the Graph Store Protocol.
 
 The server process never parses a query: the text goes to a worker, which reads it with
-`service.query_check` (SERVICE, LOAD, updates, nesting) and then Oxigraph's parser, the only one
-that decides. The remote store uses workers for that check too and forwards only what passed.
-Both produce answers through `service.results`, so the same query gives the same bytes on
+`service.store.query_check` (SERVICE, LOAD, updates, nesting) and then Oxigraph's parser,
+the only one that decides. The remote store uses workers for that check too and forwards
+only what passed.
+Both produce answers through `service.store.results`, so the same query gives the same bytes on
 either backend.
 """
 
@@ -33,7 +34,8 @@ import pyoxigraph as ox
 from SPARQLWrapper import POST, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 
-from service.pool import (
+from service.kb.sources import load_dataset, parse_file
+from service.store.pool import (
     Limits,
     PoolBusy,
     WorkerCrashed,
@@ -41,9 +43,8 @@ from service.pool import (
     WorkerPool,
     WorkerTimeout,
 )
-from service.query_check import SERVICE_REFUSED, Refused, inspect, strip_dataset_clauses
-from service.results import GRAPH_FORMATS, Answer, encode_result, is_graph
-from service.sources import load_dataset, parse_file
+from service.store.query_check import SERVICE_REFUSED, Refused, inspect, strip_dataset_clauses
+from service.store.results import GRAPH_FORMATS, Answer, encode_result, is_graph
 
 _FROM = re.compile(r"\bFROM\b", re.IGNORECASE)
 # Stands for "an empty graph" when a dataset selects no graph we hold; a URN is never fetched.
@@ -364,7 +365,7 @@ class RemoteStore:
         started = time.monotonic()
         text = job.query
         if job.substitutions:  # SPARQL 1.1 Protocol has no binding: write the terms safely
-            from service.queries import PreparedQuery, inline
+            from service.query.named import PreparedQuery, inline
 
             bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
             text = inline(PreparedQuery(text, bound))

@@ -1,17 +1,18 @@
 """What the server process decides about a query without reading it: which graphs it may see.
 
 The query text itself is never parsed here: it goes to a sandboxed worker, where
-`service.query_check` refuses SERVICE, LOAD, updates and deep nesting and Oxigraph's parser
-decides the rest (see service.store). The protocol's graph parameters only ever select graphs
-we hold: a graph we do not hold is left out (so it is empty), never fetched. The query's own
-FROM / FROM NAMED are applied in the worker, where they can only name graphs of our store.
+`service.store.query_check` refuses SERVICE, LOAD, updates and deep nesting and Oxigraph's parser
+decides the rest (see service.store.backends). The protocol's graph parameters only ever
+select graphs we hold: a graph we do not hold is left out (so it is empty), never fetched.
+The query's own FROM / FROM NAMED are applied in the worker, where they can only name
+graphs of our store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.store import Dataset
+from service.store.backends import Dataset
 
 __all__ = ["Dataset", "select_dataset"]
 

@@ -17,7 +17,7 @@ from typing import IO, Any, cast
 
 import pyoxigraph as ox
 
-from service.sources import PREFIXES
+from service.kb.sources import PREFIXES
 
 # Result media types -> pyoxigraph formats (first = preferred when the client does not care).
 SOLUTION_FORMATS: dict[str, ox.QueryResultsFormat] = {

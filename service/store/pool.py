@@ -12,7 +12,7 @@ data is shared copy-on-write). Each worker, before it takes its first job:
 - caps its memory: RLIMIT_AS at what it has mapped after the fork plus `memory_bytes`, so a
   runaway allocation fails inside the worker (Rust aborts, Python raises MemoryError).
 - runs its jobs on a thread with a large stack, because Oxigraph's parser and evaluator
-  recurse; `service.query_check` bounds bracket nesting far below what this stack holds.
+  recurse; `service.store.query_check` bounds bracket nesting far below what this stack holds.
 A job past its deadline has its worker killed; a worker that dies is replaced; the caller gets
 an exception saying which limit tripped. Results come back as one pickled header plus the
 answer bytes, sent raw, so the answer is copied once (kernel to the bytes object we serve).
