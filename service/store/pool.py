@@ -105,6 +105,9 @@ def _serve(conn: Connection, handler: Handler, limits: Limits) -> None:
         conn.send(("refused", str(err)))
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours to handle
+    # A worker over its memory cap should die at once: with backtraces on, Rust spends seconds
+    # symbolising one before it aborts (this sets the worker's own environment, read by Rust).
+    os.environ["RUST_BACKTRACE"] = "0"
     threading.stack_size(limits.stack_bytes)
     runner = threading.Thread(target=_loop, args=(conn, handler, limits), name="job")
     runner.start()
