@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from querying import run_query
 
 from service.kb.sources import GRAPHS, PREFIXES, knowledge_files, load_store, parse_file
-from service.query.named import NamedQuery, load_queries, run_query
+from service.query.named import NamedQuery, load_queries
 
 QUERIES: dict[str, NamedQuery] = load_queries()
 XSD = PREFIXES["xsd"]
@@ -74,22 +75,21 @@ def unordered(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
 
 
 def test_cq1_modalities_that_improve_physical_function_in_fibromyalgia(store: ox.Store) -> None:
-    # Physical function includes its narrower outcomes (FIQ total, disability), by decision.
+    # Physical function includes its narrower outcomes (disability), by decision.
     # Left out by hand: Busch 2007 pain/tender points (CI crosses 0), Busch 2013's FIQ
     # "17 points" (no CI), its translated figures (unconfirmed).
+    # Changed (issue 13): the FIQ total (multidimensional function) is no longer narrower than
+    # physical function (Bidonde 2014 reports the two side by side), so Bidonde 2014's two FIQ
+    # claims no longer answer this question; its physical-function claims still do.
     columns = ("modality", "outcome", "claim", "measure", "estimate", "ciLower", "ciUpper",
                "certainty", "source")  # fmt: skip
     aerobic, aquatic, pf = "mod:aerobic-exercise", "mod:aquatic-exercise", "out:physical-function"
-    fiq, moderate = "out:multidimensional-function", "cert:moderate"
+    moderate = "cert:moderate"
     assert asserted_answer(store, "modalities-improving-outcome", columns) == [
         (aerobic, pf, "claim:bidonde-2017-aerobic-physical-function",
          "measure:md", D("-10.16"), D("-15.39"), D("-4.94"), "cert:low", "src:bidonde-2017"),
         (aerobic, pf, "claim:busch-2007-aerobic-physical-function",
          "measure:smd", D("0.66"), D("0.41"), D("0.92"), moderate, "src:busch-2007"),
-        (aquatic, fiq, "claim:bidonde-2014-aquatic-multidimensional-function-md",
-         "measure:md", D("-5.97"), D("-9.06"), D("-2.88"), moderate, "src:bidonde-2014"),
-        (aquatic, fiq, "claim:bidonde-2014-aquatic-multidimensional-function-smd",
-         "measure:smd", D("-0.55"), D("-0.83"), D("-0.27"), moderate, "src:bidonde-2014"),
         (aquatic, pf, "claim:bidonde-2014-aquatic-physical-function-md",
          "measure:md", D("-4.35"), D("-7.77"), D("-0.94"), moderate, "src:bidonde-2014"),
         (aquatic, pf, "claim:bidonde-2014-aquatic-physical-function-smd",
@@ -205,7 +205,12 @@ def test_cq7_guideline_recommendations_with_strength(store: ox.Store) -> None:
                "recommendation")  # fmt: skip
     strong, weak, core = "strength:strong-for", "strength:weak-for", "strength:core-treatment"
     knee, hip, oa = "cond:knee-osteoarthritis", "cond:hip-osteoarthritis", "cond:osteoarthritis"
-    clbp = "cond:chronic-low-back-pain"
+    # Changed (issue 13): the populations the guidelines name. NICE NG193 recommends for
+    # chronic primary pain (not all chronic pain), NICE NG59 for low back pain of any duration
+    # (not only chronic); OARSI's "aquatic exercise not for hip or polyarticular OA" is now a
+    # recommendation against (strength not given in the notes).
+    lbp, cpp = "cond:low-back-pain", "cond:chronic-primary-pain"
+    against = "strength:not-recommended"
     acr, ng193, ng59 = "rec:acr-2019-", "rec:nice-ng193-", "rec:nice-ng59-"
     expected = [
         *[("src:acr-2019", c, "mod:exercise", strong, "strongly recommended", acr + "exercise")
@@ -216,16 +221,16 @@ def test_cq7_guideline_recommendations_with_strength(store: ox.Store) -> None:
            acr + "balance") for c in (knee, hip)],
         ("src:eular-2016", "cond:fibromyalgia", "mod:exercise", strong, "strong for",
          "rec:eular-2016-exercise"),
-        *[("src:nice-ng193", "cond:chronic-pain", r, strong, "offer",
+        *[("src:nice-ng193", cpp, r, strong, "offer",
            ng193 + "supervised-group-exercise")
           for r in ("mod:exercise", "princ:supervised", "princ:group-programme",
                     "princ:based-on-preference")],
-        ("src:nice-ng193", "cond:chronic-pain", "princ:stay-active", strong, "encourage",
+        ("src:nice-ng193", cpp, "princ:stay-active", strong, "encourage",
          ng193 + "stay-active"),
-        *[("src:nice-ng59", clbp, r, weak, "consider", ng59 + "group-exercise")
+        *[("src:nice-ng59", lbp, r, weak, "consider", ng59 + "group-exercise")
           for r in ("mod:exercise", "mod:aerobic-exercise", "mod:mind-body-exercise",
                     "princ:group-programme")],
-        ("src:nice-ng59", clbp, "mod:exercise", weak, "consider",
+        ("src:nice-ng59", lbp, "mod:exercise", weak, "consider",
          ng59 + "therapies-alongside-exercise"),
         ("src:oarsi-2019", knee, "mod:land-based-exercise", core, "core treatment",
          "rec:oarsi-2019-land-based-knee"),
@@ -233,16 +238,20 @@ def test_cq7_guideline_recommendations_with_strength(store: ox.Store) -> None:
            "rec:oarsi-2019-land-based-hip-polyarticular") for c in (hip, oa)],
         ("src:oarsi-2019", knee, "mod:aquatic-exercise", weak,
          "recommended depending on comorbidity", "rec:oarsi-2019-aquatic-knee"),
+        *[("src:oarsi-2019", c, "mod:aquatic-exercise", against, "not for",
+           "rec:oarsi-2019-aquatic-hip-polyarticular") for c in (hip, oa)],
     ]  # fmt: skip
     got = asserted_answer(store, "guideline-recommendations", columns)
     assert unordered(got) == unordered(expected)
     # for knee OA: what names knee OA, and what names osteoarthritis or chronic pain above it
+    # (changed, issue 13: NICE NG193's chronic primary pain is not above knee OA; OARSI's
+    # recommendation against aquatic exercise names osteoarthritis, for polyarticular OA)
     knee_recs = answer(store, "guideline-recommendations", ("recommendation",),
                        {"condition": "knee OA"})  # fmt: skip
     assert sorted({r[0] for r in knee_recs}) == [
         "rec:acr-2019-balance", "rec:acr-2019-exercise", "rec:acr-2019-tai-chi",
-        "rec:nice-ng193-stay-active", "rec:nice-ng193-supervised-group-exercise",
-        "rec:oarsi-2019-aquatic-knee", "rec:oarsi-2019-land-based-hip-polyarticular",
+        "rec:oarsi-2019-aquatic-hip-polyarticular", "rec:oarsi-2019-aquatic-knee",
+        "rec:oarsi-2019-land-based-hip-polyarticular",
         "rec:oarsi-2019-land-based-knee",
     ]  # fmt: skip
 
@@ -265,7 +274,8 @@ def test_cq8_conditions_and_subtypes_with_evidence_that_exercise_reduces_pain(
         "cond:hip-osteoarthritis": ["cond:osteoarthritis"],
         "cond:osteoarthritis": [],
         "cond:chronic-neck-pain": [],
-        "cond:chronic-low-back-pain": [],
+        # Changed (issue 13): chronic low back pain is also under low back pain (any duration).
+        "cond:chronic-low-back-pain": ["cond:low-back-pain"],
     }
     expected = []
     for subtype, claims in per_subtype.items():
@@ -299,7 +309,11 @@ def test_cq9_unconfirmed_statements(store: ox.Store) -> None:
         ("finding:booth-2017-unconfirmed-guidance", "cmp:BodyOfEvidenceFinding", "src:booth-2017"),
         ("finding:geneen-2017-adverse-events-lane-2014-events", "cmp:AdverseEventReport",
          "src:geneen-2017"),
+        # Changed (issue 13): the notes mark all ACR 2019 strengths, taken from secondary
+        # summaries, as unconfirmed wording, not only the balance one.
         ("rec:acr-2019-balance", "cmp:GuidelineRecommendation", "src:acr-2019"),
+        ("rec:acr-2019-exercise", "cmp:GuidelineRecommendation", "src:acr-2019"),
+        ("rec:acr-2019-tai-chi", "cmp:GuidelineRecommendation", "src:acr-2019"),
     ]  # fmt: skip
     notes = answer(store, "unconfirmed-claims", ("statement", "curationNote"))
     assert all(note for _, note in notes), "every unconfirmed statement says why"
@@ -442,6 +456,7 @@ ASSERTED_LEVEL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", ASSERTED_LEVEL, ids=lambda f: f.__name__[5:])
 def test_the_served_artifact_gives_the_same_answers(check, artifact_store: ox.Store) -> None:
     # What the service answers from: OWL RL entailments and derived statements added must

@@ -37,66 +37,74 @@ RUNAWAYS = [
 ]
 
 
+class Soak:
+    """The clients and the sampler of one soak run against one server."""
+
+    def __init__(self, base: str, pid: int) -> None:
+        self.base, self.pid = base, pid
+        self.normal: list[int] = []
+        self.runaway: list[int] = []
+        self.main_rss: list[float] = []
+        self.worker_rss: list[float] = []
+        self.killed: list[int] = []
+        self.stop_at = time.monotonic() + LOAD_SECONDS
+
+    def client(self, k: int) -> None:
+        i = 0
+        while time.monotonic() < self.stop_at:
+            query, accept = NORMAL[(i + k) % len(NORMAL)]
+            url = f"{self.base}/sparql?" + urlencode({"query": f"{query} # {k}-{i}"})
+            self.normal.append(http(url, headers={"Accept": accept})[0])
+            i += 1
+
+    def runaway_client(self, query: str) -> None:
+        i = 0
+        while time.monotonic() < self.stop_at:
+            url = f"{self.base}/sparql?" + urlencode({"query": f"{query} # {i}"})
+            self.runaway.append(http(url)[0])
+            i += 1
+
+    def sample(self) -> None:
+        """Memory every half second; halfway through, one worker is killed from outside."""
+        while time.monotonic() < self.stop_at:
+            self.main_rss.append(rss_mb(self.pid))
+            for pid in children(self.pid):
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    self.worker_rss.append(rss_mb(pid))  # unless replaced meanwhile
+            if not self.killed and time.monotonic() > self.stop_at - LOAD_SECONDS / 2:
+                victim = max(children(self.pid), key=rss_mb)  # a live one
+                os.kill(victim, signal.SIGKILL)
+                self.killed.append(victim)
+            time.sleep(0.5)
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self.client, args=(k,)) for k in range(3)]
+        threads += [threading.Thread(target=self.runaway_client, args=(q,)) for q in RUNAWAYS]
+        threads.append(threading.Thread(target=self.sample))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=LOAD_SECONDS + 30)
+
+
 def test_soak_mixed_load_runaways_and_a_killed_worker(artifact: Path, tmp_path: Path):
     base, process = start_service(
         "--artifact", str(artifact), "--timeout", "2", "--workers", "3", "--row-cap", "1000",
         "--worker-memory-mb", str(WORKER_MEMORY_MB), log=tmp_path / "soak.log",
     )  # fmt: skip
     try:
-        normal: list[tuple[int, float]] = []
-        runaway: list[int] = []
-        main_rss: list[float] = []
-        worker_rss: list[float] = []
-        killed: list[int] = []
-        stop_at = time.monotonic() + LOAD_SECONDS
-
-        def client(k: int) -> None:
-            i = 0
-            while time.monotonic() < stop_at:
-                query, accept = NORMAL[(i + k) % len(NORMAL)]
-                started = time.monotonic()
-                url = f"{base}/sparql?" + urlencode({"query": f"{query} # {k}-{i}"})
-                status = http(url, headers={"Accept": accept})[0]
-                normal.append((status, time.monotonic() - started))
-                i += 1
-
-        def runaway_client(query: str) -> None:
-            i = 0
-            while time.monotonic() < stop_at:
-                url = f"{base}/sparql?" + urlencode({"query": f"{query} # {i}"})
-                runaway.append(http(url)[0])
-                i += 1
-
-        def sample() -> None:
-            while time.monotonic() < stop_at:
-                main_rss.append(rss_mb(process.pid))
-                for pid in children(process.pid):
-                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                        worker_rss.append(rss_mb(pid))  # unless replaced meanwhile
-                if not killed and time.monotonic() > stop_at - LOAD_SECONDS / 2:
-                    victim = max(children(process.pid), key=rss_mb)  # a live one
-                    os.kill(victim, signal.SIGKILL)
-                    killed.append(victim)
-                time.sleep(0.5)
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
-        threads += [threading.Thread(target=runaway_client, args=(q,)) for q in RUNAWAYS]
-        threads.append(threading.Thread(target=sample))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=LOAD_SECONDS + 30)
-
-        assert len(killed) == 1
-        statuses = [s for s, _ in normal]
-        assert len(statuses) > 100, len(statuses)
-        assert [s for s in statuses if s >= 500] == [], sorted(set(statuses))
-        assert set(statuses) == {200}
-        assert runaway and set(runaway) == {503}, sorted(set(runaway))
-        assert max(main_rss) - main_rss[0] < 100, (main_rss[0], max(main_rss))
-        assert max(worker_rss) < WORKER_MEMORY_MB + 300, max(worker_rss)
+        soak = Soak(base, process.pid)
+        soak.run()
+        assert len(soak.killed) == 1
+        assert len(soak.normal) > 100, len(soak.normal)
+        assert [s for s in soak.normal if s >= 500] == [], sorted(set(soak.normal))
+        assert set(soak.normal) == {200}
+        assert soak.runaway and set(soak.runaway) == {503}, sorted(set(soak.runaway))
+        growth = max(soak.main_rss) - soak.main_rss[0]
+        assert growth < 100, (soak.main_rss[0], max(soak.main_rss))
+        assert max(soak.worker_rss) < WORKER_MEMORY_MB + 300, max(soak.worker_rss)
         assert process.poll() is None and http(base + "/healthz")[0] == 200
-        assert killed[0] not in children(process.pid)
+        assert soak.killed[0] not in children(process.pid)
         assert len([p for p in children(process.pid) if rss_mb(p) > 0]) == 3
     finally:
         stop(process)

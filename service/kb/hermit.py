@@ -7,18 +7,23 @@ or range of a property it is used with) into two disjoint classes.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import owlready2
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES, curie
+from service.kb.sources import PREFIXES, PlainTriple, Statement, Term, curie, plain_triples
 
 RDF_TYPE = PREFIXES["rdf"] + "type"
 RDF_FIRST = PREFIXES["rdf"] + "first"
@@ -97,11 +102,67 @@ def _nt_term(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> str:
     return str(term)  # pyoxigraph's str() is the N-Triples form
 
 
-def _triples(statements: Iterable[ox.Triple | ox.Quad]) -> list[ox.Triple]:
-    return [s.triple if isinstance(s, ox.Quad) else s for s in statements]
+def _triples(statements: Iterable[Statement]) -> list[PlainTriple]:
+    return plain_triples(statements)
 
 
-def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TEMP_PREFIX = "cmpkg-hermit-"
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the forked JVM before exec: the kernel kills it when the build process dies, even
+    by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _jvm_bound_to(tmp: str) -> Iterator[None]:
+    """While HermiT runs: its JVM dies with this process, and owlready2's own temporary
+    ontology file goes into `tmp` (owlready2 deletes it only on success, so an inconsistent
+    ontology or a crash would leave it in /tmp otherwise)."""
+    from owlready2 import reasoning
+
+    kwargs = reasoning._subprocess_kargs
+    saved_kwargs, saved_tempdir = dict(kwargs), tempfile.tempdir
+    if sys.platform.startswith("linux"):
+        parent = os.getpid()
+        kwargs["preexec_fn"] = lambda: _die_with_parent(parent)
+    tempfile.tempdir = tmp  # the build runs HermiT from one thread; restored below
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        kwargs.clear()
+        kwargs.update(saved_kwargs)
+
+
+def remove_stale_temporaries(directory: Path | None = None) -> list[Path]:
+    """Temporary directories of HermiT runs whose process is gone (a build killed by
+    SIGKILL cannot clean up after itself; the next one does)."""
+    removed = []
+    for path in Path(directory or tempfile.gettempdir()).glob(TEMP_PREFIX + "*"):
+        pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_hermit(triples: Iterable[Statement]) -> HermitResult:
     """Check consistency and classify the named classes of the given statements with HermiT."""
     if not _java_available():
         raise JavaNotFoundError(
@@ -111,7 +172,11 @@ def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
     statements = _triples(triples)
     started = time.perf_counter()
     world = owlready2.World()
-    with tempfile.TemporaryDirectory(prefix="cmpkg-hermit-") as tmp:
+    remove_stale_temporaries()
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp,
+        _jvm_bound_to(tmp),
+    ):
         nt = Path(tmp) / "input.nt"
         nt.write_text(
             "".join(
@@ -162,7 +227,7 @@ def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
 
 
 def _new_subclass_links(
-    world: owlready2.World, statements: list[ox.Triple]
+    world: owlready2.World, statements: list[PlainTriple]
 ) -> list[tuple[str, str]]:
     asserted = {
         (t.subject.value, t.object.value)
@@ -181,10 +246,10 @@ def _new_subclass_links(
     return sorted(found)
 
 
-def find_disjointness_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Clash]:
+def find_disjointness_clashes(triples: Iterable[Statement]) -> list[Clash]:
     """Nodes typed into two disjoint classes, directly or via rdfs:domain / rdfs:range."""
     statements = _triples(triples)
-    by_pred: dict[str, list[ox.Triple]] = defaultdict(list)
+    by_pred: dict[str, list[PlainTriple]] = defaultdict(list)
     for t in statements:
         by_pred[t.predicate.value].append(t)
 
@@ -207,16 +272,16 @@ def find_disjointness_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Cl
         for t in by_pred[OWL_DISJOINT]
         if isinstance(t.object, ox.NamedNode)
     }
-    rest = {t.subject: t.object for t in by_pred[RDF_REST]}
-    first = {t.subject: t.object for t in by_pred[RDF_FIRST]}
+    rest: dict[Term, Term] = {t.subject: t.object for t in by_pred[RDF_REST]}
+    first: dict[Term, Term] = {t.subject: t.object for t in by_pred[RDF_FIRST]}
     all_disjoint = {t.subject for t in by_pred[RDF_TYPE] if t.object.value == OWL_ALL_DISJOINT}
     for t in by_pred[OWL_MEMBERS]:
         if t.subject not in all_disjoint:
             continue
-        members, node = [], t.object
-        while node in first:
-            members.append(first[node].value)
-            node = rest.get(node, ox.NamedNode(RDF_NIL))
+        members, cell = [], t.object
+        while cell in first:
+            members.append(first[cell].value)
+            cell = rest.get(cell, ox.NamedNode(RDF_NIL))
         disjoint |= {frozenset((a, b)) for a in members for b in members if a != b}
 
     domains = {
@@ -265,7 +330,7 @@ def find_disjointness_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Cl
     return sorted(best.values(), key=lambda c: (c.node, c.via_b[1] or "", c.via_b[2] or ""))
 
 
-def _named_objects(triples: list[ox.Triple]) -> dict[str, str]:
+def _named_objects(triples: list[PlainTriple]) -> dict[str, str]:
     return {t.subject.value: t.object.value for t in triples if isinstance(t.object, ox.NamedNode)}
 
 
@@ -298,7 +363,7 @@ _COMPATIBLE = {
 }
 
 
-def find_literal_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[LiteralClash]:
+def find_literal_clashes(triples: Iterable[Statement]) -> list[LiteralClash]:
     """Literals whose datatype lies outside their property's rdfs:range (HermiT rejects them)."""
     statements = _triples(triples)
     ranges = _named_objects([t for t in statements if t.predicate.value == RDFS_RANGE])
@@ -316,7 +381,7 @@ def find_literal_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Literal
     return sorted(found, key=lambda c: (c.subject, c.prop, c.value))
 
 
-def find_functional_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[str]:
+def find_functional_clashes(triples: Iterable[Statement]) -> list[str]:
     """Readable notes on nodes with two different values of a functional data property."""
     statements = _triples(triples)
     functional = {

@@ -27,14 +27,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import pyoxigraph as ox
 from SPARQLWrapper import POST, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 
-from service.kb.sources import load_dataset, parse_file
+from service import config
+from service.kb.sources import load_dataset, parse_file, solutions
+from service.store.binding import inline
 from service.store.pool import (
     Limits,
     PoolBusy,
@@ -76,8 +78,9 @@ class QueryJob:
     media_type: str | None
     row_cap: int
     # Values for `?name` variables, bound by the engine (SEP-0007 substitutions), never
-    # pasted into the text; a store that cannot bind renders them with `queries.inline`.
+    # pasted into the text; a store that cannot bind renders them with `binding.inline`.
     substitutions: Mapping[str, ox.NamedNode | ox.Literal] = field(default_factory=dict)
+    base_iri: str | None = None  # what relative IRIs in the query resolve against
     graph_media_type: str | None = None
     refusals: tuple[str, str] = ("", "")  # 406 messages: (solutions, graph)
 
@@ -167,6 +170,8 @@ def _evaluate(store: ox.Store, job: QueryJob) -> tuple[Answer | _Failure, bytes]
     else:
         kwargs["default_graph"] = [ox.NamedNode(g) for g in job.dataset.default or ()]
         kwargs["named_graphs"] = [ox.NamedNode(g) for g in job.dataset.named or ()]
+    if job.base_iri:
+        kwargs["base_iri"] = job.base_iri
     if job.substitutions:
         kwargs["substitutions"] = {ox.Variable(k): v for k, v in job.substitutions.items()}
     try:
@@ -235,7 +240,7 @@ class EmbeddedStore:
         self,
         store: ox.Store,
         build_id: str,
-        workers: int = 2,
+        workers: int = config.default("workers"),
         limits: Limits | None = None,
     ) -> None:
         self.build_id = build_id
@@ -306,8 +311,8 @@ class RemoteStore:
     def __init__(
         self,
         query_url: str,
-        timeout: float = 10.0,
-        workers: int = 2,
+        timeout: float = config.default("timeout"),
+        workers: int = config.default("workers"),
         limits: Limits | None = None,
     ) -> None:
         self.query_url = query_url
@@ -353,10 +358,8 @@ class RemoteStore:
         raw = self._fetch(
             self._wrapper(query, timeout, "application/sparql-results+json", "SELECT")
         )
-        solutions = cast(
-            ox.QuerySolutions, ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
-        )
-        return {s["g"].value: int(s["n"].value) for s in solutions if s["g"] is not None}
+        rows = solutions(ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON))
+        return {s["g"].value: int(s["n"].value) for s in rows if s["g"] is not None}
 
     def graph_counts(self) -> dict[str, int]:
         return dict(self._counts)
@@ -365,10 +368,10 @@ class RemoteStore:
         started = time.monotonic()
         text = job.query
         if job.substitutions:  # SPARQL 1.1 Protocol has no binding: write the terms safely
-            from service.query.named import PreparedQuery, inline
-
             bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
-            text = inline(PreparedQuery(text, bound))
+            text = inline(text, bound)
+        if job.base_iri:  # the remote store would resolve against its own URL
+            text = f"BASE <{job.base_iri}>\n{text}"
         header, stripped = _outcome(self._pool, _Check(text), timeout)
         if isinstance(header, _Failure):
             raise QueryFailed(header.message, header.status)
@@ -379,17 +382,7 @@ class RemoteStore:
         accept = "application/n-triples" if graph else "application/sparql-results+json"
         remaining = max(0.1, timeout - (time.monotonic() - started))
         wrapper = self._wrapper(stripped.decode("utf-8"), remaining, accept, header.form)
-        held = list(self._counts)
-        dataset = job.dataset
-        if dataset.is_default and (header.from_default or header.from_named):
-            dataset = Dataset(  # the query's FROM clauses, restricted to graphs we hold
-                tuple(dict.fromkeys(g for g in header.from_default if g in held)),
-                tuple(dict.fromkeys(g for g in header.from_named if g in held)),
-            )
-        if dataset.is_default:
-            defaults, named = held, held
-        else:
-            defaults, named = list(dataset.default or ()), list(dataset.named or ())
+        defaults, named = self._graphs(job.dataset, header)
         for iri in defaults or [EMPTY_GRAPH]:
             wrapper.addDefaultGraph(iri)
         for iri in named or [EMPTY_GRAPH]:
@@ -403,6 +396,18 @@ class RemoteStore:
             return encode_result(result, media, job.row_cap)
         except SyntaxError as err:
             raise StoreUnavailable(f"the remote store sent an unreadable answer: {err}") from None
+
+    def _graphs(self, dataset: Dataset, checked: _Checked) -> tuple[list[str], list[str]]:
+        """Default and named graphs to send: always explicit, only graphs the store holds."""
+        held = list(self._counts)
+        if dataset.is_default and (checked.from_default or checked.from_named):
+            dataset = Dataset(  # the query's FROM clauses, restricted to graphs we hold
+                tuple(dict.fromkeys(g for g in checked.from_default if g in held)),
+                tuple(dict.fromkeys(g for g in checked.from_named if g in held)),
+            )
+        if dataset.is_default:
+            return held, held
+        return list(dataset.default or ()), list(dataset.named or ())
 
     def call(self, call: Call, timeout: float) -> tuple[Any, bytes]:
         return _outcome(self._pool, call, timeout)

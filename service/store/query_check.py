@@ -106,59 +106,80 @@ def tokens(query: str, check: bool = False) -> tuple[list[Token], int]:
     """Significant tokens (no spaces, no comments) and the deepest bracket nesting; `<` is an
     operator or an IRI by context. With `check`, refuses SERVICE and deep nesting as it goes,
     so a huge query is refused at its first offending token."""
-    out: list[Token] = []
-    append = out.append
-    stack: list[str] = []  # "group", "expr", "term" for each open bracket
-    projection = False  # in a projection or solution modifier, where `(` opens an expression
-    deepest = 0
+    reader = _Reader(check)
     scanner = _TOKEN.finditer(query)
     while (match := next(scanner, None)) is not None:
         kind = match.lastgroup or "other"
         if kind == "comment":
             continue
-        text = match.group(kind)
         start = match.start(kind)
-        if kind == "iri" and stack and stack[-1] == "expr" and out and _ends_operand(out[-1]):
-            append(("other", "<", start))  # less-than after an operand, never an IRI here
+        if kind == "iri" and reader.in_expression_after_operand():
+            reader.out.append(("other", "<", start))  # less-than, never an IRI here
             scanner = _TOKEN.finditer(query, start + 1)
             continue
+        reader.take(kind, match.group(kind), start)
+    return reader.out, reader.deepest
+
+
+class _Reader:
+    """The state `tokens` keeps: open brackets by kind, and whether `(` opens an expression."""
+
+    def __init__(self, check: bool) -> None:
+        self.check = check
+        self.out: list[Token] = []
+        self.stack: list[str] = []  # "group", "expr", "term" for each open bracket
+        self.projection = False  # in a projection or solution modifier: `(` is an expression
+        self.deepest = 0
+
+    def in_expression_after_operand(self) -> bool:
+        return bool(self.stack and self.stack[-1] == "expr" and self.out) and _ends_operand(
+            self.out[-1]
+        )
+
+    def take(self, kind: str, text: str, start: int) -> None:
         if text in _OPEN or kind == "tripleopen":
-            if text == "{":
-                stack.append("group")
-                projection = False
-            elif text == "(":
-                stack.append(_paren_context(stack, out, projection))
-            else:
-                stack.append("term")
-            if len(stack) > deepest:
-                deepest = len(stack)
-                if check and deepest > MAX_DEPTH:
-                    raise Refused(
-                        400,
-                        f"query nested too deeply: more than {MAX_DEPTH} levels of brackets "
-                        f"(at character {start})",
-                    )
+            self._open(kind, text, start)
         elif text in _CLOSE or kind == "tripleclose":
             if text == "}":
-                projection = False
-            if stack:
-                stack.pop()
+                self.projection = False
+            if self.stack:
+                self.stack.pop()
         elif kind == "word":
             upper = text.upper()
             if upper in PROJECTION_START:
-                projection = True
+                self.projection = True
             elif upper in PROJECTION_END:
-                projection = False
-            if check and upper.startswith("SERVICE"):
-                raise Refused(400, SERVICE_REFUSED)
-        elif check and kind == "pname":
-            prefix = text.split(":", 1)[0]
-            if any(run.upper().startswith("SERVICE") for run in _LETTERS.findall(prefix)):
-                raise Refused(400, SERVICE_REFUSED)
-        elif check and kind == "iri" and _HIDDEN_SERVICE.search(text):
+                self.projection = False
+        if self.check and _hides_service(kind, text):
             raise Refused(400, SERVICE_REFUSED)
-        append((kind, text, start))
-    return out, deepest
+        self.out.append((kind, text, start))
+
+    def _open(self, kind: str, text: str, start: int) -> None:
+        if text == "{":
+            self.stack.append("group")
+            self.projection = False
+        elif text == "(":
+            self.stack.append(_paren_context(self.stack, self.out, self.projection))
+        else:
+            self.stack.append("term")
+        if len(self.stack) > self.deepest:
+            self.deepest = len(self.stack)
+            if self.check and self.deepest > MAX_DEPTH:
+                raise Refused(
+                    400,
+                    f"query nested too deeply: more than {MAX_DEPTH} levels of brackets "
+                    f"(at character {start})",
+                )
+
+
+def _hides_service(kind: str, text: str) -> bool:
+    """Whether Oxigraph could read SERVICE in this token (see the module doc)."""
+    if kind == "word":
+        return text.upper().startswith("SERVICE")
+    if kind == "pname":
+        prefix = text.split(":", 1)[0]
+        return any(run.upper().startswith("SERVICE") for run in _LETTERS.findall(prefix))
+    return kind == "iri" and _HIDDEN_SERVICE.search(text) is not None
 
 
 def _ends_operand(token: Token) -> bool:

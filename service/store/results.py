@@ -17,7 +17,7 @@ from typing import IO, Any, cast
 
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES
+from service.kb.sources import PREFIXES, serialize
 
 # Result media types -> pyoxigraph formats (first = preferred when the client does not care).
 SOLUTION_FORMATS: dict[str, ox.QueryResultsFormat] = {
@@ -143,7 +143,7 @@ def encode_triples(triples: Iterable[ox.Triple], media_type: str, row_cap: int) 
     else:  # parsed back from a remote store
         kept = list(islice(triples, row_cap + 1))
         truncated = len(kept) > row_cap
-        nt = _bytes(ox.serialize(kept[:row_cap], format=NT))
+        nt = serialize(kept[:row_cap], NT)
         rows = min(len(kept), row_cap)
     if media_type == "application/n-triples":
         return Answer(media_type, nt, truncated, rows)
@@ -153,11 +153,8 @@ def encode_triples(triples: Iterable[ox.Triple], media_type: str, row_cap: int) 
     items: Any = (
         parsed if fmt in (ox.RdfFormat.N_QUADS, ox.RdfFormat.TRIG) else (q.triple for q in parsed)
     )
-    if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.TRIG):
-        body = ox.serialize(items, format=fmt, prefixes=PREFIXES)
-    else:
-        body = ox.serialize(items, format=fmt)
-    return Answer(media_type, _bytes(body), truncated, rows)
+    prefixes = PREFIXES if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.TRIG) else None
+    return Answer(media_type, serialize(items, fmt, prefixes), truncated, rows)
 
 
 def encode_result(result: object, media_type: str, row_cap: int) -> Answer:

@@ -36,15 +36,13 @@ MAX_JSON_DEPTH = 32  # a presentation nests three levels; '[' * 100000 must not 
 
 
 def _artifact() -> str | None:
-    """The artifact prescriptions read: PRESCRIBE_ARTIFACT (tests, `cmpkg serve --artifact`),
-    else the last one built. Never a build: a request does not start one."""
-    artifact = current_app.config.get("PRESCRIBE_ARTIFACT")
-    if artifact:
-        return str(artifact)
-    from service.kb.build import ARTIFACT_NAME, build_dir
+    """The artifact the service is serving (checked against its manifest when it was loaded),
+    or the one PRESCRIBE_ARTIFACT pins (tests). A request never builds: with no served
+    artifact there is nothing to reason over, and the worker answers 503."""
+    from service.web import state
 
-    built = build_dir() / ARTIFACT_NAME
-    return str(built) if built.is_file() else None
+    artifact = current_app.config.get("PRESCRIBE_ARTIFACT") or state(current_app).artifact
+    return str(artifact) if artifact else None
 
 
 def json_depth(raw: bytes) -> int:

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, g, request
 from service.store.backends import QueryJob, StoreError
 from service.store.results import GRAPH_FORMATS
 from service.store.safety import select_dataset
-from service.web.cache import CacheKey, digest, etag_matches, normalize
+from service.web.cache import CacheKey, digest, normalize
 from service.web.protocol import (
     CORS_HEADERS,
     GRAPH_MEDIA,
@@ -85,7 +85,9 @@ def _answer(query: str, parsed, accept: str | None) -> Response:
     key = CacheKey(service.store.build_id, digest(normalize(query)), dataset, formats)
     etag = key.etag()
     headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "public, no-cache"}
-    if etag_matches(request.headers.get("If-None-Match"), etag):
+    # werkzeug's If-None-Match parsing, as for every other route (weak comparison, "*");
+    # answered here, before evaluation, and for POST too (the query is in the body).
+    if request.if_none_match.contains_weak(etag.strip('"')) or request.if_none_match.star_tag:
         g.cache_state = "not-modified"
         return Response(status=304, headers=headers)
     answer = service.cache.get(key)
@@ -99,6 +101,7 @@ def _answer(query: str, parsed, accept: str | None) -> Response:
             current_app.config["SPARQL_ROW_CAP"],
             graph_media_type=graph_media,
             refusals=(solutions_refusal, graph_refusal),
+            base_iri=request.base_url,  # relative IRIs resolve against the endpoint URL
         )
         answer = service.store.execute(job, float(current_app.config["SPARQL_TIMEOUT"]))
         service.cache.put(key, answer)
