@@ -241,6 +241,7 @@ class EmbeddedStore:
         store: ox.Store,
         build_id: str,
         workers: int = config.default("workers"),
+        *,
         limits: Limits | None = None,
     ) -> None:
         self.build_id = build_id
@@ -312,6 +313,7 @@ class RemoteStore:
         self,
         query_url: str,
         timeout: float = config.default("timeout"),
+        *,
         workers: int = config.default("workers"),
         limits: Limits | None = None,
     ) -> None:

@@ -106,8 +106,9 @@ def _serve(conn: Connection, handler: Handler, limits: Limits) -> None:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours to handle
     # A worker over its memory cap should die at once: with backtraces on, Rust spends seconds
-    # symbolising one before it aborts (this sets the worker's own environment, read by Rust).
-    os.environ["RUST_BACKTRACE"] = "0"
+    # symbolising one before it aborts. A write to this worker's own C environment, which Rust
+    # reads at that moment (nothing here reads the environment).
+    os.putenv("RUST_BACKTRACE", "0")
     threading.stack_size(limits.stack_bytes)
     runner = threading.Thread(target=_loop, args=(conn, handler, limits), name="job")
     runner.start()

@@ -143,34 +143,12 @@ class ResponseMemo:
         self.hits = 0
 
     def __call__(self, environ, start_response):
-        import io
         import time
 
-        if (
-            self.max_bytes <= 0
-            or environ.get("PATH_INFO") != "/sparql"
-            or environ.get("REQUEST_METHOD") not in ("GET", "POST")
-            or "HTTP_IF_NONE_MATCH" in environ
-        ):
-            return self.app(environ, start_response)
         started = time.perf_counter()
-        body = b""
-        if environ["REQUEST_METHOD"] == "POST":
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return self.app(environ, start_response)
-            if length <= 0 or length > self.max_body:
-                return self.app(environ, start_response)
-            body = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(body)
-        key = digest(
-            environ["REQUEST_METHOD"],
-            environ.get("QUERY_STRING", ""),
-            environ.get("CONTENT_TYPE", ""),
-            body,
-            environ.get("HTTP_ACCEPT", ""),
-        )
+        key = self._key(environ)
+        if key is None:
+            return self.app(environ, start_response)
         stored = self._lru.get(key)
         if stored is not None:
             self.hits += 1
@@ -196,6 +174,35 @@ class ResponseMemo:
         if status.startswith("200") and any(name.lower() == "etag" for name, _ in headers):
             self._put(key, (status, list(headers), payload))
         return [payload]
+
+    def _key(self, environ) -> str | None:
+        """The digest of what makes the response, or None for a request we never replay."""
+        import io
+
+        if (
+            self.max_bytes <= 0
+            or environ.get("PATH_INFO") != "/sparql"
+            or environ.get("REQUEST_METHOD") not in ("GET", "POST")
+            or "HTTP_IF_NONE_MATCH" in environ
+        ):
+            return None
+        body = b""
+        if environ["REQUEST_METHOD"] == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return None
+            if length <= 0 or length > self.max_body:
+                return None
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it again on a miss
+        return digest(
+            environ["REQUEST_METHOD"],
+            environ.get("QUERY_STRING", ""),
+            environ.get("CONTENT_TYPE", ""),
+            body,
+            environ.get("HTTP_ACCEPT", ""),
+        )
 
     def _put(self, key: str, value: tuple[str, list, bytes]) -> None:
         status, headers, payload = value
