@@ -283,6 +283,22 @@ def test_python_memory_past_the_cap_is_a_clear_error(sandboxed):
     assert sandboxed.call(Call(allocate, (8,)), 10)[0] == "allocated"
 
 
+def test_workers_of_a_killed_server_exit_and_free_its_port(artifact: Path, tmp_path: Path):
+    base, process = start_service("--artifact", str(artifact), log=tmp_path / "killed.log")
+    workers = children(process.pid)
+    assert len(workers) == 2
+    process.kill()  # as a crash would
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}/status").exists() and rss_mb(p) > 0 for p in workers)
+    port = int(base.rsplit(":", 1)[1])
+    with socket.socket() as sock:  # the port can be taken again at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+
+
 # --- the server's own memory stays bounded ------------------------------------------------------
 
 

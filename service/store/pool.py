@@ -98,7 +98,17 @@ def _mapped_bytes() -> int:
     return 0
 
 
+def _close_inherited(keep: int) -> None:
+    """Close every descriptor the fork copied except stdio and our pipe: the server's listening
+    socket (else a dead server's workers would hold its port) and the other workers' pipes
+    (else a worker would never see its server's end close, and would outlive it)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    os.closerange(3, keep)
+    os.closerange(keep + 1, limit if limit != resource.RLIM_INFINITY else 1 << 20)
+
+
 def _serve(conn: Connection, handler: Handler, limits: Limits) -> None:
+    _close_inherited(conn.fileno())
     try:
         leave_network()
     except SandboxUnavailable as err:
