@@ -45,27 +45,6 @@ CELL_CLASSES = ("benefit", "harm", "mixed", "inconclusive", "no evidence")
 # --- IRIs -------------------------------------------------------------------------------
 
 
-# Characters that cannot occur in an IRI reference; rejecting them keeps user input from
-# closing the <...> it is written into.
-_IRI_SAFE = re.compile(r'^[^\s<>"{}|^`\\]+$')
-
-
-def resolve_term(value: str, namespace: str) -> str:
-    """A full IRI from a local name ("fibromyalgia"), a CURIE ("cond:fibromyalgia") or an IRI.
-
-    ValueError for text that cannot be part of an IRI.
-    """
-    value = value.strip()
-    if not _IRI_SAFE.match(value):
-        raise ValueError(f"not a term name or IRI: {value!r}")
-    if value.startswith(("http://", "https://")):
-        return value
-    prefix, sep, local = value.partition(":")
-    if sep and prefix in PREFIXES:
-        return PREFIXES[prefix] + local
-    return PREFIXES[namespace] + value
-
-
 def local_name(iri: str) -> str:
     """The last path segment: what the pages put in their own query strings."""
     return iri.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]

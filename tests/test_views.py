@@ -18,6 +18,7 @@ from flask import Flask, Response, request
 from service import queries, views
 from service.evidence_map import render_table
 from service.sources import PREFIXES, knowledge_files, load_store
+from service.terms import TermResolver
 from service.web.pages import pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,7 @@ def build_app() -> Flask:
         },
         CMPKG_QUERIES=named,
         CMPKG_RUN_QUERY=make_run_query(store, named),
+        CMPKG_RESOLVER=TermResolver.from_store(store),
         CMPKG_NODE_MODULES=str(ROOT / "node_modules"),
     )
     app.register_blueprint(pages)
@@ -110,14 +112,6 @@ def client(app: Flask):
 
 
 # --- pure functions ---------------------------------------------------------------------
-
-
-def test_resolve_term_accepts_bare_names_curies_and_iris():
-    assert views.resolve_term("fibromyalgia", "cond") == COND + "fibromyalgia"
-    assert views.resolve_term("mod:aerobic-exercise", "cond") == MOD + "aerobic-exercise"
-    assert views.resolve_term(OUT + "stiffness", "cond") == OUT + "stiffness"
-    with pytest.raises(ValueError):
-        views.resolve_term("x> } SELECT * { ?s ?p ?o", "cond")
 
 
 def test_entity_href_keeps_our_iris_on_this_server():
@@ -327,8 +321,54 @@ def test_evidence_page_lists_the_busch_claim_with_its_source(client):
 
 def test_evidence_page_needs_its_parameters(client):
     assert client.get("/evidence?condition=fibromyalgia").status_code == 400
+    # Text that cannot be a term is an unknown term now (the one resolver), no longer a
+    # bespoke 400: nothing of it reaches a query either way.
     bad = "/evidence?condition=fibromyalgia%3E%20%7D&modality=aerobic-exercise"
-    assert client.get(bad).status_code == 400
+    assert client.get(bad).status_code == 404
+
+
+def test_pages_resolve_terms_with_the_api_resolver(client):
+    """Issue 10: FMS is fibromyalgia's synonym; the pages once invented cond:FMS from it."""
+    url = "/evidence?condition=FMS&modality=aerobic-exercise&outcome=physical-function"
+    twin = client.get(url + "&format=json")
+    assert twin.status_code == 200
+    assert twin.get_json()["condition"]["iri"] == COND + "fibromyalgia"
+    assert [c["iri"] for c in twin.get_json()["claims"]] == [BUSCH]
+    # labels, CURIEs and IRIs name the same term
+    for value in (
+        "knee%20osteoarthritis",
+        "cond:knee-osteoarthritis",
+        COND + "knee-osteoarthritis",
+    ):
+        sof = client.get(f"/sof.json?condition={value}")
+        assert sof.status_code == 200, value
+        assert sof.get_json()["condition"]["iri"] == COND + "knee-osteoarthritis"
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter", "suggestion"),
+    [
+        ("/sof?condition=knee-osteoarthritiss", "condition", "knee osteoarthritis"),
+        ("/evidence-map?outcome=physical-functio", "outcome", "physical function"),
+        (
+            "/evidence?condition=fibromyalgia&modality=aerobic-exercis",
+            "modality",
+            "aerobic exercise",
+        ),
+    ],
+)
+def test_a_mistyped_term_is_a_404_with_suggestions_never_a_gap(client, url, parameter, suggestion):
+    page = client.get(url)
+    assert page.status_code == 404
+    html = page.get_data(as_text=True)
+    assert "a gap in the evidence" not in html.replace("not a gap in the evidence", "")
+    assert f">{suggestion}</a>" in html
+    twin = client.get(url + "&format=json")
+    assert twin.status_code == 404 and twin.mimetype == "application/problem+json"
+    body = twin.get_json()
+    assert body["status"] == 404 and body["parameter"] == parameter
+    assert suggestion in body["suggestions"]
+    assert body["type"].endswith("/unknown-term") and body["title"] == "Not Found"
 
 
 def test_sof_page(client):

@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from service import jsonld
 from service.sources import NS, PREFIXES
 from service.store import StoreError
+from service.views import entity_href
 from service.web.api import context_url, run_construct, run_select
 from service.web.protocol import ProtocolError, choose_format, error_response
 
@@ -44,11 +45,6 @@ def _store():
     from service.web import state
 
     return state(current_app).store
-
-
-def entity_href(iri: str) -> str:
-    """Our IRIs link to their page here; others link out."""
-    return "/cmpkg/" + iri[len(NS) :] if iri.startswith(NS) else iri
 
 
 @bp.get("/cmpkg/<path:rest>")

@@ -6,6 +6,7 @@ Wiring, set by the app factory:
   CMPKG_MANIFEST    build manifest (build_id, created, graphs); optional
   CMPKG_QUERIES     name -> named query (name, summary, description, tags, parameters, text)
   CMPKG_RUN_QUERY   run(name, values) -> rows; LookupError(.suggestions) on unknown values
+  CMPKG_RESOLVER    the service.terms.TermResolver of the served store (the API's, by default)
   CMPKG_NODE_MODULES  where npm put the browser assets (default: <repo>/node_modules)
 The page layer only reads these; it never parses RDF files nor talks to a store itself.
 """
@@ -19,11 +20,14 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
 from service import views
 from service.evidence_map import render_legend, render_table
 from service.sources import PREFIXES, project_root
+from service.terms import TermResolver, UnknownTerm
 from service.web import api
+from service.web.problems import problem, term_problem, term_status
 
 pages = Blueprint(
     "pages",
@@ -76,6 +80,11 @@ def _run_query() -> Callable[[str, dict[str, str]], list[dict]]:
     return current_app.config.get("CMPKG_RUN_QUERY") or api.run_named
 
 
+def _resolver() -> TermResolver:
+    """The one term resolver (service.terms), the same index the API resolves values with."""
+    return current_app.config.get("CMPKG_RESOLVER") or api.catalog().resolver
+
+
 def wants_json(suffix: str | None = None) -> bool:
     if suffix == ".json" or request.args.get("format") == "json":
         return True
@@ -109,21 +118,93 @@ def render(template: str, model: Any, status: int = 200, **context: Any) -> Resp
     )
 
 
-def _term_arg(name: str, namespace: str, default: str | None = None) -> str | None:
+# The kind of term each page parameter names, as the API's parameters of the same name.
+TERM_CLASSES = {
+    "condition": views.CONDITION_CLASS,
+    "modality": views.MODALITY_CLASS,
+    "outcome": views.OUTCOME_CLASS,
+}
+
+
+def _term_arg(name: str, default: str | None = None) -> str | None:
+    """The IRI a page parameter names (IRI, CURIE, label, synonym or code), resolved as the
+    API resolves it; UnknownTerm (-> 404/422 page with suggestions) when it names none."""
     value = request.args.get(name, "").strip() or default
     if not value:
         return None
-    try:
-        return views.resolve_term(value, namespace)
-    except ValueError as err:
-        abort(400, description=f"parameter {name!r}: {err}")
+    return _resolver().resolve(value, TERM_CLASSES[name], name)
 
 
-def _required_term(name: str, namespace: str) -> str:
-    value = _term_arg(name, namespace)
+def _required_term(name: str) -> str:
+    value = _term_arg(name)
     if value is None:
-        abort(400, description=f"missing parameter {name!r}")
+        abort(400, description=f"missing parameter {name!r}: name a {name}")
     return value
+
+
+def _suggestion_links(err: UnknownTerm) -> list[dict[str, str]]:
+    """Each suggestion as a link to this page with the parameter replaced by it."""
+    links = []
+    for suggestion in err.suggestions:
+        args = request.args.to_dict()
+        args.pop("format", None)
+        if err.parameter:
+            args[err.parameter] = suggestion
+        links.append({"text": suggestion, "href": request.path + "?" + urlencode(args)})
+    return links
+
+
+@pages.errorhandler(UnknownTerm)
+def _unknown_term(err: UnknownTerm) -> ResponseReturnValue:
+    status = term_status(err)
+    if wants_json():
+        return _problem_json(term_problem(err))
+    model = {
+        "status": status,
+        "title": "Ambiguous term" if status == 422 else "Unknown term",
+        "detail": str(err),
+        "parameter": err.parameter,
+        "value": err.value,
+        "suggestions": _suggestion_links(err),
+    }
+    return _error_page(model)
+
+
+@pages.errorhandler(HTTPException)
+def _http_error(err: HTTPException) -> ResponseReturnValue:
+    status = err.code or 500
+    detail = err.description or err.name
+    if wants_json():
+        return _problem_json(problem(status, detail))
+    return _error_page(
+        {"status": status, "title": err.name, "detail": detail, "parameter": "", "suggestions": []}
+    )
+
+
+def _problem_json(body: dict[str, Any]) -> ResponseReturnValue:
+    response = jsonify(body)
+    response.status_code = body["status"]
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def _error_page(model: dict[str, Any]) -> ResponseReturnValue:
+    html = render_template(
+        "error.html",
+        model=model,
+        disclaimer=DISCLAIMER,
+        manifest=_safe_manifest(),
+        json_href=json_href(),
+    )
+    return html, model["status"]
+
+
+def _safe_manifest() -> Mapping[str, Any]:
+    # An error page must render even when the store that failed is the one asked.
+    try:
+        return _manifest()
+    except Exception:
+        return {}
 
 
 @pages.app_template_filter("entity_href")
@@ -265,7 +346,7 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
 @pages.route("/evidence-map")
 @pages.route("/evidence-map<any('.json'):suffix>")
 def evidence_map(suffix: str | None = None) -> ResponseReturnValue:
-    outcome = _term_arg("outcome", "out", "physical-function")
+    outcome = _term_arg("outcome", views.DEFAULT_OUTCOME)
     model = views.evidence_map(_select(), outcome or views.DEFAULT_OUTCOME)
     return render(
         "evidence_map.html",
@@ -281,9 +362,9 @@ def evidence_map(suffix: str | None = None) -> ResponseReturnValue:
 def evidence(suffix: str | None = None) -> ResponseReturnValue:
     model = views.evidence_cell(
         _select(),
-        _required_term("condition", "cond"),
-        _required_term("modality", "mod"),
-        _term_arg("outcome", "out"),
+        _required_term("condition"),
+        _required_term("modality"),
+        _term_arg("outcome"),
     )
     return render("evidence.html", model, suffix=suffix)
 
@@ -291,7 +372,7 @@ def evidence(suffix: str | None = None) -> ResponseReturnValue:
 @pages.route("/sof")
 @pages.route("/sof<any('.json'):suffix>")
 def sof(suffix: str | None = None) -> ResponseReturnValue:
-    condition = _term_arg("condition", "cond")
+    condition = _term_arg("condition")
     select = _select()
     choices = {
         "conditions": views.fetch_hierarchy(select, views.CONDITION_CLASS),
@@ -301,5 +382,5 @@ def sof(suffix: str | None = None) -> ResponseReturnValue:
         empty = {"condition": None, "modality": None, "groups": []}
         empty["choices"] = {k: [views.to_json(t) for t in v] for k, v in choices.items()}
         return render("sof.html", empty, suffix=suffix, **choices)
-    model = views.summary_of_findings(select, condition, _term_arg("modality", "mod"))
+    model = views.summary_of_findings(select, condition, _term_arg("modality"))
     return render("sof.html", model, suffix=suffix, **choices)
