@@ -12,7 +12,6 @@ missing rule run never shows a benefit as a gap.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
