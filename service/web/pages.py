@@ -18,10 +18,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    send_file,
+)
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from service import sof as sof_view
 from service import views
 from service.evidence_map import render_legend, render_table
 from service.sources import PREFIXES, project_root
@@ -102,7 +112,7 @@ def json_href() -> str:
     return request.path + "?" + urlencode(args)
 
 
-def render(template: str, model: Any, status: int = 200, **context: Any) -> ResponseReturnValue:
+def render(template: str, model: Any, *, status: int = 200, **context: Any) -> ResponseReturnValue:
     if wants_json(context.pop("suffix", None)):
         return jsonify(views.to_json(model) if not isinstance(model, dict) else model), status
     return (
@@ -353,7 +363,7 @@ def evidence_map(suffix: str | None = None) -> ResponseReturnValue:
         model,
         suffix=suffix,
         table=render_table(model),
-        legend=render_legend(),
+        legend=render_legend(model),
     )
 
 
@@ -369,18 +379,40 @@ def evidence(suffix: str | None = None) -> ResponseReturnValue:
     return render("evidence.html", model, suffix=suffix)
 
 
+FOOTNOTE_BY = {
+    "source": "Source",
+    "project": "Project rating",
+    "heuristic": "Project heuristic",
+    "cap": "Source cap",
+    "directness": "Indirectness",
+    "status": "Curation",
+}
+
+
 @pages.route("/sof")
-@pages.route("/sof<any('.json'):suffix>")
+@pages.route("/sof<any('.json', '.csv'):suffix>")
 def sof(suffix: str | None = None) -> ResponseReturnValue:
     condition = _term_arg("condition")
+    modality = _term_arg("modality")
     select = _select()
-    choices = {
+    choices: dict[str, Any] = {
         "conditions": views.fetch_hierarchy(select, views.CONDITION_CLASS),
         "modalities": views.fetch_hierarchy(select, views.MODALITY_CLASS),
     }
     if condition is None:
-        empty = {"condition": None, "modality": None, "groups": []}
+        empty: dict[str, Any] = {"condition": None, "modality": None, "groups": []}
         empty["choices"] = {k: [views.to_json(t) for t in v] for k, v in choices.items()}
         return render("sof.html", empty, suffix=suffix, **choices)
-    model = views.summary_of_findings(select, condition, _term_arg("modality"))
-    return render("sof.html", model, suffix=suffix, **choices)
+    model = sof_view.summary_of_findings(select, condition, modality)
+    if suffix == ".csv" or request.args.get("format") == "csv":
+        name = f"summary-of-findings-{views.local_name(condition)}.csv"
+        return Response(
+            sof_view.csv_text(model),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    args = {k: v for k, v in request.args.items() if k in ("condition", "modality") and v}
+    downloads = {fmt: f"/sof.{fmt}?" + urlencode(args) for fmt in ("csv", "json")}
+    return render(
+        "sof.html", model, suffix=suffix, downloads=downloads, footnote_by=FOOTNOTE_BY, **choices
+    )
