@@ -139,6 +139,9 @@ class NamedQuery:
     method: str = "GET"
     form: str = "SELECT"
     enumerate: list[str] = field(default_factory=list)  # parameters grlc offers choices for
+    # `#+ columns:` decorator: result variable -> heading for people (pages, CSV, OpenAPI);
+    # variables it does not name get a heading made from their name.
+    columns: dict[str, str] = field(default_factory=dict)
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -204,6 +207,7 @@ def read_query(path: Path) -> NamedQuery:
         method=str(decorators.get("method", "GET")).upper(),
         form=_form(text),
         enumerate=enumerate_,
+        columns=_as_dict(decorators.get("columns")),
     )
 
 

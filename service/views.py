@@ -12,8 +12,11 @@ missing rule run never shows a benefit as a gap.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
@@ -937,38 +940,102 @@ class ResultCell:
 
 
 @dataclass
+class Column:
+    """One concept of a result: an IRI column shows the query's own label column beside it."""
+
+    variable: str
+    title: str
+    label_variable: str | None = None
+
+
+@dataclass
 class ResultTable:
     columns: list[str]
     rows: list[list[ResultCell]]
     titles: list[str] = field(default_factory=list)  # column headings for people
 
 
+_ACRONYMS = {"ci": "CI", "doi": "DOI", "pmid": "PMID", "iri": "IRI", "smd": "SMD", "md": "MD"}
+
+
 def column_title(variable: str) -> str:
-    """ "_condition_iri" (a projected parameter) reads as "condition"."""
+    """A heading from a variable name: "ciLower" -> "CI lower", "numberOfStudies" ->
+    "number of studies", "_condition_iri" (a projected parameter) -> "condition"."""
     name = variable.lstrip("_")
     for suffix in ("_iri", "_integer", "_decimal", "_boolean"):
         name = name.removesuffix(suffix)
-    return name.replace("_", " ")
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).split()
+    return " ".join(_ACRONYMS.get(w.lower(), w.lower()) for w in words)
 
 
-def result_table(rows: list[Mapping[str, Any]], labels: Mapping[str, str]) -> ResultTable:
+def result_columns(
+    variables: Iterable[str], titles: Mapping[str, str] | None = None
+) -> list[Column]:
+    """The columns people see: one per concept, no internal variables.
+
+    Projected parameters (`$_name`) are the question's own input, not an answer; a `xLabel`
+    column is the label of `x` and shows inside it, not as a column of its own.
+    """
+    names = [v for v in variables if not v.startswith("_")]
+    label_of_column = {v[: -len("Label")]: v for v in names if v.endswith("Label")}
+    columns = []
+    for v in names:
+        if v.endswith("Label") and v[: -len("Label")] in names:
+            continue
+        title = (titles or {}).get(v) or column_title(v)
+        columns.append(Column(v, title, label_of_column.get(v)))
+    return columns
+
+
+def result_table(
+    rows: Sequence[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    variables: Iterable[str] | None = None,
+    titles: Mapping[str, str] | None = None,
+) -> ResultTable:
     """Rows of a named query as a table; IRIs become labelled links to entity pages."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    if variables is None:
+        seen: list[str] = []
+        for row in rows:
+            seen += [k for k in row if k not in seen]
+        variables = seen
+    columns = result_columns(variables, titles)
     table = []
     for row in rows:
         cells = []
         for col in columns:
-            value = row.get(col)
+            value = row.get(col.variable)
             value = None if value is None else str(value)
             if is_iri(value):
-                text = labels.get(value) or curie(value)  # type: ignore[arg-type]
-                cells.append(ResultCell(value, text, entity_href(value)))  # type: ignore[arg-type]
+                own = row.get(col.label_variable) if col.label_variable else None
+                text = str(own) if own else labels.get(value) or curie(value)
+                cells.append(ResultCell(value, text, entity_href(value)))
             else:
                 cells.append(ResultCell(value, value or "", None))
         table.append(cells)
-    return ResultTable(columns, table, [column_title(c) for c in columns])
+    return ResultTable([c.variable for c in columns], table, [c.title for c in columns])
+
+
+def result_csv(table: ResultTable) -> str:
+    """A result table as CSV: each IRI column as two named columns, its label and its IRI."""
+    iri_columns = {
+        i for i in range(len(table.columns)) if any(r[i].href is not None for r in table.rows)
+    }
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    header: list[str] = []
+    for i, title in enumerate(table.titles):
+        header += [title, f"{title} IRI"] if i in iri_columns else [title]
+    writer.writerow(header)
+    for row in table.rows:
+        line: list[str] = []
+        for i, cell in enumerate(row):
+            if i in iri_columns:
+                line += [cell.text, (cell.value or "") if cell.href is not None else ""]
+            else:
+                line.append(cell.text)
+        writer.writerow(line)
+    return out.getvalue()
 
 
 def rows_from_sparql_json(results: Mapping[str, Any]) -> list[Row]:

@@ -258,12 +258,16 @@ def test_csv_by_format_or_accept(client: FlaskClient) -> None:
     by_accept = client.get("/api/queries/unreported-outcomes", headers={"Accept": "text/csv"})
     assert by_format.content_type.startswith("text/csv")
     assert by_format.data == by_accept.data
+    # Labels and IRIs in separate, named columns (issue 14); the query's own ?outcomeLabel
+    # is the label column, and the unbound $__source_iri parameter is no column at all.
     table = list(csv.DictReader(io.StringIO(by_format.get_data(as_text=True))))
-    assert [r["outcome"] for r in table] == [
+    assert [r["outcome IRI"] for r in table] == [
         PREFIXES["out"] + "adherence",
         PREFIXES["out"] + "healthcare-use",
         PREFIXES["out"] + "quality-of-life",
     ]
+    assert [r["outcome"] for r in table] == ["adherence", "healthcare use", "quality of life"]
+    assert not [c for c in table[0] if c.startswith("_") or c.endswith("Label")]
 
 
 def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:

@@ -26,7 +26,7 @@ from service.results import JSON_RESULTS, term_json
 from service.sources import PREFIXES
 from service.store import QueryJob, Store, StoreError
 from service.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
-from service.views import rows_from_sparql_json
+from service.views import fetch_labels, is_iri, result_csv, result_table, rows_from_sparql_json
 from service.web.protocol import ProtocolError, choose_format
 from service.web.safety import Dataset
 
@@ -308,10 +308,12 @@ def _run(name: str) -> Response:
         body = {"head": results["head"], "results": {"bindings": bindings}}
         return Response(json.dumps(body, ensure_ascii=False), content_type=media, headers=headers)
     if media == CSV:
-        raw = json.dumps({"head": results["head"], "results": {"bindings": bindings}}).encode()
-        parsed = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
-        csv = parsed.serialize(format=ox.QueryResultsFormat.CSV)
-        return Response(csv, content_type="text/csv; charset=utf-8", headers=headers)
+        # For people and spreadsheets: labels and IRIs in separate, named columns, no
+        # internal variables (SPARQL CSV stays available at /sparql).
+        rows = rows_from_sparql_json({"head": results["head"], "results": {"bindings": bindings}})
+        iris = {v for r in rows for v in r.values() if is_iri(v)}
+        table = result_table(rows, fetch_labels(select_rows, iris), head, query.columns)
+        return Response(result_csv(table), content_type="text/csv; charset=utf-8", headers=headers)
     document = answer_document(
         store, query, results["head"]["vars"], bindings, prepared, page, per_page, next_url
     )

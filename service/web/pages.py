@@ -34,6 +34,7 @@ from werkzeug.exceptions import HTTPException
 from service import sof as sof_view
 from service import views
 from service.evidence_map import render_legend, render_table
+from service.queries import inline, prepare
 from service.sources import PREFIXES, project_root
 from service.terms import TermResolver, UnknownTerm
 from service.web import api
@@ -252,19 +253,40 @@ def home(suffix: str | None = None) -> ResponseReturnValue:
     return render("home.html", model, suffix=suffix, questions=_queries())
 
 
+DEFAULT_EDITOR_QUERY = """PREFIX cmp: <https://w3id.org/cmpkg/vocab/>
+PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
+
+SELECT ?claim ?label WHERE { ?claim a cmp:EvidenceClaim ; rdfs:label ?label } LIMIT 10
+"""
+
+
+def editor_text(query: Any, resolver: TermResolver) -> str:
+    """A question as the editor opens it: its defaults written in, as the API would bind them.
+
+    The file's own PREFIX lines are the only ones (each query declares what it uses). A
+    required parameter without a default cannot be written in; the tab then says so.
+    """
+    try:
+        prepared = prepare(query, {}, resolver)
+    except (UnknownTerm, ValueError) as err:
+        return f"# Fill in the parameters before running: {err}\n" + query.text
+    return inline(prepared)
+
+
 @pages.route("/query")
 @pages.route("/query<any('.json'):suffix>")
 def query_editor(suffix: str | None = None) -> ResponseReturnValue:
-    """YASGUI wired to /sparql, our prefixes, one tab per competency question."""
-    prologue = "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in PREFIXES.items())
+    """YASGUI wired to /sparql, one tab per competency question with its defaults bound."""
+    resolver = _resolver()
     tabs = [
-        {"name": q.name, "summary": q.summary or "", "query": q.text}
+        {"name": q.name, "summary": q.summary or "", "query": editor_text(q, resolver)}
         for q in sorted(_queries().values(), key=lambda q: q.name)
     ]
     config = {
         "endpoint": current_app.config.get("CMPKG_SPARQL_PATH", "/sparql"),
+        # For showing IRIs as CURIEs in results; never written into a query.
         "prefixes": dict(PREFIXES),
-        "default_query": prologue + "\nSELECT ?s ?p ?o WHERE { ?s ?p ?o } LIMIT 10\n",
+        "default_query": DEFAULT_EDITOR_QUERY,
         "tabs": tabs,
     }
     return render("query.html", config, suffix=suffix)
@@ -344,7 +366,12 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
             status = 400 if "run" in request.args else 200
         else:
             iris = {str(v) for r in rows for v in r.values() if views.is_iri(str(v))}
-            model["table"] = views.result_table(rows, views.fetch_labels(_select(), iris))
+            model["table"] = views.result_table(
+                rows,
+                views.fetch_labels(_select(), iris),
+                list(rows[0]) if rows else None,
+                getattr(query, "columns", None),
+            )
     json_model = {k: (views.to_json(v) if k == "table" and v else v) for k, v in model.items()}
     if wants_json(suffix):
         return jsonify(json_model), status
