@@ -524,3 +524,43 @@ def test_vendor_assets_come_from_node_modules_and_nothing_else(client):
     assert client.get("/vendor/axe.min.js").status_code == 200
     assert client.get("/vendor/package.json").status_code == 404
     assert client.get("/vendor/..%2fpackage.json").status_code == 404
+
+
+def test_prescription_form_becomes_the_api_body():
+    from werkzeug.datastructures import MultiDict
+
+    from service import prescription_page
+
+    form = MultiDict(
+        [
+            ("conditions", "fibromyalgia"),
+            ("conditions", " "),
+            ("goals", "physical-function"),
+            ("p.fear-of-movement", "elevated"),
+            ("p.fear-of-movement.instrument", "TSK-11"),
+            ("p.fear-of-movement.score", "30"),
+            ("p.fear-of-movement.min", "11"),
+            ("p.fear-of-movement.max", "44.5"),
+            ("p.anxiety", ""),
+            ("setting", "water"),
+            ("format", ""),
+        ]
+    )
+    body = prescription_page.presentation(form, ["fear-of-movement", "anxiety"])
+    assert body == {
+        "conditions": ["fibromyalgia"],
+        "goals": ["physical-function"],
+        "pathologies": [
+            {
+                "pathology": "fear-of-movement",
+                "elevated": True,
+                "instrument": "TSK-11",
+                "score": 30,
+                "scoreMin": 11,
+                "scoreMax": 44.5,
+            }
+        ],
+        "preferences": {"setting": "water"},
+    }
+    assert prescription_page.circles("cert:moderate") == "⊕⊕⊕◯"
+    assert prescription_page.circles("cert:not-reported") == ""

@@ -31,6 +31,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from service import prescription_page as rx
 from service import sof as sof_view
 from service import views
 from service.evidence_map import render_legend, render_table
@@ -443,3 +444,48 @@ def sof(suffix: str | None = None) -> ResponseReturnValue:
     return render(
         "sof.html", model, suffix=suffix, downloads=downloads, footnote_by=FOOTNOTE_BY, **choices
     )
+
+
+# --- prescription -------------------------------------------------------------------------
+
+
+def _knowledge_base() -> Any:
+    from service.web.prescribe import _kb  # the API's own loader: one artifact, one cache
+
+    return _kb()
+
+
+@pages.route("/prescribe", methods=["GET", "POST"])
+def prescription() -> ResponseReturnValue:
+    """The form for a presentation, answered by the same engine as POST /api/prescribe."""
+    from service.prescribe import prescribe
+    from service.presentation import InvalidPresentation
+
+    kb = _knowledge_base()
+    offered = rx.choices(kb.resolver)
+    context: dict[str, Any] = {
+        "choices": offered,
+        "form": request.form,
+        "answer": None,
+        "problem": None,
+        "body": None,
+        "circles": rx.circles,
+    }
+    status = 200
+    if request.method == "POST":
+        body = rx.presentation(request.form, [p.key for p in offered["pathologies"]])
+        context["body"] = body
+        try:
+            context["answer"] = prescribe(body, kb)
+        except InvalidPresentation as err:
+            problems = [p.to_dict() for p in err.problems]
+            context["problem"] = {"message": err.message, "problems": problems}
+            status = err.status
+    if wants_json():
+        if context["problem"]:
+            detail = context["problem"]["message"]
+            return _problem_json(problem(status, detail, "invalid-presentation", problems=problems))
+        if context["answer"]:
+            return jsonify(context["answer"]), status
+        return jsonify({k: [views.to_json(c) for c in v] for k, v in offered.items()}), status
+    return render("prescribe.html", None, status=status, **context)
