@@ -196,7 +196,10 @@ def test_unknown_values_answer_404_with_suggestions(client: FlaskClient) -> None
     # a modality is a known term, but not a condition
     wrong_kind = client.get("/api/queries/modalities-improving-outcome?condition=yoga")
     assert wrong_kind.status_code == 404
-    assert "is not a" in wrong_kind.get_json()["error"]
+    assert "is not a" in wrong_kind.get_json()["detail"]
+    # RFC 9457 problem details, the one error format (issue 14)
+    assert response.mimetype == "application/problem+json"
+    assert body["type"].endswith("/unknown-term") and body["status"] == 404 and body["title"]
 
 
 def test_unknown_query_is_404(client: FlaskClient) -> None:
@@ -237,11 +240,16 @@ def test_pages_split_the_answer_and_link_the_next(client: FlaskClient) -> None:
     base = "/api/queries/modalities-improving-outcome?format=json&per_page=4"
     first = client.get(base)
     second = client.get(base + "&page=2")
+    # Links to next, previous, first and last pages, and the total (issue 14: paginated
+    # answers said neither how many rows there are nor where the other pages are).
+    url = "<http://localhost/api/queries/modalities-improving-outcome?format=json&per_page=4&page="
     assert first.headers["Link"] == (
-        "<http://localhost/api/queries/modalities-improving-outcome"
-        '?format=json&per_page=4&page=2>; rel="next"'
+        f'{url}2>; rel="next", {url}1>; rel="first", {url}2>; rel="last"'
     )
-    assert "Link" not in second.headers
+    assert second.headers["Link"] == (
+        f'{url}1>; rel="prev", {url}1>; rel="first", {url}2>; rel="last"'
+    )
+    assert first.headers["X-Total-Count"] == second.headers["X-Total-Count"] == str(len(IMPROVING))
     claims = [
         curie(b["claim"]["value"])
         for r in (first, second)
@@ -250,7 +258,7 @@ def test_pages_split_the_answer_and_link_the_next(client: FlaskClient) -> None:
     assert claims == [row[2] for row in IMPROVING]
     ld = client.get("/api/queries/modalities-improving-outcome?per_page=4&page=2").get_json()
     assert ld["page"] == 2 and ld["perPage"] == 4 and ld["next"] is None
-    assert len(ld["results"]) == 2
+    assert len(ld["results"]) == 2 and ld["total"] == len(IMPROVING)
 
 
 def test_csv_by_format_or_accept(client: FlaskClient) -> None:
@@ -334,10 +342,12 @@ def check_hostile(client: FlaskClient, name: str, values: dict[str, str], page: 
     if QUERIES[name].pagination:
         args["page"] = page
     response = client.get(f"/api/queries/{name}", query_string=args)
-    assert response.status_code in (200, 400, 404), (values, response.get_data(as_text=True))
+    # 422: a value that names several terms (ambiguous), since issue 14 tells it from unknown
+    assert response.status_code in (200, 400, 404, 422), (values, response.get_data(as_text=True))
     body = response.get_json()
     if response.status_code != 200:
-        assert body["status"] == response.status_code and body["error"]
+        # problem details (RFC 9457) since issue 14: "detail" replaced "error"
+        assert body["status"] == response.status_code and body["detail"] and body["title"]
         return
     # the structure is the query's own: same columns, every parameter bound to one term
     assert body["head"]["vars"] == VARIABLES[name]

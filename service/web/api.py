@@ -27,6 +27,7 @@ from service.sources import PREFIXES
 from service.store import QueryJob, Store, StoreError
 from service.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
 from service.views import fetch_labels, is_iri, result_csv, result_table, rows_from_sparql_json
+from service.web.problems import problem_response, term_problem
 from service.web.protocol import ProtocolError, choose_format
 from service.web.safety import Dataset
 
@@ -217,15 +218,8 @@ def run(name: str) -> Response:
     except ApiError as err:
         return _error(err)
     except UnknownTerm as err:
-        return _error(
-            ApiError(
-                404,
-                str(err),
-                parameter=err.parameter,
-                value=err.value,
-                suggestions=err.suggestions,
-            )
-        )
+        body = term_problem(err)
+        return problem_response(body.pop("status"), body.pop("detail"), None, **body)
     except ProtocolError as err:
         return _error(ApiError(err.status, err.message))
     except ValueError as err:
@@ -235,10 +229,8 @@ def run(name: str) -> Response:
 
 
 def _error(err: ApiError) -> Response:
-    body = {"status": err.status, "error": err.message, **err.extra}
-    response = jsonify(body)
-    response.status_code = err.status
-    return response
+    """Every API error as RFC 9457 problem details (service.web.problems)."""
+    return problem_response(err.status, err.message, **err.extra)
 
 
 def _positive(name: str, raw: str | None, default: int, limit: int) -> int:
@@ -270,19 +262,22 @@ def _run(name: str) -> Response:
             "per_page", request.args.get("per_page"), query.pagination, MAX_PER_PAGE
         )
     prepared = prepare(query, values, cat.resolver)  # UnknownTerm / ValueError
-    tail = ""
-    if per_page is not None:  # one row more than asked tells whether a next page exists
-        tail = f"\nLIMIT {per_page + 1} OFFSET {(page - 1) * per_page}\n"
     from service.web import state
 
     store = state(current_app).store
     bound = {v.value: term for v, term in prepared.substitutions.items()}
-    row_cap = int(current_app.config["SPARQL_ROW_CAP"]) + 1
-    results = run_select(store, query.text + tail, row_cap, bound)
+    cap = int(current_app.config["SPARQL_ROW_CAP"])
+    # A paginated question runs whole (within the row cap) and is sliced here, so every page
+    # can say how many rows there are; the answer cache makes the other pages cheap.
+    results = run_select(store, query.text, cap + 1, bound)
     bindings = results["results"]["bindings"]
-    has_next = per_page is not None and len(bindings) > per_page
+    total: int | None = None
+    has_next = False
     if per_page is not None:
-        bindings = bindings[:per_page]
+        if not results.get("truncated") and len(bindings) <= cap:
+            total = len(bindings)
+        has_next = len(bindings) > page * per_page
+        bindings = bindings[(page - 1) * per_page : page * per_page]
     # a parameter projected as `$_name` may come back unbound: give the column its value
     head = results["head"]["vars"]
     for row in bindings:
@@ -299,11 +294,15 @@ def _run(name: str) -> Response:
         results["results"]["bindings"] = bindings
         headers["X-Result-Truncated"] = f"row cap {current_app.config['SPARQL_ROW_CAP']} reached"
     next_url = None
-    if has_next:
-        args = request.args.to_dict()
-        args["page"] = str(page + 1)
-        next_url = f"{request.base_url}?{urlencode(args)}"
-        headers["Link"] = f'<{next_url}>; rel="next"'
+    if per_page is not None:
+        links = _page_links(page, per_page, total, has_next)
+        next_url = links.get("next")
+        if links:
+            headers["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())
+        if total is not None:
+            headers["X-Total-Count"] = str(total)
+        # browsers' scripts may read the paging headers too
+        headers["Access-Control-Expose-Headers"] = "ETag, X-Result-Truncated, Link, X-Total-Count"
     if media == JSON_RESULTS:
         body = {"head": results["head"], "results": {"bindings": bindings}}
         return Response(json.dumps(body, ensure_ascii=False), content_type=media, headers=headers)
@@ -317,7 +316,28 @@ def _run(name: str) -> Response:
     document = answer_document(
         store, query, results["head"]["vars"], bindings, prepared, page, per_page, next_url
     )
+    if per_page is not None:
+        document["total"] = total
     return Response(json.dumps(document, ensure_ascii=False), content_type=JSONLD, headers=headers)
+
+
+def _page_links(page: int, per_page: int, total: int | None, has_next: bool) -> dict[str, str]:
+    """RFC 8288 links between the pages of an answer (next first: clients look for it)."""
+
+    def url(number: int) -> str:
+        args = request.args.to_dict()
+        args["page"] = str(number)
+        return f"{request.base_url}?{urlencode(args)}"
+
+    links: dict[str, str] = {}
+    if has_next:
+        links["next"] = url(page + 1)
+    if page > 1:
+        links["prev"] = url(page - 1)
+    links["first"] = url(1)
+    if total is not None:
+        links["last"] = url(max(1, -(-total // per_page)))
+    return links
 
 
 # -- JSON-LD answers --------------------------------------------------------------------------
