@@ -143,6 +143,11 @@ class NamedQuery:
     # variables it does not name get a heading made from their name.
     columns: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def variables(self) -> list[str]:
+        """The result columns, as the SELECT projects them (empty for `SELECT *`)."""
+        return projected_variables(self.text)
+
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
             if p.name == name:
@@ -360,6 +365,25 @@ def _segments(text: str) -> list[tuple[bool, str]]:
     if code_start < n:
         pieces.append((True, text[code_start:]))
     return pieces
+
+
+_SELECT = re.compile(r"\bSELECT\b(.*?)(?:\bWHERE\b|\{)", re.IGNORECASE | re.DOTALL)
+_PROJECTED = re.compile(r"\bAS\s+[?$]([A-Za-z0-9_]+)|[?$]([A-Za-z0-9_]+)", re.IGNORECASE)
+
+
+def projected_variables(text: str) -> list[str]:
+    """Variables of the outermost SELECT clause in order; `(expr AS ?x)` gives only `x`."""
+    match = _SELECT.search(_strip_comments_and_strings(text))
+    if match is None:
+        return []
+    clause = match.group(1)
+    names: list[str] = []
+    depth_free = re.sub(r"\((?:[^()]|\([^()]*\))*\bAS\s+([?$][A-Za-z0-9_]+)\s*\)", r" \1 ", clause)
+    for alias, plain in _PROJECTED.findall(depth_free):
+        name = alias or plain
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def _strip_comments_and_strings(text: str) -> str:
