@@ -13,7 +13,7 @@ from conftest import shipped_client
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 
-from service.sources import NS, PREFIXES, knowledge_files, load_store
+from service.kb.sources import NS, PREFIXES, knowledge_files, load_store
 
 SHIPPED = load_store(knowledge_files())
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
@@ -179,8 +179,8 @@ def test_application_json_gets_json_ld_and_errors_are_problem_json(client: Flask
 
 
 def test_derivation_records_are_collapsed_behind_a_summary() -> None:
-    from service.build import ensure_artifact
-    from service.sources import parse_file
+    from service.kb.build import ensure_artifact
+    from service.kb.sources import parse_file
 
     built = ox.Store()
     built.extend(parse_file(ensure_artifact()))

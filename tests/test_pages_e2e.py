@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from test_views import BUSCH, COND, build_app
 from waitress.server import create_server
 
-from service.build import ensure_artifact
+from service.kb.build import ensure_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -1,9 +1,9 @@
-"""Page models (service/views.py), the evidence-map table and the pages blueprint.
+"""Page models (service/query/evidence.py), the evidence-map table and the pages blueprint.
 
 The app under test is a tiny Flask app built here: the pages blueprint over a pyoxigraph store
-loaded (through service.sources) from tests/fixtures/pages/ plus the real ontology/ files when
+loaded (through service.kb.sources) from tests/fixtures/pages/ plus the real ontology/ files when
 present, so the pages are checked against what the ontology really says; the question gallery
-runs a fixture .rq file through the real service.queries.
+runs a fixture .rq file through the real service.query.named.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import pyoxigraph as ox
 import pytest
 from flask import Flask, Response, request
 
-from service import queries, sof, views
-from service.evidence_map import render_table
-from service.sources import PREFIXES, knowledge_files, load_store
-from service.terms import TermResolver
+from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.query import evidence as views
+from service.query import named as queries
+from service.query import sof
+from service.query.terms import TermResolver
+from service.web.evidence_map import render_table
 from service.web.pages import pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -529,7 +531,7 @@ def test_vendor_assets_come_from_node_modules_and_nothing_else(client):
 def test_prescription_form_becomes_the_api_body():
     from werkzeug.datastructures import MultiDict
 
-    from service import prescription_page
+    from service.web import prescription_form as prescription_page
 
     form = MultiDict(
         [

@@ -31,14 +31,14 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from service import prescription_page as rx
-from service import sof as sof_view
-from service import views
-from service.evidence_map import render_legend, render_table
-from service.queries import inline, prepare
-from service.sources import PREFIXES, project_root
-from service.terms import TermResolver, UnknownTerm
+from service.kb.sources import PREFIXES, project_root
+from service.query import evidence as views
+from service.query import sof as sof_view
+from service.query.named import inline, prepare
+from service.query.terms import TermResolver, UnknownTerm
 from service.web import api
+from service.web import prescription_form as rx
+from service.web.evidence_map import render_legend, render_table
 from service.web.problems import problem, term_problem, term_status
 
 pages = Blueprint(
@@ -458,8 +458,8 @@ def _knowledge_base() -> Any:
 @pages.route("/prescribe", methods=["GET", "POST"])
 def prescription() -> ResponseReturnValue:
     """The form for a presentation, answered by the same engine as POST /api/prescribe."""
-    from service.prescribe import prescribe
-    from service.presentation import InvalidPresentation
+    from service.prescribe.engine import prescribe
+    from service.prescribe.presentation import InvalidPresentation
 
     kb = _knowledge_base()
     offered = rx.choices(kb.resolver)

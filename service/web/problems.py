@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Response
 
-from service.terms import UnknownTerm
+from service.query.terms import UnknownTerm
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPES = "https://w3id.org/cmpkg/problem/"

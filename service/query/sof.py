@@ -5,11 +5,11 @@ relative effect with its 95% CI, the absolute effect where the source gives one,
 (studies), the certainty with GRADE's circles and numbered footnotes, a plain-language
 statement, the curation status in words and the source with its DOI.
 
-Conclusion, certainty and directness are the body's (service.views.fetch_bodies); this module
-only words them. The plain-language statements follow the usual GRADE / Cochrane phrasing for
-each certainty level (high: "improves", moderate: "probably improves", low: "may improve",
-very low: "we are uncertain whether ... improves"); the reference notes give no paper for that
-convention, so none is cited.
+Conclusion, certainty and directness are the body's (service.query.evidence.fetch_bodies);
+this module only words them. The plain-language statements follow the usual GRADE / Cochrane
+phrasing for each certainty level (high: "improves", moderate: "probably improves", low: "may
+improve", very low: "we are uncertain whether ... improves"); the reference notes give no
+paper for that convention, so none is cited.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from service.views import (
+from service.query.evidence import (
     Body,
     Claim,
     Select,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from service.sources import PREFIXES
-from service.terms import TermResolver
+from service.kb.sources import PREFIXES
+from service.query.terms import TermResolver
 
 CMP = PREFIXES["cmp"]
 KINDS = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from service.sof import circles
-from service.views import NO_EVIDENCE, Cell, EvidenceMap, Term
+from service.query.evidence import NO_EVIDENCE, Cell, EvidenceMap, Term
+from service.query.sof import circles
 
 # Visible marks, each spelt out in the cell's text and in the legend.
 INDIRECT_MARK = "ind."
