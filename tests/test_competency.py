@@ -479,10 +479,10 @@ def test_why_a_body_has_its_certainty(artifact_store: ox.Store) -> None:
          "src:guyatt-2011-indirectness", "claim:fransen-2014-land-based-pain-severity", None,
          None),
     ]  # fmt: skip
-    # The default question (chronic pain) lists only bodies the project rated down or capped.
-    everything = answer(artifact_store, "body-certainty", ("evidenceBody", "certainty"))
-    assert (body, "cert:low") in everything
-    assert all(c != "cert:high" for _b, c in everything)
+    # By modality, with the default condition (chronic pain): the same body and nothing else.
+    land = answer(artifact_store, "body-certainty", ("evidenceBody", "certainty"),
+                  {"modality": "land-based exercise"})  # fmt: skip
+    assert set(land) == {(body, "cert:low")}
 
 
 ASSERTED_LEVEL = [
