@@ -323,7 +323,9 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
     rules |= {
         _local(x["r"].value)
         for x in _select(
-            store, "SELECT DISTINCT ?r WHERE { ?d rdf:subject ?b_ ; prov:wasGeneratedBy ?r }", b=body
+            store,
+            "SELECT DISTINCT ?r WHERE { ?d rdf:subject ?b_ ; prov:wasGeneratedBy ?r }",
+            b=body,
         )
     }
     for iri in carriers:
