@@ -23,11 +23,11 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import sources
-from service.build import ensure_artifact
-from service.queries import load_queries, run_query
-from service.results import term_json
-from service.sources import PREFIXES, load_dataset
+from service.kb import sources
+from service.kb.build import ensure_artifact
+from service.kb.sources import PREFIXES, load_dataset
+from service.query.named import load_queries, run_query
+from service.store.results import term_json
 
 QUERIES = load_queries()
 # The built artifact (asserted + inferred): since issue 12, modalities-improving-outcome and

@@ -19,9 +19,8 @@ from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 from rdflib.compare import isomorphic
 
-from service import jsonld
-from service.build import ensure_artifact
-from service.sources import (
+from service.kb.build import ensure_artifact
+from service.kb.sources import (
     PREFIXES,
     knowledge_files,
     load_dataset,
@@ -29,6 +28,7 @@ from service.sources import (
     load_triples,
     to_rdflib_graph,
 )
+from service.query import jsonld
 
 CMPKG = Path(sys.executable).parent / "cmpkg"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"

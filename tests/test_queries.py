@@ -9,7 +9,8 @@ import pyoxigraph as ox
 import pytest
 from rdflib.plugins.sparql import prepareQuery
 
-from service.queries import (
+from service.kb.sources import GRAPHS, PREFIXES, load_store
+from service.query.named import (
     NamedQuery,
     QueryFileError,
     UnknownTerm,
@@ -22,8 +23,7 @@ from service.queries import (
     resolver_for,
     run_query,
 )
-from service.sources import GRAPHS, PREFIXES, load_store
-from service.terms import TermResolver
+from service.query.terms import TermResolver
 
 FIXTURE = Path(__file__).parent / "fixtures" / "queries" / "mini-kg.ttl"
 CLAIM = PREFIXES["claim"]
@@ -279,8 +279,8 @@ def reasoned() -> ox.Store:
     """The fixture with the real rules run over it: since issue 12 the question reads bodies.
 
     The two certainty levels the fixture lacks (very low, not reported) are added here."""
-    from service.reasoning import load_rule_statements, load_rules, reason
-    from service.sources import parse_file
+    from service.kb.reasoning import load_rule_statements, load_rules, reason
+    from service.kb.sources import parse_file
 
     extra = ox.parse(
         b"@prefix cmp: <https://w3id.org/cmpkg/vocab/> . "

@@ -1,4 +1,4 @@
-"""`cmpkg build` and `cmpkg explain`: thin wrappers over service.build and service.explain."""
+"""`cmpkg build` and `cmpkg explain`: thin wrappers over service.kb.build and service.kb.explain."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from service.build import ARTIFACT_NAME, BuildFailed, build_dir, ensure_artifact
-from service.build import build as run_build
+from service.kb.build import ARTIFACT_NAME, BuildFailed, build_dir, ensure_artifact
+from service.kb.build import build as run_build
 
 
 @click.command("build")
@@ -83,7 +83,7 @@ def explain(iri: str, artifact: Path | None, fmt: str, depth: int) -> None:
     body:aerobic-exercise--physical-function--fibromyalgia (a body of evidence: its conclusion,
     certainty and each rating-down with its reason and claims)
     """
-    from service import explain as ex
+    from service.kb import explain as ex
 
     try:
         target = ex.expand(iri)
