@@ -198,18 +198,24 @@ def _notes_for(body: Body) -> list[tuple[str, str]]:
             )
     for finding in body.capped_by:
         notes.append(("cap", f"Capped at the source's own rating of this question: {finding}."))
-    if body.directness == "indirect":
+    rated_indirect = any(
+        d.by == "project" and d.domain == "indirectness" for d in body.rating_downs
+    )
+    if body.directness == "indirect" and not rated_indirect:
+        # Said once per population or outcome (identical notes share a number in the table).
         populations = sorted(
             {c.condition.label for c in body.carrying if c.condition.iri != body.condition.iri}
-            | {c.outcome.label for c in body.carrying if c.outcome.iri != body.outcome.iri}
         )
+        outcomes = sorted(
+            {c.outcome.label for c in body.carrying if c.outcome.iri != body.outcome.iri}
+        )
+        parts = []
+        if populations:
+            parts.append(f"from {', '.join(populations)} rather than {body.condition.label}")
+        if outcomes:
+            parts.append(f"measured as {', '.join(outcomes)} rather than {body.outcome.label}")
         notes.append(
-            (
-                "directness",
-                "Indirect evidence: it comes from "
-                + (", ".join(populations) or "another population or outcome")
-                + f", not from {body.condition.label} and {body.outcome.label} as asked.",
-            )
+            ("directness", "Indirect evidence: " + ("; ".join(parts) or "another population") + ".")
         )
     if not body.certainty_rank:
         notes.append(("source", "The source gives no GRADE certainty for this result."))

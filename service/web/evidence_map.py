@@ -12,7 +12,7 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 from service.query.evidence import NO_EVIDENCE, Cell, EvidenceMap, Term
-from service.query.sof import circles
+from service.query.sof import LEVEL_WORDS, circles
 
 # Visible marks, each spelt out in the cell's text and in the legend.
 INDIRECT_MARK = "ind."
@@ -58,7 +58,7 @@ def _cell(cell: Cell, row: Term, column: Term) -> str:
     if cell.unconfirmed:
         marks.append(UNCONFIRMED_MARK)
     shown = " ".join(marks)
-    certainty = "not rated" if not cell.certainty_rank else cell.certainty.split(" ")[0]
+    certainty = "not rated" if not cell.certainty_rank else LEVEL_WORDS[cell.certainty_rank]
     conclusion = escape(cell.conclusion.replace("-", " "))
     return (
         f'<td class="{css_class(cell.conclusion)} cert-{cell.certainty_rank}"'
