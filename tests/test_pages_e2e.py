@@ -281,6 +281,8 @@ def test_summary_of_findings_prints_on_a4(page: Page):
 
 def test_prescription_form_returns_ranked_options(page: Page):
     page.goto("/prescribe")
+    # human conditions only: an animal research model is no presentation
+    expect(page.locator("form.rx-form")).not_to_contain_text("animal model")
     page.get_by_label("fibromyalgia", exact=True).check()
     page.get_by_label("physical function", exact=True).check()
     page.get_by_label("fear of movement: status").select_option("elevated")

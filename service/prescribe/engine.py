@@ -499,9 +499,7 @@ def _certainty_reasons(kb: KnowledgeBase, best: dict[str, Any]) -> list[str]:
     reasons = []
     for down in best["ratingDowns"]:
         for reason in down["reasons"]:
-            reasons.append(
-                f"rated down by the project for {down['domain']['label']}: {reason}"
-            )
+            reasons.append(f"rated down by the project for {down['domain']['label']}: {reason}")
     for cap in best["cappedBy"]:
         reasons.append(
             f"capped at {cap['certainty']['label']}: {cap['source']['label']} rates this "

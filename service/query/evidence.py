@@ -851,6 +851,21 @@ def evidence_map_model(
 CHRONIC_PAIN = NS + "condition/chronic-pain"
 
 
+def human_conditions(select: Select) -> list[Term]:
+    """The human chronic pain conditions in hierarchy order.
+
+    Research models (an animal model class in the ontology) have no place among the
+    populations a guideline panel or a clinician asks about.
+    """
+    human = {
+        row["c"]
+        for row in select(
+            sparql_prefixes() + f"SELECT ?c WHERE {{ ?c rdfs:subClassOf* <{CHRONIC_PAIN}> }}"
+        )
+    }
+    return [t for t in fetch_hierarchy(select, CONDITION_CLASS) if t.iri in human]
+
+
 def outcome_terms(select: Select) -> list[Term]:
     return fetch_hierarchy(select, OUTCOME_CLASS, "skos:broader")
 
@@ -881,18 +896,10 @@ def evidence_map(select: Select, outcome_iri: str = DEFAULT_OUTCOME) -> Evidence
         outcome_iri, label_of(fetch_labels(select, [outcome_iri]), outcome_iri)
     )
     bodies = fetch_bodies(select, bodies_query(outcomes=[outcome_iri]))
-    # Rows are the human chronic pain conditions; research models (an animal model class in
-    # the ontology) have no place among the populations a guideline panel asks about.
-    human = {
-        row["c"]
-        for row in select(
-            sparql_prefixes() + f"SELECT ?c WHERE {{ ?c rdfs:subClassOf* <{CHRONIC_PAIN}> }}"
-        )
-    }
     return evidence_map_model(
         chosen,
         outcomes,
-        [t for t in fetch_hierarchy(select, CONDITION_CLASS) if t.iri in human],
+        human_conditions(select),
         fetch_hierarchy(select, MODALITY_CLASS),
         bodies,
         conclusion_legend(select),

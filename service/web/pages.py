@@ -463,6 +463,10 @@ def prescription() -> ResponseReturnValue:
 
     kb = _knowledge_base()
     offered = rx.choices(kb.resolver)
+    # conditions as the map lists them: human ones only, in hierarchy order
+    offered["conditions"] = [
+        rx.Choice(t.iri, t.key, t.label) for t in views.human_conditions(_select())
+    ]
     context: dict[str, Any] = {
         "choices": offered,
         "form": request.form,
