@@ -254,8 +254,8 @@ def _run(name: str) -> Response:
     if query is None:
         raise ApiError(404, f"no query named {name!r}", queries=sorted(cat.queries))
     media = choose_format(request.args.get("format"), request.headers.get("Accept"), API_MEDIA)
-    for key, values in request.args.lists():
-        if len(values) > 1:
+    for key, given in request.args.lists():
+        if len(given) > 1:
             raise ApiError(400, f"parameter {key!r} given more than once")
     values = {k: v for k, v in request.args.items() if k not in RESERVED}
     page = _positive("page", request.args.get("page"), 1, 10**6)
@@ -372,8 +372,13 @@ def answer_document(
     labels: dict[str, ox.Literal] = {}
     label_iri = PREFIXES["rdfs"] + "label"
     for t in sorted(triples, key=str):
-        if t.predicate.value == label_iri and isinstance(t.object, ox.Literal):
-            labels.setdefault(t.subject.value, t.object)
+        subject = t.subject
+        if (
+            t.predicate.value == label_iri
+            and isinstance(t.object, ox.Literal)
+            and isinstance(subject, ox.NamedNode | ox.BlankNode)
+        ):
+            labels.setdefault(subject.value, t.object)
     parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
     rows = []
     for row in bindings:

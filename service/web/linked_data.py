@@ -16,6 +16,7 @@ from typing import Any
 
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, redirect, render_template, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from service.kb.sources import NS, PREFIXES
 from service.query import jsonld
@@ -84,7 +85,7 @@ def _error(status: int, message: str, accept: str | None) -> Response:
     return error_response(status, message, accept, {"Vary": "Accept"})
 
 
-def _alias(segment: str, rest: str) -> Response:
+def _alias(segment: str, rest: str) -> WerkzeugResponse:
     target = f"/cmpkg/{segment}/{rest}"
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
@@ -118,9 +119,9 @@ def _rdf(triples: list[ox.Triple], media: str, focus: str) -> Response:
         document = jsonld.graph_document(triples, context_ref=context_url(), first=focus)
         body: bytes | str = json.dumps(document, ensure_ascii=False, indent=1)
     elif media == "text/turtle":
-        body = ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES)
+        body = ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES) or b""
     else:
-        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
+        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
     json_media = ("application/ld+json", "application/json")
     content_type = media if media in json_media else f"{media}; charset=utf-8"
     return Response(body, content_type=content_type, headers=headers)
@@ -213,7 +214,8 @@ def _page_model(
         links_out.append(
             {"property": prop(row["p"], row.get("pl")), "value": term(row["o"], row.get("ol"))}
         )
-    links_in, derivations = [], []
+    links_in: list[dict[str, Any]] = []
+    derivations: list[dict[str, Any]] = []
     for row in in_rows[:MAX_LINKS]:
         link = {"subject": term(row["s"], row.get("sl")), "property": prop(row["p"], row.get("pl"))}
         # Derivation records (one per derived triple) explain; they are not things one visits.

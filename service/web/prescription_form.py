@@ -9,10 +9,11 @@ optional `p.<key>.instrument`, `.score`, `.min`, `.max`, and `setting`, `modalit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from werkzeug.datastructures import MultiDict
 
 from service.kb.sources import PREFIXES
 from service.query.terms import TermResolver
@@ -55,8 +56,8 @@ def _number(text: str) -> float | int | str:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def presentation(form: Mapping[str, Any], pathology_keys: list[str]) -> dict[str, Any]:
-    """The JSON body of the API from the submitted form (a werkzeug MultiDict)."""
+def presentation(form: MultiDict[str, str], pathology_keys: list[str]) -> dict[str, Any]:
+    """The JSON body of the API from the submitted form."""
 
     def many(name: str) -> list[str]:
         return [v.strip() for v in form.getlist(name) if v.strip()]
