@@ -192,5 +192,5 @@ def test_derivation_records_are_collapsed_behind_a_summary() -> None:
         before, inside = records
         assert "/cmpkg/derivation/" not in before  # none among the plain links in
         assert "<summary>" in inside and "/cmpkg/derivation/" in inside
-        # the support the rules derived from it stays a plain link in
-        assert "aerobic exercise is supported for physical function in fibromyalgia" in before
+        # the body of evidence the rules built from it stays a plain link in
+        assert "body of evidence: aerobic exercise for physical function in fibromyalgia" in before
