@@ -306,6 +306,21 @@ def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:
     assert busch["intervention"]["label"] == "aerobic exercise"
     # every claim of every row carries its certainty
     assert all("certainty" in row["claim"] for row in body["results"])
+    # issue 14: labels are strings (source names were {"@value": ...}), and a query's own
+    # ?modalityLabel column is the modality's label, not a column of its own
+    assert busch["source"]["label"] == "Busch 2007"
+    first = body["results"][0]
+    assert "modalityLabel" not in first and first["modality"]["label"] == "aerobic exercise"
+
+    def labels(value: object) -> list[object]:
+        if isinstance(value, dict):
+            found = [v for k, v in value.items() if k == "label"]
+            return found + [x for v in value.values() for x in labels(v)]
+        if isinstance(value, list):
+            return [x for v in value for x in labels(v)]
+        return []
+
+    assert all(isinstance(label, str) for label in labels(body["results"]))
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))

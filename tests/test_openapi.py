@@ -124,6 +124,7 @@ def test_each_query_has_its_own_row_schema(document: dict) -> None:
         assert set(binding["properties"]) == set(query.variables)  # jsonify sorts keys
         assert binding["additionalProperties"] is False
         parameters = {p.variable for p in query.parameters}
+        parameters |= {f"{v}Label" for v in query.variables if f"{v}Label" in query.variables}
         row = schemas[f"{name}.row"]
         assert (
             set(row["properties"])

@@ -380,19 +380,25 @@ def answer_document(
         ):
             labels.setdefault(subject.value, t.object)
     parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
+    # An `xLabel` column is the label of `x`: it goes inside x's node as a plain string.
+    label_columns = {f"{v}Label": v for v in variables if f"{v}Label" in variables}
     rows = []
     for row in bindings:
         out: dict[str, Any] = {}
         for var in variables:
             cell = row.get(var)
-            if cell is None or var in parameter_columns:
+            if cell is None or var in parameter_columns or var in label_columns:
                 continue
             term = term_from_json(cell)
             key = var if var not in ("id", "type") else var + "Column"
             if isinstance(term, ox.NamedNode):
-                out[key] = framed.get(term.value) or jsonld.label_node(
+                node = framed.get(term.value) or jsonld.label_node(
                     term.value, labels.get(term.value), comp
                 )
+                own = row.get(f"{var}Label")
+                if own is not None and "label" not in node:
+                    node = {**node, "label": own["value"]}
+                out[key] = node
             else:
                 out[key] = comp.value(term, comp.definitions.get(key, {}))
         rows.append(out)
@@ -402,6 +408,7 @@ def answer_document(
         )
         for v, t in prepared.substitutions.items()
     }
+    rows = [_plain_labels(row) for row in rows]
     document: dict[str, Any] = {
         "@context": context_url(),
         "disclaimer": jsonld.DISCLAIMER,
@@ -415,6 +422,24 @@ def answer_document(
         document["next"] = next_url
     document["results"] = rows
     return document
+
+
+def _plain_labels(value: Any) -> Any:
+    """Every `label` as a plain string (issue 14: some were `{"@value": ...}` objects).
+
+    The context gives `label` the language "en", so a string reads back as an English label;
+    the labels that came as objects were the untagged ones (source names such as "Busch 2007").
+    """
+    if isinstance(value, list):
+        return [_plain_labels(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key == "label" and isinstance(item, dict) and "@value" in item:
+            item = item["@value"]
+        out[key] = _plain_labels(item)
+    return out
 
 
 def _describe(store: Store, iris: list[str], statements: list[str]) -> list[ox.Triple]:

@@ -146,6 +146,8 @@ def row_schemas(query: NamedQuery) -> dict[str, Any]:
     """
     variables = query.variables
     parameters = {p.variable for p in query.parameters}
+    # an `xLabel` column travels inside x's node (service.web.api.answer_document)
+    parameters |= {f"{v}Label" for v in variables if f"{v}Label" in variables}
     cell: dict[str, Any] = {"type": ["object", "string", "number", "boolean"]}
     row_properties = {
         (v if v not in ("id", "type") else v + "Column"): {
