@@ -499,8 +499,13 @@ def test_question_form_runs_and_reports_unknown_values(client):
     assert "fransen-2015-land-based-pain-severity" in answer and "busch-2007" not in answer
     assert "/api/queries/claims-for-condition?condition=" in answer
     bad = client.get("/questions/claims-for-condition.json?run=1&condition=fibromyalgiaa")
-    assert bad.status_code == 400
+    # 404 since issue 14 (was 400): a value naming no term is "not found", as in the API
+    assert bad.status_code == 404
     assert bad.get_json()["table"] is None and "fibromyalgiaa" in bad.get_json()["error"]
+    html = client.get("/questions/claims-for-condition?run=1&condition=fibromyalgiaa")
+    assert 'href="/questions/claims-for-condition?run=1&amp;condition=fibromyalgia"' in (
+        html.get_data(as_text=True)
+    )
     assert client.get("/questions/nope").status_code == 404
 
 

@@ -343,6 +343,7 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
     model["ran"] = "run" in request.args or not any(p["required"] for p in params)
     model["error"] = None
     model["suggestions"] = []
+    model["suggestion_links"] = []
     model["table"] = None
     status = 200
     downloads = urlencode(values)
@@ -363,8 +364,13 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             model["error"] = str(message)
             model["suggestions"] = [str(s) for s in getattr(err, "suggestions", None) or []]
-            # Only an explicit run is a bad request; the first view still shows the form.
-            status = 400 if "run" in request.args else 200
+            # Each suggestion links to the same question with it in place of the typo.
+            if isinstance(err, UnknownTerm):
+                model["suggestion_links"] = _suggestion_links(err)
+            # Only an explicit run is a bad request; the first view still shows the form. A
+            # term that names nothing is a 404 (several: 422), as in the API.
+            bad = term_status(err) if isinstance(err, UnknownTerm) else 400
+            status = bad if "run" in request.args else 200
         else:
             iris = {str(v) for r in rows for v in r.values() if views.is_iri(str(v))}
             model["table"] = views.result_table(
