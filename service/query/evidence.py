@@ -407,6 +407,7 @@ class Claim:
     outcome: Term
     comparator: str
     measure: str
+    measure_iri: str | None
     estimate: str | None
     ci_lower: str | None
     ci_upper: str | None
@@ -470,6 +471,7 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
                 outcome=Term.make(r["outcome"] or "", label_of(labels, r.get("outcome"))),
                 comparator=label_of(labels, r.get("comparator")),
                 measure=measure,
+                measure_iri=r.get("measure"),
                 estimate=r.get("estimate"),
                 ci_lower=r.get("lower"),
                 ci_upper=r.get("upper"),

@@ -19,6 +19,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from service.kb.sources import PREFIXES
 from service.query.evidence import (
     Body,
     Claim,
@@ -118,7 +119,6 @@ class Effect:
     claim: str
     href: str
     text: str
-    absolute: str
     source_label: str
     doi: str | None
 
@@ -130,8 +130,9 @@ class SofRow:
     key: str  # the body's local name, for anchors and downloads
     outcome: Term
     comparison: str
-    effects: list[Effect]
-    absolute: str
+    effects: list[Effect]  # relative (standardised or ratio) effects, or the source's words
+    absolute_effects: list[Effect]  # differences on the outcome's scale (MD, points)
+    absolute: str  # absolute effects the source words in figures
     participants: str
     studies: int | None
     participants_total: int | None
@@ -232,19 +233,30 @@ def _status_words(status: str) -> str:
     return _STATUS_WORDS.get(status, status.replace("-", " ") or "not recorded")
 
 
+# Differences on the outcome's own scale are absolute effects (GRADE's "anticipated absolute
+# effect" for continuous outcomes); standardised and ratio measures are relative.
+ABSOLUTE_MEASURES = {PREFIXES["measure"] + m for m in ("md", "points-improvement", "nntb")}
+
+
+def _effect(c: Claim) -> Effect:
+    text = c.effect or c.reported_result or "not reported as a figure"
+    if c.effect and c.timepoint:
+        text += f", {c.timepoint}"
+    return Effect(c.iri, c.href, text, c.source_label, c.doi)
+
+
 def _row(body: Body, footnote_numbers: list[int]) -> SofRow:
     shown = body.carrying or [c for c in body.included if c.curation_key != "unconfirmed"]
-    effects = [
-        Effect(
-            claim=c.iri,
-            href=c.href,
-            text=c.effect or c.reported_result or "not reported as a figure",
-            absolute=(c.reported_result or "") if c.effect else "",
-            source_label=c.source_label,
-            doi=c.doi,
-        )
+    relative = [_effect(c) for c in shown if c.measure_iri not in ABSOLUTE_MEASURES or not c.effect]
+    absolute = [_effect(c) for c in shown if c.measure_iri in ABSOLUTE_MEASURES and c.effect]
+    # A result the source words in figures ("about 12 points less pain on 0-100") is an
+    # absolute effect too; a qualitative one ("a small improvement") is not.
+    worded = [
+        c.reported_result
         for c in shown
+        if c.effect and c.reported_result and any(ch.isdigit() for ch in c.reported_result)
     ]
+    effects = relative
     participants = "; ".join(c.participants_text for c in shown if c.participants_text)
     studies = [_int(c.studies) for c in shown]
     people = [_int(c.participants) for c in shown]
@@ -259,7 +271,8 @@ def _row(body: Body, footnote_numbers: list[int]) -> SofRow:
         outcome=body.outcome,
         comparison=f"{body.modality.label} vs {comparator}",
         effects=effects,
-        absolute="; ".join(e.absolute for e in effects if e.absolute),
+        absolute_effects=absolute,
+        absolute="; ".join(dict.fromkeys(worded)),
         participants=participants or "not reported",
         studies=studies[0] if len(studies) == 1 else None,
         participants_total=people[0] if len(people) == 1 else None,
@@ -355,7 +368,9 @@ def csv_text(sof: SummaryOfFindings) -> str:
                     row.outcome.iri,
                     row.comparison,
                     "; ".join(e.text for e in row.effects),
-                    row.absolute,
+                    "; ".join(
+                        [*(e.text for e in row.absolute_effects), *filter(None, [row.absolute])]
+                    ),
                     row.favours,
                     row.participants,
                     row.certainty,
