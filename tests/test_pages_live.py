@@ -66,7 +66,11 @@ def test_knee_osteoarthritis_summary_of_findings_on_the_shipped_graph(page: Page
     # the absolute effect the source gives and its footnotes.
     expect(pain).to_contain_text("SMD -0.49 (95% CI -0.59 to -0.39)")
     expect(pain).to_contain_text("favours exercise")
-    expect(pain).to_contain_text("About 12 points less pain on a 0-100 scale.")
+    # absolute effects: the points the source gives (sustained at 2-6 months: 6 of 100)
+    absolute = pain.locator("td").nth(1)
+    expect(absolute).to_contain_text("About 12 points less pain on a 0-100 scale.")
+    expect(absolute).to_contain_text("6 points better (95% CI 3 to 9), 2-6 months")
+    expect(pain.locator("td").nth(0)).not_to_contain_text("points better")
     expect(pain.locator("sup")).to_have_count(2)
     expect(pain).to_contain_text("secondary")
     # Bartels 2007, aquatic, knee pain: +0.86 also means less pain here.
