@@ -71,7 +71,8 @@ def test_knee_osteoarthritis_summary_of_findings_on_the_shipped_graph(page: Page
     expect(absolute).to_contain_text("About 12 points less pain on a 0-100 scale.")
     expect(absolute).to_contain_text("6 points better (95% CI 3 to 9), 2-6 months")
     expect(pain.locator("td").nth(0)).not_to_contain_text("points better")
-    expect(pain.locator("sup")).to_have_count(2)
+    # two footnotes, "1,2" (never "12", which would read as footnote twelve)
+    expect(pain.locator("sup")).to_have_text("1,2")
     expect(pain).to_contain_text("secondary")
     # Bartels 2007, aquatic, knee pain: +0.86 also means less pain here.
     aquatic = page.locator("#sof-aquatic-exercise--pain-severity--knee-osteoarthritis")
