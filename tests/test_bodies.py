@@ -43,7 +43,7 @@ def short(term: ox.NamedNode | ox.Literal | ox.BlankNode) -> str:
 
 def facts(store: ox.Store, node: str) -> dict[str, set[str]]:
     iri = ox.NamedNode(PREFIXES[node.split(":")[0]] + node.split(":", 1)[1])
-    out: dict[str, set[str]] = {p: set() for p in PROPS + ("domain", "reason")}
+    out: dict[str, set[str]] = {p: set() for p in (*PROPS, "domain", "reason")}
     for q in store.quads_for_pattern(iri, None, None, None):
         if q.predicate.value.startswith(CMP):
             out.setdefault(q.predicate.value[len(CMP) :], set()).add(short(q.object))
