@@ -318,6 +318,11 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
     carriers = sorted(
         x["cl"].value for x in _select(store, "SELECT ?cl WHERE { ?b_ cmp:carriedBy ?cl }", b=body)
     )
+    if not carriers:  # nothing carries: show what the body holds, so the reason can be read
+        carriers = sorted(
+            x["cl"].value
+            for x in _select(store, "SELECT ?cl WHERE { ?b_ cmp:includesClaim ?cl }", b=body)
+        )
     claims, rules = [], set(_rules_of(store, body))
     # The rules that added the body's conclusion, certainty, carriers and status.
     rules |= {
