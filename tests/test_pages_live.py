@@ -70,9 +70,10 @@ def test_entity_page_of_a_claim_dereferences(page: Page) -> None:
     expect(page.locator("body")).to_contain_text("0.66")
     source = page.get_by_role("link", name="Busch 2007", exact=True).first
     expect(source).to_have_attribute("href", "/cmpkg/source/busch-2007")
-    # links in: the support statement the rules derived from this claim
+    # links in: the body of evidence the rules derived from this claim (issue 12 replaced
+    # the support statement "aerobic exercise is supported for ..." by bodies of evidence)
     expect(page.locator("body")).to_contain_text(
-        "aerobic exercise is supported for physical function in fibromyalgia"
+        "body of evidence: aerobic exercise for physical function in fibromyalgia"
     )
     screenshot(page, "live-entity-claim")
     assert_accessible(page)
