@@ -75,9 +75,9 @@ def test_fibromyalgia_fear_of_movement_prefers_water(kb):
     )
     # Function: aerobic (Busch 2007 moderate + Bidonde 2017 low -> body low) and aquatic
     # (Bidonde 2014 physical function MD and SMD, moderate -> body moderate) are both direct
-    # benefits; water moves aquatic up. Aquatic's effect is now |SMD| 0.44 from its carrying
-    # physical-function claim (it was 0.55 from the FIQ total, a narrower outcome, which is in
-    # the body but no longer carries it since direct physical-function claims exist).
+    # benefits; water moves aquatic up. Changed (issue 13): the FIQ total is no longer narrower
+    # than physical function, so aquatic's effect is its physical-function SMD -0.44, not the
+    # FIQ SMD -0.55.
     assert ranked(doc, "cond:fibromyalgia", "out:physical-function") == [
         "mod:aquatic-exercise",
         "mod:aerobic-exercise",
@@ -252,9 +252,10 @@ def test_conflicting_preferences(kb):
         },
         kb,
     )
-    # Aerobic matches land, aquatic matches water: one match each, so certainty decides as
-    # without preferences (aquatic moderate > aerobic low since issue 12); yoga has no
-    # evidence and is not added.
+    # Changed (issue 13): aerobic exercise is no longer placed on land (the fibromyalgia
+    # reviews do not say where their aerobic training took place), so only aquatic matches a
+    # stated setting (water) and moves up; aquatic also has the higher certainty since issue 12
+    # (moderate vs aerobic's low); yoga has no evidence and is not added.
     assert ranked(doc, "cond:fibromyalgia", "out:physical-function") == [
         "mod:aquatic-exercise",
         "mod:aerobic-exercise",
