@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -252,3 +257,125 @@ def test_explain_unknown_iri_fails_cleanly(artifact):
     )
     assert result.exit_code == 2
     assert "not described" in result.output
+
+
+# --- a failed or killed build cleans up after itself ----------------------------------------------
+CMPKG = str(Path(sys.executable).parent / "cmpkg")
+
+
+def build_in_own_mount(root: Path, mount_options: str, tmp_path: Path) -> tuple[int, str, str]:
+    """`cmpkg build` writing to a fresh tmpfs (full or read-only), in a private mount namespace
+    (unshare: no privilege needed, nothing mounted outside). Returns exit code, stderr and the
+    listing of the mount after the build."""
+    out = tmp_path / "mnt"
+    out.mkdir()
+    script = (
+        f"mount -t tmpfs -o {mount_options} none {out} && "
+        f"{CMPKG} build --root {root} --out-dir {out} --no-progress 2>{tmp_path / 'err'}; "
+        f"echo $? > {tmp_path / 'rc'}; ls -A {out} > {tmp_path / 'ls'}"
+    )
+    subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script],
+        check=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    return (
+        int((tmp_path / "rc").read_text()),
+        (tmp_path / "err").read_text(),
+        (tmp_path / "ls").read_text(),
+    )
+
+
+def test_build_on_a_full_disk_says_so_and_leaves_no_temporary_file(own_copy, tmp_path):
+    code, err, listing = build_in_own_mount(own_copy, "size=64k", tmp_path)
+    assert code == 1
+    assert "No space left on device" in err and "write" in err
+    assert "Traceback" not in err
+    assert listing.split() == []  # no .cmpkg.nq.*.tmp left on the full disk
+
+
+def test_build_into_a_read_only_directory_says_so(own_copy, tmp_path):
+    code, err, listing = build_in_own_mount(own_copy, "ro", tmp_path)
+    assert code == 1
+    assert "Read-only file system" in err
+    assert "Traceback" not in err
+    assert listing.split() == []
+
+
+def test_a_failed_build_leaves_nothing_in_the_temporary_directory(own_copy, tmp_path):
+    # Inconsistent data: HermiT answers "inconsistent", which owlready2 alone leaves a
+    # temporary ontology file behind for.
+    (own_copy / "data" / "zz-broken.ttl").write_text(
+        "@prefix cmp: <https://w3id.org/cmpkg/vocab/> .\n"
+        "@prefix mod: <https://w3id.org/cmpkg/modality/> .\n"
+        f"<{NS}claim/zz-broken> cmp:condition mod:aerobic-exercise .\n"
+    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    done = subprocess.run(
+        [CMPKG, "build", "--root", str(own_copy), "--out-dir", str(own_copy / "build")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert list(tmp.iterdir()) == []
+    assert not list((own_copy / "build").glob(".*.tmp"))
+
+
+def java_children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and comm == "java":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_path, sig):
+    from service.kb.hermit import remove_stale_temporaries
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = own_copy / "build"
+    process = subprocess.Popen(
+        [CMPKG, "build", "--root", str(own_copy), "--out-dir", str(out), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
+    deadline = time.monotonic() + 120
+    jvms: list[int] = []
+    while not jvms and process.poll() is None and time.monotonic() < deadline:
+        jvms = java_children(process.pid)
+        time.sleep(0.02)
+    assert jvms, "the build never started HermiT"
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while any(running(j) for j in jvms) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(running(j) for j in jvms), "HermiT's JVM outlived the build"
+    assert not list(out.glob(".*.tmp"))
+    if sig == signal.SIGTERM:  # unwinds: everything it made is gone at once
+        assert list(tmp.iterdir()) == []
+        assert b"Traceback" not in process.stderr.read()  # type: ignore[union-attr]
+    else:  # nothing runs after SIGKILL: the next build clears what the dead one left
+        remove_stale_temporaries(tmp)
+        assert list(tmp.iterdir()) == []
+    process.stderr.close()  # type: ignore[union-attr]

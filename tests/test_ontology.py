@@ -182,7 +182,8 @@ effectMeasure certainty ratedDownFor reportedSignificance reportedDirection dire
 indirectlyInforms aboutOutcome aboutCondition aboutIntervention reportingStatus adverseEventKind
 subsetOf aboutReview pathology addressedBy mechanism mediates actsIn engagedBy phenomenon
 recommendsModality recommendsPrinciple strength includedIn possiblyIncludedIn postdates
-supports"""
+supports coversCondition conditionNotStudied coversIntervention coversOutcome topic concernsTherapy
+onlyAlongside combinedWith optionallyCombinedWith consequence"""
 )
 DATATYPE_PROPERTIES = words(
     """curationNote pageOrTable estimate ciLower ciUpper higherIsBetter
@@ -193,7 +194,10 @@ numberOfReviewsWithNoSignificantChange numberOfReviewsWithLargeEffect
 numberOfReviewsWithLongFollowUp proportionOfStudies denominatorDescription ratePer1000Intervention
 ratePer1000Control certaintyRationale numberOfTrials numberOfTrialsReportingAdverseEvents
 numberOfAdverseEvents numberOfStudiesWithEvents participantsLowerBound evidenceBasis
-minimumDurationWeeks prevalence population recommendationText guidelineVerb doi pmid pmcid
+durationValue durationUpperValue durationUnit durationRelation studyShare participantsBelow
+resultsConsistent mostReportedOutcome typicalEffectSize numberOfReviewsWithHarm
+adverseEventsTransient appraisalInstrument qualityJudgement poorlyReported dependsOn
+prevalence population recommendationText guidelineVerb doi pmid pmcid
 cochraneId year citation searchDate rank nullValue"""
 )
 
@@ -302,9 +306,22 @@ def test_single_valued_properties_are_functional(store: ox.Store) -> None:
 
 
 def test_shared_statement_properties_have_the_sourced_statement_domain(store: ox.Store) -> None:
-    for name in ("source", "curationStatus", "condition", "certainty", "numberOfStudies"):
+    for name in ("source", "ratedDownFor", "reportedResult"):
         domains = iris(store, f"SELECT ?x WHERE {{ cmp:{name} rdfs:domain ?x }}")
         assert domains == {CMP + "SourcedStatement"}, (name, domains)
+
+
+def test_properties_derived_nodes_share_have_the_statement_domain(store: ox.Store) -> None:
+    # Changed from SourcedStatement (issue 13): support statements, bodies of evidence, cautions
+    # and prescription components use these too, and a SourcedStatement domain would make OWL
+    # reasoning type them as sourced statements (tests/test_rules_owl_types.py checks the result).
+    for name in (
+        "curationStatus", "condition", "outcome", "certainty", "comparator", "pathology",
+        "phenomenon", "numberOfStudies", "numberOfParticipants",
+    ):  # fmt: skip
+        domains = iris(store, f"SELECT ?x WHERE {{ cmp:{name} rdfs:domain ?x }}")
+        assert domains == {CMP + "Statement"}, (name, domains)
+    assert ask(store, "ASK { cmp:SourcedStatement rdfs:subClassOf cmp:Statement }")
 
 
 def test_only_owl2_datatypes(store: ox.Store) -> None:
@@ -323,7 +340,7 @@ TOP_LEVEL = words(
     """Condition ExerciseModality SecondaryPathology PrescriptionPrinciple Mechanism
 Phenomenon AnatomicalSite Outcome Comparator EffectMeasure CertaintyLevel CertaintyDomain
 RecommendationStrength CurationStatus ReportingStatus AdverseEventKind Direction Significance Source
-SourcedStatement"""
+SourcedStatement NonExerciseTherapy"""
 )
 SOURCE_KINDS = (
     "OverviewOfReviews SystematicReview NarrativeReview MetaAnalysis Guideline PrimaryStudy"
@@ -412,13 +429,13 @@ CONDITIONS = words(
 chronic-widespread-pain fibromyalgia osteoarthritis knee-osteoarthritis hip-osteoarthritis
 chronic-low-back-pain rheumatoid-arthritis myofascial-pain chronic-neck-pain
 mechanical-neck-disorder patellofemoral-pain dysmenorrhoea intermittent-claudication
-spinal-cord-injury-pain postpolio-syndrome"""
+spinal-cord-injury-pain postpolio-syndrome low-back-pain chronic-primary-pain"""
 )
 MODALITIES = words(
     """exercise land-based-exercise water-based-exercise mind-body-exercise aerobic-exercise
 resistance-training flexibility-exercise range-of-motion-exercise core-and-balance-training
 motor-control-exercise strengthening-and-stretching walking aquatic-exercise yoga pilates
-tai-chi"""
+tai-chi land-based-aerobic-exercise"""
 )
 INDIVIDUALS = {
     "SecondaryPathology": (
@@ -457,7 +474,7 @@ INDIVIDUALS = {
         low-intensity-exercise control""",
     ),
     "EffectMeasure": ("measure", "smd md rr nntb points-improvement"),
-    "CertaintyLevel": ("certainty", "high moderate low very-low not-reported"),
+    "CertaintyLevel": ("certainty", "high moderate low very-low not-reported rated-unconfirmed"),
     "CertaintyDomain": (
         "certainty-domain",
         """risk-of-bias inconsistency indirectness imprecision
@@ -465,7 +482,11 @@ INDIVIDUALS = {
     ),
     "RecommendationStrength": (
         "strength",
-        "strong-for weak-for strong-against weak-against core-treatment",
+        "strong-for weak-for strong-against weak-against core-treatment not-recommended",
+    ),
+    "NonExerciseTherapy": (
+        "therapy",
+        "manual-therapy psychological-therapy education diet-based-weight-management",
     ),
     "CurationStatus": ("status", "confirmed unconfirmed secondary-source curator-interpretation"),
     "ReportingStatus": ("reporting", "reported not-reported not-assessable"),
@@ -519,10 +540,20 @@ def test_individual_terms_are_typed_with_their_root(store: ox.Store, root: str) 
         ("spinal-cord-injury-pain", "chronic-non-musculoskeletal-pain"),
         ("postpolio-syndrome", "chronic-non-musculoskeletal-pain"),
         ("dysmenorrhoea", "chronic-pain"),
+        ("chronic-low-back-pain", "low-back-pain"),
+        ("chronic-primary-pain", "chronic-pain"),
     ],
 )
 def test_condition_hierarchy_paths(store: ox.Store, child: str, ancestor: str) -> None:
     assert ask(store, f"ASK {{ cond:{child} rdfs:subClassOf+ cond:{ancestor} }}")
+
+
+def test_populations_named_without_chronicity_are_not_under_chronic_pain(store: ox.Store) -> None:
+    # NICE NG59 and the full Hayden 2005 trial set are about low back pain of any duration.
+    assert not ask(store, "ASK { cond:low-back-pain rdfs:subClassOf* cond:chronic-pain }")
+    # NICE NG193's chronic primary pain is not restricted to musculoskeletal sites.
+    cmp_pain = "cond:chronic-musculoskeletal-pain"
+    assert not ask(store, f"ASK {{ cond:chronic-primary-pain rdfs:subClassOf* {cmp_pain} }}")
 
 
 @pytest.mark.parametrize(
@@ -538,8 +569,10 @@ def test_non_musculoskeletal_conditions_are_not_under_cmp(store: ox.Store, condi
 @pytest.mark.parametrize(
     ("child", "ancestors"),
     [
-        ("aerobic-exercise", ["land-based-exercise", "exercise"]),
-        ("walking", ["aerobic-exercise", "land-based-exercise"]),
+        # Changed (issue 13): kinds of exercise no longer sit under land-based exercise.
+        ("aerobic-exercise", ["exercise"]),
+        ("walking", ["aerobic-exercise", "exercise"]),
+        ("land-based-aerobic-exercise", ["aerobic-exercise", "land-based-exercise"]),
         ("strengthening-and-stretching", ["resistance-training", "flexibility-exercise"]),
         ("aquatic-exercise", ["water-based-exercise", "exercise"]),
         ("yoga", ["mind-body-exercise", "land-based-exercise"]),
@@ -557,16 +590,37 @@ def test_modality_hierarchy(store: ox.Store, child: str, ancestors: list[str]) -
 
 
 @pytest.mark.parametrize(
+    "kind",
+    [
+        "aerobic-exercise", "resistance-training", "flexibility-exercise",
+        "range-of-motion-exercise", "core-and-balance-training", "motor-control-exercise",
+        "strengthening-and-stretching", "walking",
+    ],
+)  # fmt: skip
+def test_kinds_of_exercise_are_not_tied_to_a_setting(store: ox.Store, kind: str) -> None:
+    # So aerobic exercise in a pool can be stated: a class under this kind and water-based
+    # exercise must not inherit land-based exercise, which is disjoint with water.
+    assert not ask(store, f"ASK {{ mod:{kind} rdfs:subClassOf* mod:land-based-exercise }}")
+    assert not ask(store, f"ASK {{ mod:{kind} rdfs:subClassOf* mod:water-based-exercise }}")
+
+
+@pytest.mark.parametrize(
     ("narrower", "broader"),
     [
-        ("multidimensional-function", "physical-function"),
         ("disability", "physical-function"),
         ("global-well-being", "quality-of-life"),
-        ("tender-points", "pain-severity"),
+        ("grip-strength", "muscle-strength"),
     ],
 )
 def test_outcome_hierarchy(store: ox.Store, narrower: str, broader: str) -> None:
     assert ask(store, f"ASK {{ out:{narrower} skos:broader out:{broader} }}")
+
+
+@pytest.mark.parametrize("outcome", ["multidimensional-function", "tender-points"])
+def test_outcomes_reported_beside_another_are_not_narrower(store: ox.Store, outcome: str) -> None:
+    # Changed (issue 13): the reviews report the FIQ total beside physical function and tender
+    # points beside pain, so neither is a way of measuring the other (see their definitions).
+    assert not ask(store, f"ASK {{ out:{outcome} skos:broader ?b }}")
 
 
 def test_skos_broader_stays_within_one_kind(store: ox.Store) -> None:
@@ -604,6 +658,8 @@ def test_certainty_levels_rank_and_hl7_codes(store: ox.Store) -> None:
         "very-low": (1, "very-low", HL7 + "certainty-rating#very-low"),
         "not-reported": (0, None, None),
     }
+    # Rated by the source but unconfirmed: no rank, so the rules treat it as not rated.
+    assert not ask(store, "ASK { cert:rated-unconfirmed cmp:rank ?r }")
 
 
 def test_certainty_domains_use_hl7_certainty_type_codes(store: ox.Store) -> None:
@@ -713,6 +769,11 @@ def test_other_matches_are_well_formed(store: ox.Store) -> None:
         ("cond:chronic-musculoskeletal-pain", "mesh:D059352", "closeMatch"),
         ("cond:fibromyalgia", "obo:MONDO_0005546", "exactMatch"),
         ("cond:spinal-cord-injury-pain", "mesh:D013119", "closeMatch"),
+        # Pain populations of people with a disease: closeMatch to the disease code (issue 13).
+        ("cond:osteoarthritis", "mesh:D010003", "closeMatch"),
+        ("cond:knee-osteoarthritis", "obo:MONDO_0005416", "closeMatch"),
+        ("cond:rheumatoid-arthritis", "obo:DOID_7148", "closeMatch"),
+        ("cond:low-back-pain", "mesh:D017116", "exactMatch"),
         ("path:fear-of-movement", "obo:HP_4000009", "exactMatch"),
         ("cmp:EvidenceClaim", "obo:SEPIO_0000001", "broadMatch"),
         ("cmp:CertaintyLevel", "obo:SEPIO_0000187", "closeMatch"),

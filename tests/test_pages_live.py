@@ -113,8 +113,9 @@ def test_question_form_answers_from_the_shipped_graph(page: Page) -> None:
     table = page.locator("table#results")
     expect(table).to_be_visible()
     # Worked out from data/: Busch 2007 and Bidonde 2017 (aerobic), Bidonde 2014 (aquatic,
-    # FIQ and physical function, each as MD and SMD); nothing with a CI crossing the null.
-    assert table.locator("tbody tr").count() == 6
+    # physical function as MD and SMD); nothing with a CI crossing the null. Changed (issue 13):
+    # 4, not 6: the FIQ total is no longer narrower than physical function.
+    assert table.locator("tbody tr").count() == 4
     # One column per concept: no parameter columns, the label inside the modality column.
     headings = table.locator("thead th").all_inner_texts()
     assert "modality" in headings and "modality label" not in headings
@@ -131,6 +132,11 @@ def test_entity_page_of_a_claim_dereferences(page: Page) -> None:
     expect(page.locator("body")).to_contain_text("0.66")
     source = page.get_by_role("link", name="Busch 2007", exact=True).first
     expect(source).to_have_attribute("href", "/cmpkg/source/busch-2007")
+    # links in: the body of evidence the rules derived from this claim (issue 12 replaced
+    # the support statement "aerobic exercise is supported for ..." by bodies of evidence)
+    expect(page.locator("body")).to_contain_text(
+        "body of evidence: aerobic exercise for physical function in fibromyalgia"
+    )
     # site navigation; derivation records behind a summary; status in words
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     expect(page.locator("details.derivations summary")).to_contain_text("derivation record")

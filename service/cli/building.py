@@ -47,6 +47,7 @@ def build(
     status is 1.
     """
     show = sys.stderr.isatty() if progress is None else progress
+    _exit_cleanly_on_sigterm()
     try:
         manifest = run_build(root, out_dir, progress=show, owl_rl_engine=owl_rl_engine)
     except BuildFailed as err:
@@ -55,6 +56,14 @@ def build(
         )
         click.echo(err.report, err=True)
         sys.exit(1)
+    except OSError as err:  # e.g. an unreadable input directory: one line, not a traceback
+        click.echo(f"build failed: {err.strerror or err} ({err.filename or ''})", err=True)
+        click.echo("previous artifact left untouched.", err=True)
+        sys.exit(1)
+    except (KeyboardInterrupt, SystemExit) as err:
+        click.echo("build stopped; previous artifact left untouched.", err=True)
+        code = err.code if isinstance(err, SystemExit) else 130
+        sys.exit(code if isinstance(code, int) else 1)
     target = build_dir(root, out_dir) / ARTIFACT_NAME
     counts = ", ".join(f"{g} {n}" for g, n in manifest.triples.items())
     click.echo(f"wrote {target} (build {manifest.build_id[:12]}): {counts}")
@@ -62,6 +71,17 @@ def build(
         f"time {sum(manifest.timings.values()):.1f} s: "
         + ", ".join(f"{s} {t:.2f}" for s, t in manifest.timings.items())
     )
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C: temporary files are removed and HermiT's JVM is killed
+    (subprocess kills its child when interrupted) instead of the process vanishing mid-write."""
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
 
 
 @click.command("explain")

@@ -83,6 +83,29 @@ def _data_option(values: tuple[str, ...]) -> dict[Path, str]:
     help="Answer through this SPARQL 1.1 query endpoint instead of the embedded store.",
 )
 @click.option(
+    "--public-url",
+    envvar="CMPKG_PUBLIC_URL",
+    metavar="URL",
+    help="Base URL clients use (e.g. https://kg.example.org); absolute links and the base of "
+    "relative IRIs are built from it, never from the Host header. Default http://HOST:PORT.",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5),
+    envvar="CMPKG_HEADER_TIMEOUT",
+    help="Seconds a client has to send a complete request header (slow clients are cut).",
+)
+@click.option(
+    "--watch-interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    envvar="CMPKG_WATCH_INTERVAL",
+    help="Seconds between checks for a new build to swap in; 0 disables.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -100,6 +123,9 @@ def serve(
     artifact: Path | None,
     data: tuple[str, ...],
     store_url: str | None,
+    public_url: str | None,
+    header_timeout: float,
+    watch_interval: float,
     log_level: str,
 ) -> None:
     """Serve the knowledge graph over SPARQL 1.1 Protocol at http://HOST:PORT/sparql."""
@@ -123,8 +149,24 @@ def serve(
             artifact=artifact,
             data=_data_option(data),
             store_url=store_url,
+            public_url=_public_url(public_url),
+            header_timeout=header_timeout,
+            watch_interval=watch_interval,
         )
     )
+
+
+def _public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise click.BadParameter(
+            f"{value!r}: expected http(s)://HOST[:PORT][/PATH]", param_hint="--public-url"
+        )
+    return value.rstrip("/")
 
 
 @click.command()

@@ -180,7 +180,8 @@ class _Stages:
     """Times each stage and, on a terminal, says what is running (HermiT takes seconds)."""
 
     def __init__(self, progress: bool, echo: Callable[[str], None]) -> None:
-        self.progress, self.echo, self.timings = progress, echo, {}
+        self.progress, self.echo = progress, echo
+        self.timings: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -370,10 +371,33 @@ def serialize(by_graph: dict[str, list[ox.Triple]]) -> tuple[bytes, dict[str, in
     return "".join(lines).encode("utf-8"), counts
 
 
+def _temp_prefix(name: str, pid: int | None = None) -> str:
+    # The writer's pid is in the name, so a later build can tell an abandoned file from one
+    # a concurrent build is still writing.
+    return f".{name}.{os.getpid() if pid is None else pid}."
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Staged files of builds that died before renaming them (SIGKILL, power loss)."""
+    from service.kb.hermit import pid_alive
+
+    removed = []
+    for name in (ARTIFACT_NAME, MANIFEST_NAME):
+        for path in directory.glob(f".{name}.*.tmp"):
+            pid = path.name[len(name) + 2 :].split(".", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def _write_atomically(directory: Path, data: bytes, manifest: Manifest) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    """Stage both files, then rename them into place; on any failure (a full disk, a
+    read-only directory) nothing is left behind and BuildFailed says what happened."""
     staged: list[tuple[Path, Path]] = []
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(directory)
         for name, payload in (
             (ARTIFACT_NAME, data),
             (
@@ -381,16 +405,23 @@ def _write_atomically(directory: Path, data: bytes, manifest: Manifest) -> None:
                 (json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
             ),
         ):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=directory)
+            staged.append((Path(tmp_name), directory / name))  # before writing: removed on failure
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the artifact is meant to be read/served
-            staged.append((Path(tmp), directory / name))
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be read/served
         # Artifact first: a reader that sees a new manifest always finds its artifact.
         for tmp, final in staged:
             os.replace(tmp, final)
+    except OSError as err:
+        where = err.filename or directory
+        raise BuildFailed(
+            "write",
+            f"cannot write the artifact to {directory}: {err.strerror or err} ({where}). "
+            "Nothing was replaced; free some space or choose a writable --out-dir.",
+        ) from None
     finally:
         for tmp, _final in staged:
             tmp.unlink(missing_ok=True)

@@ -7,11 +7,16 @@ or range of a property it is used with) into two disjoint classes.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +106,62 @@ def _triples(statements: Iterable[ox.Triple | ox.Quad]) -> list[ox.Triple]:
     return [s.triple if isinstance(s, ox.Quad) else s for s in statements]
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TEMP_PREFIX = "cmpkg-hermit-"
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the forked JVM before exec: the kernel kills it when the build process dies, even
+    by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _jvm_bound_to(tmp: str) -> Iterator[None]:
+    """While HermiT runs: its JVM dies with this process, and owlready2's own temporary
+    ontology file goes into `tmp` (owlready2 deletes it only on success, so an inconsistent
+    ontology or a crash would leave it in /tmp otherwise)."""
+    from owlready2 import reasoning
+
+    kwargs = reasoning._subprocess_kargs
+    saved_kwargs, saved_tempdir = dict(kwargs), tempfile.tempdir
+    if sys.platform.startswith("linux"):
+        parent = os.getpid()
+        kwargs["preexec_fn"] = lambda: _die_with_parent(parent)
+    tempfile.tempdir = tmp  # the build runs HermiT from one thread; restored below
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        kwargs.clear()
+        kwargs.update(saved_kwargs)
+
+
+def remove_stale_temporaries(directory: Path | None = None) -> list[Path]:
+    """Temporary directories of HermiT runs whose process is gone (a build killed by
+    SIGKILL cannot clean up after itself; the next one does)."""
+    removed = []
+    for path in Path(directory or tempfile.gettempdir()).glob(TEMP_PREFIX + "*"):
+        pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
     """Check consistency and classify the named classes of the given statements with HermiT."""
     if not _java_available():
@@ -111,7 +172,11 @@ def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
     statements = _triples(triples)
     started = time.perf_counter()
     world = owlready2.World()
-    with tempfile.TemporaryDirectory(prefix="cmpkg-hermit-") as tmp:
+    remove_stale_temporaries()
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp,
+        _jvm_bound_to(tmp),
+    ):
         nt = Path(tmp) / "input.nt"
         nt.write_text(
             "".join(

@@ -42,6 +42,7 @@ PREFIXES: dict[str, str] = {
     "graph": NS + "graph/",
     "dir": NS + "direction/",
     "sig": NS + "significance/",
+    "therapy": NS + "therapy/",
     # nodes the build and the prescription mint (rules' output, derivation records, shapes)
     "body": NS + "body/",
     "concl": NS + "conclusion/",

@@ -318,6 +318,12 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
     carriers = sorted(
         x["cl"].value for x in _select(store, "SELECT ?cl WHERE { ?b_ cmp:carriedBy ?cl }", b=body)
     )
+    carried = bool(carriers)
+    if not carried:  # nothing carries: show what the body holds, so the reason can be read
+        carriers = sorted(
+            x["cl"].value
+            for x in _select(store, "SELECT ?cl WHERE { ?b_ cmp:includesClaim ?cl }", b=body)
+        )
     claims, rules = [], set(_rules_of(store, body))
     # The rules that added the body's conclusion, certainty, carriers and status.
     rules |= {
@@ -380,6 +386,7 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
         "rank": int(row["rank"].value),
         "curationStatus": row["status"].value,
         "claims": claims,
+        "carried": carried,
         "ratingDowns": downs,
         "cappedBy": capped,
         "smd": size,
@@ -456,7 +463,7 @@ def _excluded_reason(kb: KnowledgeBase, e: dict[str, Any]) -> str:
         "no-important-effect": "the effect the evidence shows was judged not clinically "
         "important by its source",
         "inconclusive": "the evidence neither shows nor rules out an effect"
-        + ("" if e["claims"] else " (no included claim gives a usable result)"),
+        + ("" if e["carried"] else " (no included claim gives a usable result)"),
         "harm": "the evidence shows harm",
     }[e["conclusion"]]
     text = (

@@ -49,6 +49,7 @@ class QueryJob:
     # Values for `?name` variables, bound by the engine (SEP-0007 substitutions), never
     # pasted into the text; a store that cannot bind renders them with `queries.inline`.
     substitutions: Mapping[str, ox.NamedNode | ox.Literal] = field(default_factory=dict)
+    base_iri: str | None = None  # what relative IRIs in the query resolve against
 
 
 class StoreError(Exception):
@@ -100,6 +101,8 @@ def _evaluate(store: ox.Store, job: QueryJob) -> Answer | _Failure:
     else:
         kwargs["default_graph"] = [ox.NamedNode(g) for g in job.dataset.default or ()]
         kwargs["named_graphs"] = [ox.NamedNode(g) for g in job.dataset.named or ()]
+    if job.base_iri:
+        kwargs["base_iri"] = job.base_iri
     if job.substitutions:
         kwargs["substitutions"] = {ox.Variable(k): v for k, v in job.substitutions.items()}
     try:
@@ -224,6 +227,8 @@ class RemoteStore:
 
             bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
             text = inline(PreparedQuery(text, bound))
+        if job.base_iri:  # the remote store would resolve against its own URL
+            text = f"BASE <{job.base_iri}>\n{text}"
         wrapper = self._wrapper(strip_dataset_clauses(text), timeout, accept, job.form)
         held = list(self._counts)
         if job.dataset.is_default:

@@ -1,13 +1,21 @@
-"""The Flask application factory: one store, one answer cache, blueprints registered here."""
+"""The Flask application factory: one store, one answer cache, blueprints registered here.
+
+Also the whole app's HTTP conventions, in one place: conditional GET (werkzeug's ETag
+machinery), security headers, CORS, plain-text/JSON error bodies, the configured public base
+URL, and the store slot a new build is swapped into while the service runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from flask import Flask
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, g, has_request_context, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from service.web.cache import AnswerCache, ResponseMemo
 from service.web.protocol import CORS_HEADERS, error_response
@@ -20,33 +28,147 @@ DEFAULTS: dict[str, Any] = {
     "SPARQL_ROW_CAP": 100_000,  # result rows (or triples) per answer
     "MAX_CONTENT_LENGTH": 1024 * 1024,  # request body bytes; Flask answers 413 above
     "CACHE_BYTES": 64 * 1024 * 1024,  # 0 disables the answer cache
+    # Where clients reach the service, e.g. "https://kg.example.org". Every absolute URL the
+    # service writes (JSON-LD @context, service description, next-page links, the base of
+    # relative IRIs in queries) is built from it, never from the request's Host header.
+    # None (tests, embedding) leaves the request's own URL in place.
+    "PUBLIC_BASE_URL": None,
+}
+
+# Pages load only our own scripts, styles and fonts, talk only to our origin and cannot be
+# framed. YASGUI/CodeMirror set element styles at run time, hence 'unsafe-inline' for styles
+# only; no inline or evaluated script is allowed.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Data answers are never rendered as documents, so they may load nothing at all.
+DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
+READ_METHODS = {"GET", "HEAD", "POST", "OPTIONS"}
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
 }
 
 
-@dataclass
 class ServiceState:
-    """What every blueprint may use: `current_app.extensions["cmpkg"]`."""
+    """What every blueprint may use: `current_app.extensions["cmpkg"]`.
 
-    store: Store
-    cache: AnswerCache
-    memo: ResponseMemo | None = None
+    `store` is the served build. A running service swaps in a new build with `swap`: a
+    request keeps the store it first touched until it ends (so its build id, ETag and answer
+    agree), and the old store is closed once its last request is done.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        cache: AnswerCache,
+        memo: ResponseMemo | None = None,
+        artifact: Path | None = None,
+    ) -> None:
+        self._store = store
+        self.cache = cache
+        self.memo = memo
+        self.artifact = artifact  # the verified artifact file the store was loaded from
+        self.notice: str | None = None  # lifecycle warning shown in /readyz (stale build)
+        self.swaps = 0
+        self._lock = threading.Lock()
+        self._users: Counter[int] = Counter()
+        self._retired: dict[int, Store] = {}
+        self._new_memo: Callable[[], ResponseMemo | None] = lambda: None
 
     @property
     def cache_hits(self) -> int:
         return self.cache.hits + (self.memo.hits if self.memo else 0)
+
+    @property
+    def store(self) -> Store:
+        if not has_request_context():
+            return self._store
+        pinned = g.get("cmpkg_store")
+        if pinned is None:
+            with self._lock:
+                pinned = self._store
+                self._users[id(pinned)] += 1
+            g.cmpkg_store = pinned
+        return pinned
+
+    def release(self, store: Store) -> None:
+        """The request that pinned `store` is done; close it if it was retired."""
+        closing = None
+        with self._lock:
+            self._users[id(store)] -= 1
+            if self._users[id(store)] <= 0:
+                del self._users[id(store)]
+                closing = self._retired.pop(id(store), None)
+        if closing is not None:
+            closing.close()
+
+    def swap(self, store: Store, artifact: Path | None, notice: str | None = None) -> Store:
+        """Serve `store` from now on; returns the previous one (closed when unused)."""
+        fresh_memo = self._new_memo()
+        with self._lock:
+            old, self._store = self._store, store
+            # Answers and replayed responses of the old build must never be served again.
+            self.cache = AnswerCache(self.cache.max_bytes)
+            self.memo = fresh_memo
+            self.artifact = artifact
+            self.notice = notice
+            self.swaps += 1
+            idle = self._users[id(old)] == 0
+            if not idle:
+                self._retired[id(old)] = old
+        if idle:
+            old.close()
+        return old
+
+    def close(self) -> None:
+        with self._lock:
+            stores = [self._store, *self._retired.values()]
+            self._retired.clear()
+        for store in stores:
+            store.close()
 
 
 def state(app: Flask) -> ServiceState:
     return app.extensions["cmpkg"]
 
 
-def create_app(store: Store, config: Mapping[str, Any] | None = None) -> Flask:
+def public_base(config: Mapping[str, Any]) -> str | None:
+    base = config.get("PUBLIC_BASE_URL")
+    return str(base).rstrip("/") if base else None
+
+
+def _pin_public_base(wsgi_app: Callable, base: str) -> Callable:
+    """Rewrite scheme, host and script root from the configured base URL before Flask runs,
+    so `request.host_url`, `base_url` and `url_for(_external=True)` never echo the Host header.
+    """
+    parts = urlsplit(base)
+    script_root = parts.path.rstrip("/")
+
+    def app(environ: dict, start_response: Callable) -> Any:
+        environ["wsgi.url_scheme"] = parts.scheme
+        environ["HTTP_HOST"] = parts.netloc
+        environ["SERVER_NAME"] = parts.hostname or ""
+        environ["SERVER_PORT"] = str(parts.port or (443 if parts.scheme == "https" else 80))
+        environ["SCRIPT_NAME"] = script_root
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def create_app(
+    store: Store, config: Mapping[str, Any] | None = None, artifact: Path | None = None
+) -> Flask:
     from service.web import ops, sparql  # blueprints import this module's helpers
 
     app = Flask(__name__)
     app.config.update(DEFAULTS)
     app.config.update(config or {})
-    app.extensions["cmpkg"] = ServiceState(store, AnswerCache(int(app.config["CACHE_BYTES"])))
+    service = ServiceState(store, AnswerCache(int(app.config["CACHE_BYTES"])), artifact=artifact)
+    app.extensions["cmpkg"] = service
 
     app.register_blueprint(sparql.bp)
     app.register_blueprint(ops.bp)
@@ -61,28 +183,72 @@ def create_app(store: Store, config: Mapping[str, Any] | None = None) -> Flask:
     ops.install_access_log(app)
 
     @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException):  # plain protocol errors instead of HTML pages
-        from flask import request
-
+    def _http_error(err: HTTPException) -> Response:  # plain protocol errors, not HTML pages
         message = err.description or err.name
         if err.code == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             message = f"request body too large: the limit is {limit} bytes"
-        return error_response(err.code or 500, message, request.headers.get("Accept"))
+        headers = {}
+        if isinstance(err, MethodNotAllowed) and err.valid_methods:
+            # RFC 9110 15.5.6: a 405 names the methods the resource does support. Routes that
+            # list PUT/DELETE/PATCH do so only to refuse them (read-only service).
+            allowed = set(err.valid_methods) & READ_METHODS
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return error_response(err.code or 500, message, request.headers.get("Accept"), headers)
+
+    @app.teardown_request
+    def _release_store(_exc: BaseException | None) -> None:
+        pinned = g.pop("cmpkg_store", None)
+        if pinned is not None:
+            service.release(pinned)
 
     @app.after_request
-    def _cors(response):
+    def _headers(response: Response) -> Response:
         for name, value in CORS_HEADERS.items():
             response.headers.setdefault(name, value)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        html = response.mimetype in ("text/html", "application/xhtml+xml")
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP if html else DATA_CSP)
+        return response
+
+    @app.after_request
+    def _conditional(response: Response) -> Response:
+        # The KG is immutable per build, so every successful GET is a stable representation:
+        # one ETag path for the whole app. Routes that know their ETag before rendering
+        # (/sparql: build id + query + dataset + format) set it; every other answer gets the
+        # hash of its body. werkzeug then answers If-None-Match with 304.
+        if request.method not in ("GET", "HEAD") or response.status_code != 200:
+            return response
+        if response.is_streamed or response.direct_passthrough:
+            return response
+        if "no-store" in response.headers.get("Cache-Control", ""):
+            return response
+        if "ETag" not in response.headers:
+            response.add_etag()
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.make_conditional(request)  # in place: status 304 and no body when matched
         return response
 
     # Identical repeated requests skip Flask entirely (same size budget as the answer cache).
-    memo = ResponseMemo(
-        app.wsgi_app,
-        int(app.config["CACHE_BYTES"]),
-        int(app.config["MAX_CONTENT_LENGTH"]),
-        ops.log_replayed,
-    )
-    app.wsgi_app = memo  # type: ignore[method-assign]
-    state(app).memo = memo
+    flask_app = app.wsgi_app
+
+    def new_memo() -> ResponseMemo:
+        return ResponseMemo(
+            flask_app,
+            int(app.config["CACHE_BYTES"]),
+            int(app.config["MAX_CONTENT_LENGTH"]),
+            ops.log_replayed,
+        )
+
+    service._new_memo = new_memo
+    service.memo = new_memo()
+
+    def dispatch(environ: dict, start_response: Callable) -> Any:
+        # Looked up per request: a swapped-in build comes with an empty memo.
+        memo = service.memo
+        return (memo or flask_app)(environ, start_response)
+
+    base = public_base(app.config)
+    app.wsgi_app = _pin_public_base(dispatch, base) if base else dispatch  # type: ignore[method-assign]
     return app

@@ -14,7 +14,9 @@ access_log = logging.getLogger("cmpkg.access")
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify(status="ok")
+    response = jsonify(status="ok")
+    response.headers["Cache-Control"] = "no-store"  # a probe must see the live answer
+    return response
 
 
 @bp.get("/readyz")
@@ -22,16 +24,24 @@ def readyz():
     from service.web import state
 
     service = state(current_app)
-    counts = service.store.graph_counts()
-    return jsonify(
+    store = service.store
+    counts = store.graph_counts()
+    extra = {}
+    if service.notice:  # loud on purpose: a monitor reading /readyz must see it
+        extra = {"stale": True, "warning": service.notice}
+    response = jsonify(
         status="ready",
-        build_id=service.store.build_id,
+        build_id=store.build_id,
+        **extra,
+        builds_swapped=service.swaps,
         triples=sum(counts.values()),
         graphs=counts,
-        backend=type(service.store).__name__,
+        backend=type(store).__name__,
         cache={"entries": len(service.cache), "hits": service.cache_hits},
-        workers_replaced=getattr(service.store, "workers_replaced", 0),
+        workers_replaced=getattr(store, "workers_replaced", 0),
     )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def log_replayed(environ: dict, status: int, nbytes: int, started: float) -> None:

@@ -31,10 +31,15 @@ ACCEPTED_TYPES = ("application/json", "application/ld+json")
 
 
 def _kb() -> KnowledgeBase:
-    # PRESCRIBE_ARTIFACT pins the artifact (tests, `cmpkg serve --artifact`); otherwise the
-    # current build is used, built first if the knowledge files changed.
-    artifact = current_app.config.get("PRESCRIBE_ARTIFACT")
-    return knowledge_base(Path(artifact) if artifact else None)
+    # The artifact the service is serving (checked against its manifest when it was loaded),
+    # or the one PRESCRIBE_ARTIFACT pins (tests). A request never builds: with no served
+    # artifact there is nothing to reason over, and the caller answers 503.
+    from service.web import state
+
+    artifact = current_app.config.get("PRESCRIBE_ARTIFACT") or state(current_app).artifact
+    if artifact is None:
+        raise LookupError("no built knowledge graph is served (remote store without a build)")
+    return knowledge_base(Path(artifact))
 
 
 def _json(document: dict[str, Any], status: int) -> Response:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from flask import Response
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from service.store.results import GRAPH_FORMATS, SOLUTION_FORMATS
 
@@ -24,6 +26,7 @@ FORMAT_ALIASES: dict[str, str] = {
     "tsv": "text/tab-separated-values",
     "turtle": "text/turtle",
     "ttl": "text/turtle",
+    "n3": "text/turtle",  # every Turtle document is N3; SPARQLWrapper's N3 means this
     "jsonld": "application/ld+json",
     "json-ld": "application/ld+json",
     "nt": "application/n-triples",
@@ -43,11 +46,25 @@ MEDIA_SYNONYMS: dict[str, str] = {
     "application/xml": "application/sparql-results+xml",
     "text/xml": "application/sparql-results+xml",
     "application/x-turtle": "text/turtle",
+    "application/turtle": "text/turtle",
+    "text/n3": "text/turtle",
+    "text/rdf+n3": "text/turtle",
     "text/plain": "application/n-triples",
     "application/json+ld": "application/ld+json",
 }
+# `format=` values whose meaning depends on what the query returns (see format_media).
+GRAPH_FLAVOUR: dict[str, str] = {
+    "xml": "application/rdf+xml",
+    "application/xml": "application/rdf+xml",
+    "json": "application/ld+json",
+    "application/json": "application/ld+json",
+}
+MAX_ACCEPT = 4096  # characters of an Accept header we read; more is not a real client
+MAX_ERROR_MESSAGE = 2048  # characters of an error message sent back
 SOLUTION_MEDIA = list(SOLUTION_FORMATS)
 GRAPH_MEDIA = list(GRAPH_FORMATS)
+
+FORMAT_PARAMETERS = ("format", "output", "results")
 
 CORS_HEADERS = {
     # Public, read-only data: any origin may read it; credentials are never involved.
@@ -72,7 +89,7 @@ class QueryRequest:
     query: str | None  # None: a request for the service description
     default_graph_uris: tuple[str, ...] = ()
     named_graph_uris: tuple[str, ...] = ()
-    format: str | None = None  # the format= override, as given
+    format: tuple[str, ...] = ()  # format= / output= / results= values, in request order
     params: Mapping[str, list[str]] = field(default_factory=dict)
 
 
@@ -124,12 +141,13 @@ def parse_query_request(
     query = query_values[0] if query_values else None
     if query is not None and not query.strip():
         raise ProtocolError(400, "the 'query' parameter is empty")
-    formats = params.get("format", [])
+    # `output` and `results` are the names other endpoints (and SPARQLWrapper) also send.
+    formats = tuple(v for name in FORMAT_PARAMETERS for v in params.get(name, []))
     return QueryRequest(
         query,
         tuple(params.get("default-graph-uri", [])),
         tuple(params.get("named-graph-uri", [])),
-        formats[-1] if formats else None,
+        formats,
         params,
     )
 
@@ -145,69 +163,84 @@ def _read_only(what: str) -> str:
     return f"SPARQL Update ({what}) is not accepted: this endpoint is read-only"
 
 
-def parse_accept(header: str | None) -> list[tuple[str, float]]:
-    """Media ranges with their q-values, in header order ('*/*' when absent)."""
+def _accept(header: str | None, offered: Sequence[str] = ()) -> MIMEAccept:
+    """The Accept header as werkzeug parses it ('*/*' when absent), with the synonyms clients
+    send for our formats renamed (unless the synonym is itself offered)."""
     if not header or not header.strip():
-        return [("*/*", 1.0)]
-    ranges = []
-    for part in header.split(","):
-        pieces = [p.strip() for p in part.split(";")]
-        media = pieces[0].lower()
-        if not media:
-            continue
-        q = 1.0
-        for param in pieces[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = min(max(float(value), 0.0), 1.0)
-                except ValueError:
-                    q = 0.0
-        ranges.append((MEDIA_SYNONYMS.get(media, media), q))
-    return ranges
+        header = "*/*"
+    parsed = parse_accept_header(header[:MAX_ACCEPT], MIMEAccept)
+    values = []
+    for value, q in parsed:
+        media = value.split(";")[0].strip().lower()
+        if media not in offered:
+            media = MEDIA_SYNONYMS.get(media, media)
+        values.append((media, q))
+    return MIMEAccept(values)
 
 
-def _quality(media: str, ranges: Sequence[tuple[str, float]]) -> float:
-    """The q of the most specific range matching `media` (RFC 9110 section 12.5.1)."""
-    best, best_specificity = 0.0, -1
-    kind = media.split("/")[0]
-    for rng, q in ranges:
-        if rng == media:
-            specificity = 2
-        elif rng == f"{kind}/*":
-            specificity = 1
-        elif rng == "*/*":
-            specificity = 0
-        else:
-            continue
-        if specificity > best_specificity:
-            best, best_specificity = q, specificity
-    return best
+def parse_accept(header: str | None) -> list[tuple[str, float]]:
+    """Media ranges with their q-values, best first ('*/*' when absent)."""
+    return [(media, float(q)) for media, q in _accept(header)]
 
 
 def negotiate(accept: str | None, offered: Sequence[str]) -> str | None:
-    """The offered media type the client likes best; ties go to our order; None = 406."""
-    ranges = parse_accept(accept)
-    scored = [(_quality(m, ranges), -i, m) for i, m in enumerate(offered)]
-    q, _, media = max(scored)
-    return media if q > 0 else None
+    """The offered media type the client likes best (werkzeug's rules: the most specific
+    matching range decides, q=0 excludes); ties go to our order; None = 406."""
+    return _accept(accept, offered).best_match(offered)
 
 
-def choose_format(fmt: str | None, accept: str | None, offered: Sequence[str]) -> str:
-    """format= wins over Accept; raises ProtocolError 406 when nothing offered is acceptable."""
-    if fmt:
-        media = FORMAT_ALIASES.get(fmt.lower(), MEDIA_SYNONYMS.get(fmt.lower(), fmt.lower()))
-        if media in offered:
+def format_media(name: str, offered: Sequence[str]) -> str | None:
+    """The media type a `format=` value names, for the kind of answer offered.
+
+    As other endpoints do, `xml` and `json` mean the XML/JSON flavour of what the query
+    returns: SPARQL results for SELECT/ASK, RDF/XML and JSON-LD for CONSTRUCT/DESCRIBE.
+    """
+    key = name.strip().lower()
+    graph = any(m in GRAPH_FORMATS for m in offered) and not any(
+        m in SOLUTION_FORMATS for m in offered
+    )
+    if graph and key in GRAPH_FLAVOUR:
+        return GRAPH_FLAVOUR[key]
+    media = FORMAT_ALIASES.get(key, MEDIA_SYNONYMS.get(key, key))
+    if media in offered:
+        return media
+    known = media in SOLUTION_FORMATS or media in GRAPH_FORMATS or key in FORMAT_ALIASES
+    return media if known else None
+
+
+def choose_format(
+    fmt: str | Sequence[str] | None, accept: str | None, offered: Sequence[str]
+) -> str:
+    """format= wins over Accept; raises ProtocolError 406 when nothing offered is acceptable.
+
+    Several format values (SPARQLWrapper sends `format`, `output` and `results`, some twice)
+    are read in order and the first one we can produce wins. A value naming a real format
+    this kind of query cannot give (Turtle for a SELECT) is refused like an unknown one,
+    unless another value can be produced.
+    """
+    values = [fmt] if isinstance(fmt, str) else list(fmt or ())
+    values = [v for v in values if v and v.strip()]
+    for value in values:
+        media = format_media(value, offered)
+        if media is not None and media in offered:
             return media
+    if values:
         raise ProtocolError(
-            406, f"format {fmt!r} is not available here; use one of: " + ", ".join(offered)
+            406,
+            f"format {_clip(values[0], 60)!r} is not available here; use one of: "
+            + ", ".join(offered),
         )
     media = negotiate(accept, offered)
     if media is None:
+        # Never echo the header: it is the client's and may be huge.
         raise ProtocolError(
-            406, f"cannot produce any of {accept!r}; available: " + ", ".join(offered)
+            406, "no format in the Accept header can be produced; available: " + ", ".join(offered)
         )
     return media
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def error_response(
@@ -216,7 +249,11 @@ def error_response(
     accept: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """JSON for clients that ask for JSON of any kind, plain text otherwise."""
+    """JSON for clients that ask for JSON of any kind, plain text otherwise.
+
+    The message is clipped: an error never sends back more than a few KB of what the client
+    sent (a parse error quotes the query, a 406 the format asked for)."""
+    message = _clip(message, MAX_ERROR_MESSAGE)
     if accept and "json" in accept.lower() and "text/plain" not in accept.lower():
         body = json.dumps({"status": status, "error": message})
         mimetype = "application/json"

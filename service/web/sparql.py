@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, request
 from service.store.backends import QueryJob, StoreError
 from service.store.results import GRAPH_FORMATS
 from service.store.safety import QueryRejected, analyze, select_dataset
-from service.web.cache import CacheKey, etag_matches, normalize
+from service.web.cache import CacheKey, normalize
 from service.web.protocol import (
     CORS_HEADERS,
     GRAPH_MEDIA,
@@ -77,13 +77,22 @@ def _answer(query: str, parsed, accept: str | None) -> Response:
     key = CacheKey(service.store.build_id, normalize(query), dataset, media)
     etag = key.etag()
     headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "public, no-cache"}
-    if etag_matches(request.headers.get("If-None-Match"), etag):
+    # werkzeug's If-None-Match parsing, as for every other route (weak comparison, "*");
+    # answered here, before evaluation, and for POST too (the query is in the body).
+    if request.if_none_match.contains_weak(etag.strip('"')) or request.if_none_match.star_tag:
         g.cache_state = "not-modified"
         return Response(status=304, headers=headers)
     answer = service.cache.get(key)
     g.cache_state = "hit" if answer is not None else "miss"
     if answer is None:
-        job = QueryJob(query, analysis.form, dataset, media, current_app.config["SPARQL_ROW_CAP"])
+        job = QueryJob(
+            query,
+            analysis.form,
+            dataset,
+            media,
+            current_app.config["SPARQL_ROW_CAP"],
+            base_iri=request.base_url,  # relative IRIs resolve against the endpoint URL
+        )
         answer = service.store.execute(job, float(current_app.config["SPARQL_TIMEOUT"]))
         service.cache.put(key, answer)
     if answer.truncated:
