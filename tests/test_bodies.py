@@ -284,8 +284,7 @@ def test_resistance_training_for_pain_in_mechanical_neck_disorder(built: ox.Stor
     b = body(built, key)
     assert b["conclusion"] == {"concl:benefit"} and b["certainty"] == {"cert:low"}
     assert reasons(built, key, "indirectness") == {
-        "evidence from chronic neck pain, a broader population, applied to mechanical neck "
-        "disorder"
+        "evidence from chronic neck pain, a broader population, applied to mechanical neck disorder"
     }
 
 
@@ -315,22 +314,31 @@ def test_every_body_has_one_conclusion_certainty_status_and_directness(built: ox
     bodies = {r["b"].value for r in select(built, "SELECT ?b WHERE { ?b a cmp:EvidenceBody }")}
     assert len(bodies) > 100
     for prop in ("conclusion", "certainty", "curationStatus", "evidenceDirectness"):
-        rows = select(built, f"""SELECT ?b (COUNT(DISTINCT ?v) AS ?n) WHERE {{
-                ?b a cmp:EvidenceBody . OPTIONAL {{ ?b cmp:{prop} ?v }} }} GROUP BY ?b""")
+        rows = select(
+            built,
+            f"""SELECT ?b (COUNT(DISTINCT ?v) AS ?n) WHERE {{
+                ?b a cmp:EvidenceBody . OPTIONAL {{ ?b cmp:{prop} ?v }} }} GROUP BY ?b""",
+        )
         assert {r["b"].value for r in rows if r["n"].value != "1"} == set(), prop
 
 
 def test_no_body_is_rated_above_a_source_or_its_carriers(built: ox.Store) -> None:
-    above_carrier = select(built, """SELECT ?b WHERE {
+    above_carrier = select(
+        built,
+        """SELECT ?b WHERE {
         ?b a cmp:EvidenceBody ; cmp:certainty ?c ; cmp:carriedBy ?cl . ?c cmp:rank ?r .
-        ?cl cmp:certainty ?cc . ?cc cmp:rank ?cr . FILTER (?cr > 0 && ?r > ?cr) }""")
+        ?cl cmp:certainty ?cc . ?cc cmp:rank ?cr . FILTER (?cr > 0 && ?r > ?cr) }""",
+    )
     assert above_carrier == []
-    above_finding = select(built, """SELECT ?b WHERE {
+    above_finding = select(
+        built,
+        """SELECT ?b WHERE {
         ?b a cmp:EvidenceBody ; cmp:certainty ?c ; cmp:condition ?cond ; cmp:modality ?m .
         ?c cmp:rank ?r .
         ?f a cmp:BodyOfEvidenceFinding ; cmp:aboutCondition ?cond ; cmp:aboutIntervention ?fm ;
            cmp:certainty ?fc . ?fc cmp:rank ?fr . ?m rdfs:subClassOf* ?fm .
-        FILTER (?fr > 0 && ?r > ?fr) }""")
+        FILTER (?fr > 0 && ?r > ?fr) }""",
+    )
     assert above_finding == []
 
 
@@ -338,12 +346,21 @@ def test_project_downgrades_never_pose_as_the_sources(built: ox.Store) -> None:
     # cmp:ratedDownFor stays what a source published: no body or rating-down carries it, and
     # no claim gained one from the rules.
     assert select(built, "SELECT ?b WHERE { ?b a cmp:EvidenceBody ; cmp:ratedDownFor ?d }") == []
-    inferred = select(built, """SELECT ?s WHERE {
-        GRAPH <https://w3id.org/cmpkg/graph/inferred> { ?s cmp:ratedDownFor ?d } }""")
+    inferred = select(
+        built,
+        """SELECT ?s WHERE {
+        GRAPH <https://w3id.org/cmpkg/graph/inferred> { ?s cmp:ratedDownFor ?d } }""",
+    )
     assert inferred == []
     # Unconfirmed claims never carry.
-    assert select(built, """SELECT ?b WHERE { ?b cmp:carriedBy ?c .
-        ?c cmp:curationStatus status:unconfirmed }""") == []
+    assert (
+        select(
+            built,
+            """SELECT ?b WHERE { ?b cmp:carriedBy ?c .
+        ?c cmp:curationStatus status:unconfirmed }""",
+        )
+        == []
+    )
 
 
 def test_a_body_without_conclusion_or_certainty_is_a_shacl_violation(built: ox.Store) -> None:

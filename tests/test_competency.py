@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from querying import run_query
 
 from service.kb.sources import GRAPHS, PREFIXES, knowledge_files, load_store, parse_file
-from service.query.named import NamedQuery, load_queries, run_query
+from service.query.named import NamedQuery, load_queries
 
 QUERIES: dict[str, NamedQuery] = load_queries()
 XSD = PREFIXES["xsd"]
@@ -92,7 +93,7 @@ def test_cq1_modalities_that_improve_physical_function_in_fibromyalgia(
     columns = ("modality", "outcome", "claim", "measure", "estimate", "ciLower", "ciUpper",
                "certainty", "source")  # fmt: skip
     aerobic, aquatic, pf = "mod:aerobic-exercise", "mod:aquatic-exercise", "out:physical-function"
-    fiq, moderate = "out:multidimensional-function", "cert:moderate"
+    moderate = "cert:moderate"  # (merge of main and bodies: the FIQ rows left with issue 13)
     assert answer(artifact_store, "modalities-improving-outcome", columns) == [
         (aerobic, pf, "claim:bidonde-2017-aerobic-physical-function",
          "measure:md", D("-10.16"), D("-15.39"), D("-4.94"), "cert:low", "src:bidonde-2017"),
@@ -520,6 +521,7 @@ ASSERTED_LEVEL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", ASSERTED_LEVEL, ids=lambda f: f.__name__[5:])
 def test_the_served_artifact_gives_the_same_answers(check, artifact_store: ox.Store) -> None:
     # What the service answers from: OWL RL entailments and derived statements added must

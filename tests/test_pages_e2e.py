@@ -298,7 +298,7 @@ def test_prescription_form_returns_ranked_options(page: Page):
     expect(first).to_contain_text("matches the preference for water-based exercise")
     expect(first).to_contain_text("fewer than 400 participants")  # a reason for the certainty
     expect(answer.locator(".caution").first).to_be_visible()
-    expect(answer).to_contain_text("not advice to patients")
+    expect(answer).to_contain_text("Not advice to patients")
     screenshot(page, "prescription")
     assert_accessible(page)
     page.emulate_media(media="print")

@@ -99,8 +99,10 @@ def test_prescription_page_on_the_shipped_graph(page: Page) -> None:
     page.get_by_label("Setting").select_option("water")
     page.get_by_role("button", name="Rank the options").click()
     expect(page.locator("#rx-1 h3")).to_be_visible()
-    expect(page.locator("#rx-answer")).to_contain_text("not advice to patients")
+    expect(page.locator("#rx-answer")).to_contain_text("Not advice to patients")
     expect(page.locator("#rx-answer .caution").first).to_be_visible()
+    # bodies that conclude no benefit are listed as not options, with their reason
+    expect(page.locator(".not-options")).to_contain_text("resistance training")
     screenshot(page, "live-prescription")
     assert_accessible(page)
 

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from service.kb import sources
 from service.kb.sources import NS, PREFIXES, sparql_prefixes
+from service.vocab import entity_href as entity_href  # re-exported: templates link with it
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]
@@ -34,7 +35,6 @@ MODALITY_CLASS = CMP + "ExerciseModality"
 OUTCOME_CLASS = CMP + "Outcome"
 BENEFIT = PREFIXES["dir"] + "benefit"
 HARM = PREFIXES["dir"] + "harm"
-NO_CLEAR_DIFFERENCE = PREFIXES["dir"] + "no-clear-difference"
 SIGNIFICANT = PREFIXES["sig"] + "significant"
 INCONCLUSIVE = PREFIXES["sig"] + "inconclusive"
 DEFAULT_OUTCOME = PREFIXES["out"] + "physical-function"
@@ -59,16 +59,8 @@ def curie(iri: str) -> str:
     return sources.curie(iri) or iri
 
 
-def entity_href(iri: str) -> str:
-    """Our IRIs dereference on this server at their own path (https://w3id.org/cmpkg/x ->
-    /cmpkg/x), so the same link works behind a w3id redirect; others link out."""
-    if iri.startswith(NS):
-        return "/cmpkg/" + iri[len(NS) :]
-    return iri
-
-
 def is_iri(value: str | None) -> TypeGuard[str]:
-    return bool(value) and value.startswith(("http://", "https://", "urn:"))  # type: ignore[union-attr]
+    return value is not None and value.startswith(("http://", "https://", "urn:"))
 
 
 def _iri_list(iris: Iterable[str]) -> str:
@@ -452,9 +444,8 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
     iris = {v for r in records.values() for v in r.values() if is_iri(v)}
     iris |= {d for ds in rated_down.values() for d in ds}
     labels = fetch_labels(select, iris)
-    abbreviations = fetch_abbreviations(
-        select, {m for r in records.values() if (m := r.get("measure"))}
-    )
+    measures = {m for r in records.values() if (m := r.get("measure"))}
+    abbreviations = fetch_abbreviations(select, measures)
 
     claims = []
     for iri, r in records.items():
@@ -641,7 +632,7 @@ def fetch_bodies(select: Select, query: str) -> list[Body]:
     )
     downs = select(
         sparql_prefixes()
-        + f"""SELECT ?body ?domain ?reason ?source ?doi WHERE {{
+        + f"""SELECT ?body ?r ?domain ?reason ?source ?doi WHERE {{
   VALUES ?body {{ {values} }} ?body cmp:ratingDown ?r .
   OPTIONAL {{ ?r cmp:domain ?domain }} OPTIONAL {{ ?r cmp:reason ?reason }}
   OPTIONAL {{ ?r dcterms:source ?source OPTIONAL {{ ?source cmp:doi ?doi }} }} }}"""
@@ -666,17 +657,7 @@ def fetch_bodies(select: Select, query: str) -> list[Body]:
         included[row["body"]].append(claim)  # type: ignore[index]
         if _is_true(row.get("carries")):
             carrying[row["body"]].append(claim)  # type: ignore[index]
-    project_downs: dict[str, list[RatingDown]] = defaultdict(list)
-    for row in downs:
-        project_downs[row["body"]].append(  # type: ignore[index]
-            RatingDown(
-                by="project",
-                domain=label_of(labels, row.get("domain")),
-                reason=row.get("reason") or "",
-                source_label=label_of(labels, row.get("source")) if row.get("source") else "",
-                doi=row.get("doi"),
-            )
-        )
+    project_downs = _project_downs(downs, labels)
     capped: dict[str, list[str]] = defaultdict(list)
     for row in caps:
         capped[row["body"]].append(label_of(labels, row.get("finding")))  # type: ignore[index]
@@ -711,6 +692,31 @@ def fetch_bodies(select: Select, query: str) -> list[Body]:
         )
     bodies.sort(key=lambda b: (b.modality.label, b.outcome.label, b.condition.label, b.iri))
     return bodies
+
+
+def _project_downs(rows: list[Row], labels: Mapping[str, str]) -> dict[str, list[RatingDown]]:
+    """One RatingDown per node; a node may give several reasons (one per mismatch), joined
+    in sorted order (contract of issue 12, change 7)."""
+    nodes: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        body, node = row.get("body"), row.get("r")
+        if not body or not node:
+            continue
+        record = nodes.setdefault((body, node), {"reasons": set(), **row})
+        if row.get("reason"):
+            record["reasons"].add(row["reason"])
+    out: dict[str, list[RatingDown]] = defaultdict(list)
+    for (body, _node), r in sorted(nodes.items()):
+        out[body].append(
+            RatingDown(
+                by="project",
+                domain=label_of(labels, r.get("domain")),
+                reason="; ".join(sorted(r["reasons"])),
+                source_label=label_of(labels, r.get("source")) if r.get("source") else "",
+                doi=r.get("doi"),
+            )
+        )
+    return out
 
 
 def _claim_order(claim: Claim) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from service.kb.sources import PREFIXES
 from service.query.evidence import (
     Body,
     Claim,
+    RatingDown,
     Select,
     Term,
     bodies_query,
@@ -176,56 +177,52 @@ def _comparators(claims: Iterable[Claim]) -> str:
     return " / ".join(sorted({c.comparator for c in claims if c.comparator})) or "comparator"
 
 
+def _rating_down_note(down: RatingDown) -> tuple[str, str]:
+    if down.by == "source":
+        return ("source", f"{down.source_label} rated the evidence down for {down.domain}.")
+    if down.by == "project":
+        method = ", ".join(
+            x for x in (down.source_label, f"doi:{down.doi}" if down.doi else "") if x
+        )
+        cite = f" (method: {method})" if method else ""
+        return ("project", f"Rated down by this project for {down.domain}: {down.reason}{cite}.")
+    return ("heuristic", f"Project heuristic, not a GRADE rating by the source: {down.reason}.")
+
+
+def _indirectness_note(body: Body) -> tuple[str, str]:
+    """Said once per population or outcome (identical notes share a number in the table)."""
+    populations = sorted(
+        {c.condition.label for c in body.carrying if c.condition.iri != body.condition.iri}
+    )
+    outcomes = sorted({c.outcome.label for c in body.carrying if c.outcome.iri != body.outcome.iri})
+    parts = []
+    if populations:
+        parts.append(f"from {', '.join(populations)} rather than {body.condition.label}")
+    if outcomes:
+        parts.append(f"measured as {', '.join(outcomes)} rather than {body.outcome.label}")
+    return ("directness", "Indirect evidence: " + ("; ".join(parts) or "another population") + ".")
+
+
 def _notes_for(body: Body) -> list[tuple[str, str]]:
     """(who, text) for each reason the row's certainty reads as it does."""
-    notes: list[tuple[str, str]] = []
-    for down in body.rating_downs:
-        if down.by == "source":
-            notes.append(
-                ("source", f"{down.source_label} rated the evidence down for {down.domain}.")
-            )
-        elif down.by == "project":
-            cite = f" (method: {down.source_label}" if down.source_label else ""
-            cite += f", doi:{down.doi})" if down.doi and cite else (")" if cite else "")
-            notes.append(
-                ("project", f"Rated down by this project for {down.domain}: {down.reason}{cite}.")
-            )
-        else:
-            notes.append(
-                (
-                    "heuristic",
-                    f"Project heuristic, not a GRADE rating by the source: {down.reason}.",
-                )
-            )
-    for finding in body.capped_by:
-        notes.append(("cap", f"Capped at the source's own rating of this question: {finding}."))
+    notes = [_rating_down_note(down) for down in body.rating_downs]
+    notes += [
+        ("cap", f"Capped at the source's own rating of this question: {finding}.")
+        for finding in body.capped_by
+    ]
     rated_indirect = any(
         d.by == "project" and d.domain == "indirectness" for d in body.rating_downs
     )
     if body.directness == "indirect" and not rated_indirect:
-        # Said once per population or outcome (identical notes share a number in the table).
-        populations = sorted(
-            {c.condition.label for c in body.carrying if c.condition.iri != body.condition.iri}
-        )
-        outcomes = sorted(
-            {c.outcome.label for c in body.carrying if c.outcome.iri != body.outcome.iri}
-        )
-        parts = []
-        if populations:
-            parts.append(f"from {', '.join(populations)} rather than {body.condition.label}")
-        if outcomes:
-            parts.append(f"measured as {', '.join(outcomes)} rather than {body.outcome.label}")
-        notes.append(
-            ("directness", "Indirect evidence: " + ("; ".join(parts) or "another population") + ".")
-        )
+        notes.append(_indirectness_note(body))
     if not body.certainty_rank:
         notes.append(("source", "The source gives no GRADE certainty for this result."))
     if body.status != "confirmed":
         notes.append(("status", "Curation status: " + _status_words(body.status) + "."))
-    for claim in body.unconfirmed:
-        notes.append(
-            ("status", f"{claim.label}: unconfirmed, included in the body but not counted.")
-        )
+    notes += [
+        ("status", f"{claim.label}: unconfirmed, included in the body but not counted.")
+        for claim in body.unconfirmed
+    ]
     return notes
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from service import config
 from service.kb.sources import PREFIXES
 from service.query import jsonld
 from service.query.evidence import (
@@ -67,7 +68,7 @@ class ApiError(Exception):
 
 
 def _timeout() -> float:
-    return float(current_app.config.get("SPARQL_TIMEOUT", 10.0))
+    return float(current_app.config.get("SPARQL_TIMEOUT", config.default("timeout")))
 
 
 def run_select(
@@ -372,13 +373,9 @@ def answer_document(
     labels: dict[str, ox.Literal] = {}
     label_iri = PREFIXES["rdfs"] + "label"
     for t in sorted(triples, key=str):
-        subject = t.subject
-        if (
-            t.predicate.value == label_iri
-            and isinstance(t.object, ox.Literal)
-            and isinstance(subject, ox.NamedNode | ox.BlankNode)
-        ):
-            labels.setdefault(subject.value, t.object)
+        label = t.object if t.predicate.value == label_iri else None
+        if isinstance(label, ox.Literal) and not isinstance(t.subject, ox.Triple):
+            labels.setdefault(t.subject.value, label)
     parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
     # An `xLabel` column is the label of `x`: it goes inside x's node as a plain string.
     label_columns = {f"{v}Label": v for v in variables if f"{v}Label" in variables}

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from service.kb.sources import NS, PREFIXES
+from service.kb.sources import NS, PREFIXES, serialize
 from service.query import jsonld
-from service.query.evidence import entity_href
 from service.store.backends import StoreError
+from service.vocab import entity_href
 from service.web.api import context_url, run_construct, run_select
 from service.web.problems import problem_response
 from service.web.protocol import ProtocolError, choose_format, error_response
@@ -89,7 +89,7 @@ def _alias(segment: str, rest: str) -> WerkzeugResponse:
     target = f"/cmpkg/{segment}/{rest}"
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
-    return redirect(target, code=308)
+    return cast(Response, redirect(target, code=308))  # Flask makes its own response class
 
 
 for _segment in SEGMENTS:
@@ -119,9 +119,9 @@ def _rdf(triples: list[ox.Triple], media: str, focus: str) -> Response:
         document = jsonld.graph_document(triples, context_ref=context_url(), first=focus)
         body: bytes | str = json.dumps(document, ensure_ascii=False, indent=1)
     elif media == "text/turtle":
-        body = ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES) or b""
+        body = serialize(triples, ox.RdfFormat.TURTLE, PREFIXES)
     else:
-        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
+        body = serialize(triples, ox.RdfFormat.N_TRIPLES)
     json_media = ("application/ld+json", "application/json")
     content_type = media if media in json_media else f"{media}; charset=utf-8"
     return Response(body, content_type=content_type, headers=headers)

@@ -36,6 +36,7 @@ from service.query import evidence as views
 from service.query import sof as sof_view
 from service.query.named import inline, prepare
 from service.query.terms import TermResolver, UnknownTerm
+from service.vocab import DISCLAIMER
 from service.web import api
 from service.web import prescription_form as rx
 from service.web.evidence_map import render_legend, render_table
@@ -55,11 +56,6 @@ VENDOR_FILES = {
     "yasgui.min.css": "@zazuko/yasgui/build/yasgui.min.css",
     "axe.min.js": "axe-core/axe.min.js",
 }
-
-DISCLAIMER = (
-    "Decision support for clinicians and guideline authors. Not advice to patients: "
-    "read the certainty and the source of every figure before using it."
-)
 
 
 # --- plumbing ---------------------------------------------------------------------------

@@ -56,41 +56,42 @@ def _number(text: str) -> float | int | str:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+def _one(form: MultiDict[str, str], name: str) -> str:
+    return str(form.get(name, "")).strip()
+
+
+def _many(form: MultiDict[str, str], name: str) -> list[str]:
+    return [v.strip() for v in form.getlist(name) if v.strip()]
+
+
+def _pathology(form: MultiDict[str, str], key: str) -> dict[str, Any] | None:
+    """One pathology row of the form, or None when it was left "not assessed" and blank."""
+    state = _one(form, f"p.{key}")
+    if not state and not _one(form, f"p.{key}.score"):
+        return None
+    item: dict[str, Any] = {"pathology": key}
+    if state:
+        item["elevated"] = state == "elevated"
+    if _one(form, f"p.{key}.instrument"):
+        item["instrument"] = _one(form, f"p.{key}.instrument")
+    for field, name in (("score", "score"), ("scoreMin", "min"), ("scoreMax", "max")):
+        if _one(form, f"p.{key}.{name}"):
+            item[field] = _number(_one(form, f"p.{key}.{name}"))
+    return item
+
+
 def presentation(form: MultiDict[str, str], pathology_keys: list[str]) -> dict[str, Any]:
     """The JSON body of the API from the submitted form."""
-
-    def many(name: str) -> list[str]:
-        return [v.strip() for v in form.getlist(name) if v.strip()]
-
-    def one(name: str) -> str:
-        return str(form.get(name, "")).strip()
-
-    body: dict[str, Any] = {"conditions": many("conditions"), "goals": many("goals")}
-    pathologies = []
-    for key in pathology_keys:
-        state, score = one(f"p.{key}"), one(f"p.{key}.score")
-        if not state and not score:
-            continue
-        item: dict[str, Any] = {"pathology": key}
-        if state:
-            item["elevated"] = state == "elevated"
-        instrument = one(f"p.{key}.instrument")
-        if instrument:
-            item["instrument"] = instrument
-        for field, name in (("score", "score"), ("scoreMin", "min"), ("scoreMax", "max")):
-            if one(f"p.{key}.{name}"):
-                item[field] = _number(one(f"p.{key}.{name}"))
-        pathologies.append(item)
+    body: dict[str, Any] = {"conditions": _many(form, "conditions"), "goals": _many(form, "goals")}
+    pathologies = [p for key in pathology_keys if (p := _pathology(form, key)) is not None]
     if pathologies:
         body["pathologies"] = pathologies
     preferences: dict[str, Any] = {}
-    if many("modality"):
-        preferences["modality"] = many("modality")
-    if one("setting"):
-        preferences["setting"] = one("setting")
-    for name in ("format", "supervision"):
-        if one(name):
-            preferences[name] = one(name)
+    if _many(form, "modality"):
+        preferences["modality"] = _many(form, "modality")
+    for name in ("setting", "format", "supervision"):
+        if _one(form, name):
+            preferences[name] = _one(form, name)
     if preferences:
         body["preferences"] = preferences
     return body
