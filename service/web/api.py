@@ -35,7 +35,7 @@ from service.query.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, Unknown
 from service.store.backends import QueryJob, Store, StoreError
 from service.store.results import JSON_RESULTS, term_json
 from service.store.safety import Dataset
-from service.web.problems import problem_response, term_problem
+from service.web.problems import problem_response, respond, term_problem
 from service.web.protocol import ProtocolError, choose_format
 
 bp = Blueprint("api", __name__)
@@ -225,8 +225,7 @@ def run(name: str) -> Response:
     except ApiError as err:
         return _error(err)
     except UnknownTerm as err:
-        body = term_problem(err)
-        return problem_response(body.pop("status"), body.pop("detail"), None, **body)
+        return respond(term_problem(err))
     except ProtocolError as err:
         return _error(ApiError(err.status, err.message))
     except ValueError as err:

@@ -40,7 +40,7 @@ from service.vocab import DISCLAIMER
 from service.web import api
 from service.web import prescription_form as rx
 from service.web.evidence_map import render_legend, render_table
-from service.web.problems import problem, term_problem, term_status
+from service.web.problems import problem, respond, term_problem, term_status
 
 pages = Blueprint(
     "pages",
@@ -190,10 +190,7 @@ def _http_error(err: HTTPException) -> ResponseReturnValue:
 
 
 def _problem_json(body: dict[str, Any]) -> ResponseReturnValue:
-    response = jsonify(body)
-    response.status_code = body["status"]
-    response.mimetype = "application/problem+json"
-    return response
+    return respond(body)
 
 
 def _error_page(model: dict[str, Any]) -> ResponseReturnValue:

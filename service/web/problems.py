@@ -44,9 +44,13 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> Response:
-    body = problem(status, detail, kind, **extensions)
+    return respond(problem(status, detail, kind, **extensions), headers)
+
+
+def respond(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    """A problem document (from `problem` or `term_problem`) as the HTTP response."""
     response = Response(
-        json.dumps(body, ensure_ascii=False), status=status, content_type=PROBLEM_JSON
+        json.dumps(body, ensure_ascii=False), status=body["status"], content_type=PROBLEM_JSON
     )
     response.headers.update(headers or {})
     return response
