@@ -91,9 +91,10 @@ def test_exercise_for_pain_in_chronic_pain(built: ox.Store) -> None:
     # in chronic primary pain since issue 13) states a direction without a significance test,
     # so it is included but cannot carry. The usable claims are all about narrower conditions:
     # Hayden 2005 (two, unrated), Hayden 2021 (moderate vs usual care, low vs other
-    # conservative treatment), both chronic low back pain; Fransen 2015 (two, knee OA, secondary, unrated). Lowest rating low, - 1 for indirectness
-    # = very low, which is not above Geneen's low (no cap needed). Boldt 2014 is included but
-    # reports no comparison; Regnaux 2015 (high vs low intensity) is not included.
+    # conservative treatment), both chronic low back pain; Fransen 2015 (two, knee OA,
+    # secondary, unrated). Lowest rating low, - 1 for indirectness = very low, which is not
+    # above Geneen's low (no cap needed). Boldt 2014 is included but reports no comparison;
+    # Regnaux 2015 (high vs low intensity) is not included.
     key = "exercise--pain-severity--chronic-pain"
     b = body(built, key)
     assert b["conclusion"] == {"concl:benefit"}
