@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from querying import run_query
 
 from service.kb.sources import GRAPHS, PREFIXES, knowledge_files, load_store, parse_file
-from service.query.named import NamedQuery, load_queries, run_query
+from service.query.named import NamedQuery, load_queries
 
 QUERIES: dict[str, NamedQuery] = load_queries()
 XSD = PREFIXES["xsd"]
