@@ -40,7 +40,9 @@ PREFIXES: dict[str, str] = {
     "sig": NS + "significance/",
     "therapy": NS + "therapy/",
     # nodes the build and the prescription mint (rules' output, derivation records, shapes)
-    "support": NS + "support/",
+    "body": NS + "body/",
+    "concl": NS + "conclusion/",
+    "rating-down": NS + "rating-down/",
     "caution": NS + "caution/",
     "prescription-component": NS + "prescription-component/",
     "derivation": NS + "derivation/",

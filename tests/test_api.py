@@ -25,12 +25,15 @@ from hypothesis import strategies as st
 from querying import run_query
 
 from service.kb import sources
-from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.kb.build import ensure_artifact
+from service.kb.sources import PREFIXES, load_dataset
 from service.query.named import load_queries
 from service.store.results import term_json
 
 QUERIES = load_queries()
-SHIPPED = load_store(knowledge_files())
+# The built artifact (asserted + inferred): since issue 12, modalities-improving-outcome and
+# the body-* questions read the bodies of evidence the rules derive.
+SHIPPED = load_dataset(ensure_artifact())
 # The one wording (service/vocab.py): API, pages and prescriptions carried three until issue 10.
 DISCLAIMER = (
     "Decision support for clinicians and guideline authors. Not advice to patients: "
@@ -197,7 +200,10 @@ def test_unknown_values_answer_404_with_suggestions(client: FlaskClient) -> None
     # a modality is a known term, but not a condition
     wrong_kind = client.get("/api/queries/modalities-improving-outcome?condition=yoga")
     assert wrong_kind.status_code == 404
-    assert "is not a" in wrong_kind.get_json()["error"]
+    assert "is not a" in wrong_kind.get_json()["detail"]
+    # RFC 9457 problem details, the one error format (issue 14)
+    assert response.mimetype == "application/problem+json"
+    assert body["type"].endswith("/unknown-term") and body["status"] == 404 and body["title"]
 
 
 def test_unknown_query_is_404(client: FlaskClient) -> None:
@@ -239,11 +245,16 @@ def test_pages_split_the_answer_and_link_the_next(client: FlaskClient) -> None:
     base = "/api/queries/modalities-improving-outcome?format=json&per_page=3"
     first = client.get(base)
     second = client.get(base + "&page=2")
+    # Links to next, previous, first and last pages, and the total (issue 14: paginated
+    # answers said neither how many rows there are nor where the other pages are).
+    url = "<http://localhost/api/queries/modalities-improving-outcome?format=json&per_page=3&page="
     assert first.headers["Link"] == (
-        "<http://localhost/api/queries/modalities-improving-outcome"
-        '?format=json&per_page=3&page=2>; rel="next"'
+        f'{url}2>; rel="next", {url}1>; rel="first", {url}2>; rel="last"'
     )
-    assert "Link" not in second.headers
+    assert second.headers["Link"] == (
+        f'{url}1>; rel="prev", {url}1>; rel="first", {url}2>; rel="last"'
+    )
+    assert first.headers["X-Total-Count"] == second.headers["X-Total-Count"] == str(len(IMPROVING))
     claims = [
         curie(b["claim"]["value"])
         for r in (first, second)
@@ -252,7 +263,7 @@ def test_pages_split_the_answer_and_link_the_next(client: FlaskClient) -> None:
     assert claims == [row[2] for row in IMPROVING]
     ld = client.get("/api/queries/modalities-improving-outcome?per_page=3&page=2").get_json()
     assert ld["page"] == 2 and ld["perPage"] == 3 and ld["next"] is None
-    assert len(ld["results"]) == 1
+    assert len(ld["results"]) == 1 and ld["total"] == len(IMPROVING)
 
 
 def test_csv_by_format_or_accept(client: FlaskClient) -> None:
@@ -260,12 +271,16 @@ def test_csv_by_format_or_accept(client: FlaskClient) -> None:
     by_accept = client.get("/api/queries/unreported-outcomes", headers={"Accept": "text/csv"})
     assert by_format.content_type.startswith("text/csv")
     assert by_format.data == by_accept.data
+    # Labels and IRIs in separate, named columns (issue 14); the query's own ?outcomeLabel
+    # is the label column, and the unbound $__source_iri parameter is no column at all.
     table = list(csv.DictReader(io.StringIO(by_format.get_data(as_text=True))))
-    assert [r["outcome"] for r in table] == [
+    assert [r["outcome IRI"] for r in table] == [
         PREFIXES["out"] + "adherence",
         PREFIXES["out"] + "healthcare-use",
         PREFIXES["out"] + "quality-of-life",
     ]
+    assert [r["outcome"] for r in table] == ["adherence", "healthcare use", "quality of life"]
+    assert not [c for c in table[0] if c.startswith("_") or c.endswith("Label")]
 
 
 def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:
@@ -281,7 +296,14 @@ def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:
     }
     busch = body["results"][1]["claim"]
     assert busch["id"] == PREFIXES["claim"] + "busch-2007-aerobic-physical-function"
-    assert busch["type"] == "EvidenceClaim"
+    # The built artifact (issue 12: the question reads bodies) also holds the OWL RL types
+    # (SourcedStatement ...): every type the graph gives the claim, EvidenceClaim among them.
+    rdf_type = ox.NamedNode(PREFIXES["rdf"] + "type")
+    types = {
+        q.object.value.removeprefix(PREFIXES["cmp"])
+        for q in SHIPPED.quads_for_pattern(ox.NamedNode(busch["id"]), rdf_type, None)
+    }
+    assert "EvidenceClaim" in types and sorted(busch["type"]) == sorted(types)
     assert busch["ci"] == {"ciLower": "0.41", "ciUpper": "0.92"}
     assert busch["estimate"] == "0.66"
     assert busch["certainty"]["id"] == "cert:moderate"
@@ -292,6 +314,21 @@ def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:
     assert busch["intervention"]["label"] == "aerobic exercise"
     # every claim of every row carries its certainty
     assert all("certainty" in row["claim"] for row in body["results"])
+    # issue 14: labels are strings (source names were {"@value": ...}), and a query's own
+    # ?modalityLabel column is the modality's label, not a column of its own
+    assert busch["source"]["label"] == "Busch 2007"
+    first = body["results"][0]
+    assert "modalityLabel" not in first and first["modality"]["label"] == "aerobic exercise"
+
+    def labels(value: object) -> list[object]:
+        if isinstance(value, dict):
+            found = [v for k, v in value.items() if k == "label"]
+            return found + [x for v in value.values() for x in labels(v)]
+        if isinstance(value, list):
+            return [x for v in value for x in labels(v)]
+        return []
+
+    assert all(isinstance(label, str) for label in labels(body["results"]))
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
@@ -332,10 +369,12 @@ def check_hostile(client: FlaskClient, name: str, values: dict[str, str], page: 
     if QUERIES[name].pagination:
         args["page"] = page
     response = client.get(f"/api/queries/{name}", query_string=args)
-    assert response.status_code in (200, 400, 404), (values, response.get_data(as_text=True))
+    # 422: a value that names several terms (ambiguous), since issue 14 tells it from unknown
+    assert response.status_code in (200, 400, 404, 422), (values, response.get_data(as_text=True))
     body = response.get_json()
     if response.status_code != 200:
-        assert body["status"] == response.status_code and body["error"]
+        # problem details (RFC 9457) since issue 14: "detail" replaced "error"
+        assert body["status"] == response.status_code and body["detail"] and body["title"]
         return
     # the structure is the query's own: same columns, every parameter bound to one term
     assert body["head"]["vars"] == VARIABLES[name]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from conftest import shipped_store
+from conftest import shipped_client, shipped_store
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 
@@ -160,3 +160,38 @@ def test_short_paths_redirect_to_the_iri_path(client: FlaskClient) -> None:
     response = client.get("/condition/fibromyalgia?format=ttl")
     assert response.status_code == 308
     assert response.headers["Location"] == "/cmpkg/condition/fibromyalgia?format=ttl"
+
+
+def test_entity_pages_have_navigation_and_statuses_in_words(client: FlaskClient) -> None:
+    page = client.get(path_of(FIBROMYALGIA), headers={"Accept": BROWSER}).get_data(as_text=True)
+    assert '<nav aria-label="Main">' in page and 'href="/evidence-map"' in page
+    # the curation status as its label, never the raw CURIE (issue 14)
+    assert "status:confirmed" not in page and "<td>confirmed</td>" in page
+
+
+def test_application_json_gets_json_ld_and_errors_are_problem_json(client: FlaskClient) -> None:
+    # issue 14: the API answers Accept: application/json, so entity IRIs do too
+    response = client.get(path_of(FIBROMYALGIA), headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.get_json() == client.get(path_of(FIBROMYALGIA) + "?format=jsonld").get_json()
+    missing = client.get("/cmpkg/condition/no-such-thing", headers={"Accept": "application/json"})
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+    assert missing.get_json()["status"] == 404 and "no-such-thing" in missing.get_json()["detail"]
+
+
+def test_derivation_records_are_collapsed_behind_a_summary() -> None:
+    from service.kb.build import ensure_artifact
+    from service.kb.sources import parse_file
+
+    built = ox.Store()
+    built.extend(parse_file(ensure_artifact()))
+    for served in shipped_client(built):
+        claim = PREFIXES["claim"] + "busch-2007-aerobic-physical-function"
+        page = served.get(path_of(claim), headers={"Accept": BROWSER}).get_data(as_text=True)  # type: ignore[attr-defined]
+        records = page.split('<details class="derivations"', 1)
+        assert len(records) == 2, "derivation records are not behind a <details>"
+        before, inside = records
+        assert "/cmpkg/derivation/" not in before  # none among the plain links in
+        assert "<summary>" in inside and "/cmpkg/derivation/" in inside
+        # the body of evidence the rules built from it stays a plain link in
+        assert "body of evidence: aerobic exercise for physical function in fibromyalgia" in before

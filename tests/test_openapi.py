@@ -112,3 +112,32 @@ def test_context_file_is_the_one_in_the_repository(live: str) -> None:
     assert status == 200
     path = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
     assert json.loads(body) == json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_each_query_has_its_own_row_schema(document: dict) -> None:
+    """Issue 14: result rows were typed only as `object`; now each query names its columns."""
+    schemas = document["components"]["schemas"]
+    for name, query in QUERIES.items():
+        # the projection read from the file is the one Oxigraph evaluates
+        assert query.variables == [v.value for v in ox.Store().query(query.text).variables]
+        binding = schemas[f"{name}.binding"]
+        assert set(binding["properties"]) == set(query.variables)  # jsonify sorts keys
+        assert binding["additionalProperties"] is False
+        parameters = {p.variable for p in query.parameters}
+        parameters |= {f"{v}Label" for v in query.variables if f"{v}Label" in query.variables}
+        row = schemas[f"{name}.row"]
+        assert (
+            set(row["properties"])
+            == {v if v not in ("id", "type") else v + "Column" for v in query.variables}
+            - parameters
+        )
+        ok = document["paths"][f"/api/queries/{name}"]["get"]["responses"]["200"]["content"]
+        assert ok["application/ld+json"]["schema"]["allOf"][1]["properties"]["results"] == {
+            "type": "array",
+            "items": {"$ref": f"#/components/schemas/{name}.row"},
+        }
+    # errors are problem details
+    errors = document["paths"]["/api/queries/modality-evidence"]["get"]["responses"]["404"]
+    assert errors["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }

@@ -8,6 +8,8 @@ runs a fixture .rq file through the real service.query.named.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from querying import resolver_for, run_query
 from service.kb.sources import PREFIXES, knowledge_files, load_store
 from service.query import evidence as views
 from service.query import named as queries
+from service.query import sof
+from service.query.terms import TermResolver
 from service.web.evidence_map import render_table
 from service.web.pages import pages
 
@@ -89,6 +93,7 @@ def build_app() -> Flask:
         },
         CMPKG_QUERIES=named,
         CMPKG_RUN_QUERY=make_run_query(store, named),
+        CMPKG_RESOLVER=TermResolver.from_store(store),
         CMPKG_NODE_MODULES=str(ROOT / "node_modules"),
     )
     app.register_blueprint(pages)
@@ -112,14 +117,6 @@ def client(app: Flask):
 
 
 # --- pure functions ---------------------------------------------------------------------
-
-
-def test_resolve_term_accepts_bare_names_curies_and_iris():
-    assert views.resolve_term("fibromyalgia", "cond") == COND + "fibromyalgia"
-    assert views.resolve_term("mod:aerobic-exercise", "cond") == MOD + "aerobic-exercise"
-    assert views.resolve_term(OUT + "stiffness", "cond") == OUT + "stiffness"
-    with pytest.raises(ValueError):
-        views.resolve_term("x> } SELECT * { ?s ?p ?o", "cond")
 
 
 def test_entity_href_keeps_our_iris_on_this_server():
@@ -217,17 +214,18 @@ def test_rows_from_sparql_json():
     assert views.rows_from_sparql_json(results) == [{"s": BUSCH, "n": None}]
 
 
-def test_sof_row_lists_reasons_including_derived_imprecision(select):
+def test_claims_keep_the_source_downgrades_apart_from_the_project_heuristic(select):
     claims = views.fetch_claims(
         select,
         views.claims_query(claims=[CLAIM + "bidonde-2014-aquatic-multidimensional-function"]),
     )
     (claim,) = claims
-    row = views.sof_row(claim)
-    assert row.reasons == [views.IMPRECISION_REASON]
-    assert row.participants == "367 (7 studies)"
-    assert row.effect == "SMD -0.55 (95% CI -0.83 to -0.27)"
-    assert row.doi == "10.1002/14651858.CD011336"
+    # The source rated nothing down; the 400-participant flag is the project's heuristic.
+    assert claim.source_downgrades == []
+    assert claim.imprecision_concern is True
+    assert claim.participants_text == "367 (7 studies)"
+    assert claim.effect == "SMD -0.55 (95% CI -0.83 to -0.27)"
+    assert claim.doi == "10.1002/14651858.CD011336"
 
 
 # --- models over the fixture store ------------------------------------------------------
@@ -235,29 +233,51 @@ def test_sof_row_lists_reasons_including_derived_imprecision(select):
 
 def test_home_counts_come_from_the_store(select):
     home = views.home(select, {"build_id": "b1", "created": "2026-01-01"})
-    assert home.counts["claims"] == 7  # the fixture's claims (data/ is not loaded here)
+    # the fixture's claims (data/ is not loaded here): 8 since the unconfirmed Busch 2013 claim
+    # joined the fixture for the bodies of evidence
+    assert home.counts["claims"] == 8
     assert home.counts["sources"] >= 3
     assert home.counts["conditions"] >= 8
     assert (home.build_id, home.created) == ("b1", "2026-01-01")
 
 
-def test_evidence_map_includes_narrower_outcomes_and_every_gap(select):
+def test_evidence_map_cells_are_the_bodies_of_evidence(select):
+    # The map reads the bodies (tests/fixtures/pages/inferred.ttl); it derives nothing itself.
     model = views.evidence_map(select, OUT + "physical-function")
     cells = {(c.condition, c.modality): c for row in model.rows for c in row.cells}
     busch = cells[(COND + "fibromyalgia", MOD + "aerobic-exercise")]
-    assert (busch.count, busch.direction_class, busch.best_certainty) == (1, "benefit", "moderate")
-    assert busch.claims == [BUSCH]
+    assert (busch.conclusion, busch.certainty_rank, busch.directness) == ("benefit", 3, "direct")
+    assert not busch.secondary and busch.unconfirmed == 0
     assert busch.href == (
         "/evidence?condition=fibromyalgia&modality=aerobic-exercise&outcome=physical-function"
     )
-    # Multidimensional function is narrower than physical function: counted here.
+    # Its only claim is about a narrower outcome: indirect, as the body says, rated low.
     aquatic = cells[(COND + "fibromyalgia", MOD + "aquatic-exercise")]
-    assert aquatic.claims == [CLAIM + "bidonde-2014-aquatic-multidimensional-function"]
-    # Pain and stiffness claims are other outcomes: not on this map.
-    assert model.total_claims == 3
+    assert (aquatic.conclusion, aquatic.certainty_rank, aquatic.directness) == (
+        "benefit",
+        2,
+        "indirect",
+    )
+    # The unconfirmed Busch 2013 figure would be a benefit by its CI; its body is inconclusive
+    # and the cell is marked.
+    resistance = cells[(COND + "fibromyalgia", MOD + "resistance-training")]
+    assert (resistance.conclusion, resistance.unconfirmed, resistance.secondary) == (
+        "inconclusive",
+        1,
+        True,
+    )
+    assert "unconfirmed" in resistance.text and "benefit" not in resistance.text
+    # A broader row: the osteoarthritis question answered (indirectly) by knee evidence.
+    broader = cells[(COND + "osteoarthritis", MOD + "land-based-exercise")]
+    assert (broader.conclusion, broader.directness) == ("benefit", "indirect")
+    assert "indirect evidence" in broader.text
     gap = cells[(COND + "hip-osteoarthritis", MOD + "aerobic-exercise")]
-    assert (gap.count, gap.direction_class, gap.href) == (0, "no evidence", None)
+    assert (gap.conclusion, gap.body, gap.href) == ("no evidence", None, None)
+    assert model.total_bodies == 5
     assert len(cells) == len(model.rows) * len(model.modalities)
+    # Modalities without any body are listed as gaps, not as columns of empty cells.
+    assert MOD + "yoga" in {m.iri for m in model.empty_modalities}
+    assert not {m.iri for m in model.empty_modalities} & {m.iri for m in model.modalities}
 
 
 def test_evidence_map_rows_follow_the_condition_hierarchy(select):
@@ -270,27 +290,101 @@ def test_evidence_map_rows_follow_the_condition_hierarchy(select):
 
 
 def test_summary_of_findings_for_knee_osteoarthritis(select):
-    sof = views.summary_of_findings(select, COND + "knee-osteoarthritis")
-    (group,) = sof.groups
+    summary = sof.summary_of_findings(select, COND + "knee-osteoarthritis")
+    (group,) = summary.groups
     assert group.modality.iri == MOD + "land-based-exercise"
-    by_outcome = {r.claim.rsplit("/", 1)[-1]: r for r in group.rows}
-    pain = by_outcome["fransen-2015-land-based-pain-severity"]
-    assert pain.effect == "SMD -0.49 (95% CI -0.59 to -0.39)"
+    assert group.comparison == "land-based exercise vs no exercise"
+    rows = {r.outcome.key: r for r in group.rows}
+    assert sorted(rows) == ["pain-severity", "physical-function", "quality-of-life"]
+    pain = rows["pain-severity"]
+    # SMD -0.49 (lower is better) and +0.28 (higher is better) are both benefits: the body says
+    # so, and the row says which arm it favours.
+    assert [e.text for e in pain.effects] == ["SMD -0.49 (95% CI -0.59 to -0.39)"]
+    assert rows["quality-of-life"].effects[0].text == "SMD 0.28 (95% CI 0.15 to 0.40)"
+    assert pain.favours == rows["quality-of-life"].favours == "favours exercise"
+    assert pain.absolute == "About 12 points less pain on a 0-100 scale."
+    assert rows["physical-function"].absolute == ""
     assert pain.participants == "3,537 (44 studies)"
-    assert pain.source_label == "Fransen 2015"
-    # Quality of life has no derived values in the fixture: its CI (0.15 to 0.40) excludes 0.
-    qol = by_outcome["fransen-2015-land-based-quality-of-life"]
-    assert qol.direction_class == "benefit"
-    assert qol.effect == "SMD 0.28 (95% CI 0.15 to 0.40)"
+    assert pain.sources == [{"label": "Fransen 2015", "doi": "10.1002/14651858.CD004376.pub3"}]
+    # Secondary figures, no GRADE rating from the source: both footnoted, in words.
+    assert (pain.certainty, pain.circles) == ("not rated", "")
+    notes = {f.number: f for f in group.footnotes}
+    assert {notes[n].by for n in pain.footnotes} == {"source", "status"}
+    assert pain.status_words.startswith("secondary")
+    assert "was reported to reduce pain severity" in pain.statement
+
+
+def _body(rank: int, conclusion: str, outcome: str = "physical function") -> views.Body:
+    term = views.Term.make
+    return views.Body(
+        iri="b", label="", condition=term(COND + "fibromyalgia", "fibromyalgia"),
+        modality=term(MOD + "aerobic-exercise", "aerobic exercise"),
+        outcome=term(OUT + "x", outcome), conclusion=conclusion, conclusion_label=conclusion,
+        certainty="", certainty_rank=rank, directness="direct", status="confirmed",
+        status_label="confirmed", carrying=[], included=[], rating_downs=[], capped_by=[],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rank", "conclusion", "outcome", "expected"),
+    [
+        (4, "benefit", "physical function", "Aerobic exercise improves physical function."),
+        (3, "benefit", "physical function", "Aerobic exercise probably improves physical"),
+        (2, "benefit", "pain severity", "Aerobic exercise may reduce pain severity."),
+        (1, "benefit", "physical function", "We are uncertain whether aerobic exercise improves"),
+        (3, "no-important-effect", "stiffness", "probably makes little or no difference to"),
+        (2, "harm", "pain severity", "Aerobic exercise may increase pain severity."),
+        (3, "inconclusive", "physical function", "The evidence is uncertain about the effect"),
+        (0, "benefit", "physical function", "no GRADE certainty"),
+    ],
+)
+def test_plain_language_statement_follows_grade_wording(rank, conclusion, outcome, expected):
+    assert expected in sof.plain_language(_body(rank, conclusion, outcome))
+
+
+def test_footnotes_keep_source_project_and_heuristic_apart():
+    body = _body(2, "benefit")
+    body.rating_downs = [
+        views.RatingDown("source", "risk of bias", "", "Busch 2007", None),
+        views.RatingDown("project", "indirectness", "evidence from a narrower outcome",
+                         "GRADE guidelines 8: indirectness", "10.1016/j.jclinepi.2011.04.014"),
+        views.RatingDown("heuristic", "imprecision", "Busch 2007: fewer than 400 participants"),
+    ]  # fmt: skip
+    body.capped_by = ["Geneen 2017: overall quality of evidence is low"]
+    (group,) = sof.sof_model(body.condition, None, [body]).groups
+    notes = {f.by: f.text for f in group.footnotes}
+    assert notes["source"] == "Busch 2007 rated the evidence down for risk of bias."
+    assert notes["project"].startswith("Rated down by this project for indirectness")
+    assert "doi:10.1016/j.jclinepi.2011.04.014" in notes["project"]
+    assert notes["heuristic"].startswith("Project heuristic, not a GRADE rating by the source")
+    assert "Geneen 2017" in notes["cap"]
+    assert group.rows[0].footnotes == [1, 2, 3, 4]
+
+
+def test_summary_of_findings_csv_has_labels_and_iris_apart(select):
+    summary = sof.summary_of_findings(select, COND + "knee-osteoarthritis")
+    rows = list(csv.DictReader(io.StringIO(sof.csv_text(summary))))
+    assert len(rows) == 3
+    pain = next(r for r in rows if r["outcome"] == "pain severity")
+    assert pain["outcome_iri"] == OUT + "pain-severity"
+    assert pain["relative_effect"] == "SMD -0.49 (95% CI -0.59 to -0.39)"
+    assert pain["favours"] == "favours exercise"
+    assert pain["dois"] == "10.1002/14651858.CD004376.pub3"
+    assert "no GRADE certainty" in pain["certainty_reasons"]
 
 
 def test_evidence_table_is_accessible_markup(select):
     html = str(render_table(views.evidence_map(select)))
     assert html.startswith('<table class="evidence-map"') and "<caption>" in html
     assert '<th scope="col"' in html and '<th scope="row"' in html
-    # Every cell says something in words: a count or "no evidence".
+    # Every cell says something in words (hidden text for screen readers): a conclusion or
+    # "no evidence".
     cells = re.findall(r"<td class=\"cell-[^>]*>(.*?)</td>", html)
-    assert cells and all("claim" in c or "no evidence" in c for c in cells)
+    assert cells and all(
+        any(w in c for w in ("benefit", "inconclusive", "no evidence")) for c in cells
+    )
+    # Column headings keep their full labels for the reader and in a title.
+    assert 'title="aerobic exercise"' in html
 
 
 # --- pages through the Flask test client ------------------------------------------------
@@ -302,9 +396,9 @@ def test_home_page_and_json_twin(client):
     html = page.get_data(as_text=True)
     assert "test-build-1" in html and "Not advice to patients" in html
     assert '<th scope="row">inferred</th><td>14</td>' in html
-    assert '<td data-count="claims">7</td>' in html
+    assert '<td data-count="claims">8</td>' in html  # 8: see test_home_counts_come_from_the_store
     twin = client.get("/index.json").get_json()
-    assert twin["counts"]["claims"] == 7 and twin["build_id"] == "test-build-1"
+    assert twin["counts"]["claims"] == 8 and twin["build_id"] == "test-build-1"
     assert client.get("/?format=json").get_json() == twin
 
 
@@ -314,7 +408,7 @@ def test_evidence_map_page_works_without_javascript(client):
     assert 'href="/evidence?condition=fibromyalgia&amp;modality=aerobic-exercise' in html
     assert "no evidence" in html
     twin = client.get("/evidence-map.json?outcome=out:physical-function").get_json()
-    assert twin["outcome"]["iri"] == OUT + "physical-function" and twin["total_claims"] == 3
+    assert twin["outcome"]["iri"] == OUT + "physical-function" and twin["total_bodies"] == 5
 
 
 def test_evidence_page_lists_the_busch_claim_with_its_source(client):
@@ -329,14 +423,64 @@ def test_evidence_page_lists_the_busch_claim_with_its_source(client):
 
 def test_evidence_page_needs_its_parameters(client):
     assert client.get("/evidence?condition=fibromyalgia").status_code == 400
+    # Text that cannot be a term is an unknown term now (the one resolver), no longer a
+    # bespoke 400: nothing of it reaches a query either way.
     bad = "/evidence?condition=fibromyalgia%3E%20%7D&modality=aerobic-exercise"
-    assert client.get(bad).status_code == 400
+    assert client.get(bad).status_code == 404
+
+
+def test_pages_resolve_terms_with_the_api_resolver(client):
+    """Issue 10: FMS is fibromyalgia's synonym; the pages once invented cond:FMS from it."""
+    url = "/evidence?condition=FMS&modality=aerobic-exercise&outcome=physical-function"
+    twin = client.get(url + "&format=json")
+    assert twin.status_code == 200
+    assert twin.get_json()["condition"]["iri"] == COND + "fibromyalgia"
+    assert [c["iri"] for c in twin.get_json()["claims"]] == [BUSCH]
+    # labels, CURIEs and IRIs name the same term
+    for value in (
+        "knee%20osteoarthritis",
+        "cond:knee-osteoarthritis",
+        COND + "knee-osteoarthritis",
+    ):
+        answer = client.get(f"/sof.json?condition={value}")
+        assert answer.status_code == 200, value
+        assert answer.get_json()["condition"]["iri"] == COND + "knee-osteoarthritis"
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter", "suggestion"),
+    [
+        ("/sof?condition=knee-osteoarthritiss", "condition", "knee osteoarthritis"),
+        ("/evidence-map?outcome=physical-functio", "outcome", "physical function"),
+        (
+            "/evidence?condition=fibromyalgia&modality=aerobic-exercis",
+            "modality",
+            "aerobic exercise",
+        ),
+    ],
+)
+def test_a_mistyped_term_is_a_404_with_suggestions_never_a_gap(client, url, parameter, suggestion):
+    page = client.get(url)
+    assert page.status_code == 404
+    html = page.get_data(as_text=True)
+    assert "a gap in the evidence" not in html.replace("not a gap in the evidence", "")
+    assert f">{suggestion}</a>" in html
+    twin = client.get(url + "&format=json")
+    assert twin.status_code == 404 and twin.mimetype == "application/problem+json"
+    body = twin.get_json()
+    assert body["status"] == 404 and body["parameter"] == parameter
+    assert suggestion in body["suggestions"]
+    assert body["type"].endswith("/unknown-term") and body["title"] == "Not Found"
 
 
 def test_sof_page(client):
     html = client.get("/sof?condition=knee-osteoarthritis").get_data(as_text=True)
     assert "Participants (studies)" in html and "3,537 (44 studies)" in html
-    assert "Fransen 2015" in html
+    assert "Fransen 2015" in html and "favours exercise" in html
+    assert 'href="/sof.csv?condition=knee-osteoarthritis"' in html
+    download = client.get("/sof.csv?condition=knee-osteoarthritis")
+    assert download.mimetype == "text/csv"
+    assert "attachment" in download.headers["Content-Disposition"]
     empty = client.get("/sof").get_data(as_text=True)
     assert '<select id="condition" name="condition" required>' in empty
     twin = client.get("/sof.json?condition=knee-osteoarthritis&modality=aerobic-exercise")
@@ -356,8 +500,13 @@ def test_question_form_runs_and_reports_unknown_values(client):
     assert "fransen-2015-land-based-pain-severity" in answer and "busch-2007" not in answer
     assert "/api/queries/claims-for-condition?condition=" in answer
     bad = client.get("/questions/claims-for-condition.json?run=1&condition=fibromyalgiaa")
-    assert bad.status_code == 400
+    # 404 since issue 14 (was 400): a value naming no term is "not found", as in the API
+    assert bad.status_code == 404
     assert bad.get_json()["table"] is None and "fibromyalgiaa" in bad.get_json()["error"]
+    html = client.get("/questions/claims-for-condition?run=1&condition=fibromyalgiaa")
+    assert 'href="/questions/claims-for-condition?run=1&amp;condition=fibromyalgia"' in (
+        html.get_data(as_text=True)
+    )
     assert client.get("/questions/nope").status_code == 404
 
 
@@ -385,25 +534,53 @@ def test_vendor_assets_come_from_node_modules_and_nothing_else(client):
     assert client.get("/vendor/..%2fpackage.json").status_code == 404
 
 
-def test_a_cell_shows_the_certainty_of_the_claims_that_carry_its_direction():
-    """A moderate-certainty null result must not lend its grade to a low-certainty benefit."""
-    cond, mod, out = (
-        views.Term.make(COND + "chronic-low-back-pain", "chronic low back pain"),
-        views.Term.make(MOD + "pilates", "Pilates"),
-        views.Term.make(OUT + "disability", "disability"),
+def test_prescription_form_becomes_the_api_body():
+    from werkzeug.datastructures import MultiDict
+
+    from service.web import prescription_form as prescription_page
+
+    form = MultiDict(
+        [
+            ("conditions", "fibromyalgia"),
+            ("conditions", " "),
+            ("goals", "physical-function"),
+            ("p.fear-of-movement", "elevated"),
+            ("p.fear-of-movement.instrument", "TSK-11"),
+            ("p.fear-of-movement.score", "30"),
+            ("p.fear-of-movement.min", "11"),
+            ("p.fear-of-movement.max", "44.5"),
+            ("p.anxiety", ""),
+            ("setting", "water"),
+            ("format", ""),
+        ]
     )
+    body = prescription_page.presentation(form, ["fear-of-movement", "anxiety"])
+    assert body == {
+        "conditions": ["fibromyalgia"],
+        "goals": ["physical-function"],
+        "pathologies": [
+            {
+                "pathology": "fear-of-movement",
+                "elevated": True,
+                "instrument": "TSK-11",
+                "score": 30,
+                "scoreMin": 11,
+                "scoreMax": 44.5,
+            }
+        ],
+        "preferences": {"setting": "water"},
+    }
+    assert prescription_page.circles("cert:moderate") == "⊕⊕⊕◯"
+    assert prescription_page.circles("cert:not-reported") == ""
 
-    def claim(name: str, certainty: str, rank: int, direction_class: str) -> views.Claim:
-        return views.Claim(
-            iri=name, label=name, condition=cond, modality=mod, outcome=out, comparator="",
-            measure="MD", estimate=None, ci_lower=None, ci_upper=None, effect="",
-            studies=None, participants=None, participants_text="", certainty=certainty,
-            certainty_rank=rank, reasons=[], direction="", significance="",
-            direction_class=direction_class, derived=True, source=None, source_label="",
-            doi=None, curation_status="", scale=None, timepoint=None, reported_result=None,
-        )  # fmt: skip
 
-    claims = [claim("a", "moderate", 3, "inconclusive"), claim("b", "low", 2, "benefit")]
-    model = views.evidence_map_model(out, [out], [cond], [mod], claims)
-    cell = model.rows[0].cells[0]
-    assert (cell.count, cell.direction_class, cell.best_certainty) == (2, "benefit", "low")
+def test_a_rating_down_with_several_reasons_is_one_footnote():
+    """Contract of issue 12, change 7: one node may give one reason per mismatch."""
+    node = "https://w3id.org/cmpkg/rating-down/x--indirectness"
+    rows = [
+        {"body": "b", "r": node, "domain": PREFIXES["dom"] + "indirectness", "reason": reason}
+        for reason in ("measured as a narrower outcome", "evidence from a broader population")
+    ]
+    (down,) = views._project_downs(rows, {PREFIXES["dom"] + "indirectness": "indirectness"})["b"]
+    assert down.domain == "indirectness"
+    assert down.reason == "evidence from a broader population; measured as a narrower outcome"

@@ -12,6 +12,8 @@ missing rule run never shows a benefit as a gap.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,34 +38,15 @@ HARM = PREFIXES["dir"] + "harm"
 SIGNIFICANT = PREFIXES["sig"] + "significant"
 INCONCLUSIVE = PREFIXES["sig"] + "inconclusive"
 DEFAULT_OUTCOME = PREFIXES["out"] + "physical-function"
-IMPRECISION_REASON = "imprecision (fewer than 400 participants)"
+# The 400-participant flag is a project heuristic (a rule of thumb derived from GRADE's
+# optimal information size), never one of the source's reasons for rating down.
+IMPRECISION_HEURISTIC = "project heuristic: fewer than 400 participants (possible imprecision)"
 
 # Cell classes of the evidence map, from most to least informative.
 CELL_CLASSES = ("benefit", "harm", "mixed", "inconclusive", "no evidence")
 
 
 # --- IRIs -------------------------------------------------------------------------------
-
-
-# Characters that cannot occur in an IRI reference; rejecting them keeps user input from
-# closing the <...> it is written into.
-_IRI_SAFE = re.compile(r'^[^\s<>"{}|^`\\]+$')
-
-
-def resolve_term(value: str, namespace: str) -> str:
-    """A full IRI from a local name ("fibromyalgia"), a CURIE ("cond:fibromyalgia") or an IRI.
-
-    ValueError for text that cannot be part of an IRI.
-    """
-    value = value.strip()
-    if not _IRI_SAFE.match(value):
-        raise ValueError(f"not a term name or IRI: {value!r}")
-    if value.startswith(("http://", "https://")):
-        return value
-    prefix, sep, local = value.partition(":")
-    if sep and prefix in PREFIXES:
-        return PREFIXES[prefix] + local
-    return PREFIXES[namespace] + value
 
 
 def local_name(iri: str) -> str:
@@ -416,6 +399,7 @@ class Claim:
     outcome: Term
     comparator: str
     measure: str
+    measure_iri: str | None
     estimate: str | None
     ci_lower: str | None
     ci_upper: str | None
@@ -425,7 +409,8 @@ class Claim:
     participants_text: str
     certainty: str
     certainty_rank: int
-    reasons: list[str]
+    source_downgrades: list[str]  # domains the source itself rated down for
+    imprecision_concern: bool  # the project's heuristic, shown apart from the source's
     direction: str
     significance: str
     direction_class: str
@@ -434,6 +419,7 @@ class Claim:
     source_label: str
     doi: str | None
     curation_status: str
+    curation_key: str  # local name of the status: confirmed, unconfirmed, secondary-source...
     scale: str | None
     timepoint: str | None
     reported_result: str | None
@@ -464,9 +450,6 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
     claims = []
     for iri, r in records.items():
         direction, significance = fallback_direction(r)
-        reasons = sorted(label_of(labels, d) for d in rated_down.get(iri, ()))
-        if _is_true(r.get("imprecision")):
-            reasons.append(IMPRECISION_REASON)
         measure = label_of(labels, r.get("measure")) if r.get("measure") else ""
         short = abbreviations.get(r.get("measure") or "", measure)
         rank = r.get("rank")
@@ -479,6 +462,7 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
                 outcome=Term.make(r["outcome"] or "", label_of(labels, r.get("outcome"))),
                 comparator=label_of(labels, r.get("comparator")),
                 measure=measure,
+                measure_iri=r.get("measure"),
                 estimate=r.get("estimate"),
                 ci_lower=r.get("lower"),
                 ci_upper=r.get("upper"),
@@ -490,7 +474,8 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
                 participants_text=participants_text(r.get("participants"), r.get("studies")),
                 certainty=label_of(labels, r.get("certainty")) or "not reported",
                 certainty_rank=int(rank) if rank and rank.lstrip("-").isdigit() else 0,
-                reasons=reasons,
+                source_downgrades=sorted(label_of(labels, d) for d in rated_down.get(iri, ())),
+                imprecision_concern=_is_true(r.get("imprecision")),
                 direction=label_of(labels, direction) if direction else "not derived",
                 significance=label_of(labels, significance) if significance else "not derived",
                 direction_class=claim_class(direction, significance),
@@ -499,6 +484,7 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
                 source_label=label_of(labels, r.get("source")),
                 doi=r.get("doi"),
                 curation_status=label_of(labels, r.get("status")),
+                curation_key=local_name(r.get("status") or ""),
                 scale=r.get("scale"),
                 timepoint=r.get("timepoint"),
                 reported_result=r.get("reportedResult"),
@@ -552,6 +538,209 @@ def home(select: Select, manifest: Mapping[str, Any] | None = None) -> Home:
     return home_model(select(COUNTS_QUERY), manifest)
 
 
+# --- bodies of evidence (issue 12) ---------------------------------------------------------
+#
+# The summary of findings and the evidence map show bodies of evidence as the build's rules
+# minted them (cmp:EvidenceBody: conclusion, certainty, directness, curation status, the
+# project's rating-downs). They are read, never re-derived here.
+
+BODY_NS = NS + "body/"
+CONCLUSION_NS = NS + "conclusion/"
+# The contract's closed list of conclusions, in the order a legend reads them, with the words
+# a map cell shows ("no evidence" is the absence of a body, not a conclusion).
+CONCLUSIONS = ("benefit", "no-important-effect", "inconclusive", "inconsistent", "harm")
+NO_EVIDENCE = "no evidence"
+
+
+@dataclass
+class RatingDown:
+    """A reason certainty is lower, and whose judgement it is."""
+
+    by: str  # "source" (the review's own GRADE rating) or "project" (our rules) or "heuristic"
+    domain: str
+    reason: str
+    source_label: str = ""
+    doi: str | None = None
+
+
+@dataclass
+class Body:
+    iri: str
+    label: str
+    condition: Term
+    modality: Term
+    outcome: Term
+    conclusion: str  # one of CONCLUSIONS (local name of the concl: IRI)
+    conclusion_label: str
+    certainty: str  # label; "not rated" for a level without a GRADE rank
+    certainty_rank: int  # 1..4, 0 when not rated
+    directness: str  # "direct", "indirect" or "" when the body does not say
+    status: str  # curation status key: confirmed, secondary-source, ...
+    status_label: str
+    carrying: list[Claim]
+    included: list[Claim]  # every eligible claim, carrying or not
+    rating_downs: list[RatingDown]
+    capped_by: list[str]  # labels of the source findings that capped the rating
+    href: str = ""
+
+    @property
+    def unconfirmed(self) -> list[Claim]:
+        return [c for c in self.included if c.curation_key == "unconfirmed"]
+
+    @property
+    def secondary(self) -> bool:
+        """Rests on figures nobody checked against the source itself."""
+        return self.status != "confirmed"
+
+
+def bodies_query(
+    conditions: Iterable[str] | None = None,
+    modalities: Iterable[str] | None = None,
+    outcomes: Iterable[str] | None = None,
+) -> str:
+    filters = []
+    for var, iris in (("condition", conditions), ("modality", modalities), ("outcome", outcomes)):
+        if iris is not None:
+            filters.append(f"VALUES ?{var} {{ {_iri_list(iris)} }}")
+    return (
+        sparql_prefixes()
+        + f"""SELECT ?body ?label ?condition ?modality ?outcome ?conclusion ?certainty ?rank
+       ?directness ?status WHERE {{
+  {" ".join(filters)}
+  ?body a cmp:EvidenceBody ; cmp:condition ?condition ; cmp:modality ?modality ;
+        cmp:outcome ?outcome .
+  OPTIONAL {{ ?body rdfs:label ?label }}
+  OPTIONAL {{ ?body cmp:conclusion ?conclusion }}
+  OPTIONAL {{ ?body cmp:certainty ?certainty OPTIONAL {{ ?certainty cmp:rank ?rank }} }}
+  OPTIONAL {{ ?body cmp:evidenceDirectness ?directness }}
+  OPTIONAL {{ ?body cmp:curationStatus ?status }}
+}}"""
+    )
+
+
+def fetch_bodies(select: Select, query: str) -> list[Body]:
+    """Bodies with their claims (carrying and included), rating-downs and caps, labelled."""
+    records = _merge_claim_rows({**r, "claim": r.get("body")} for r in select(query))
+    if not records:
+        return []
+    values = _iri_list(records)
+    links = select(
+        sparql_prefixes()
+        + f"""SELECT ?body ?claim ?carries WHERE {{
+  VALUES ?body {{ {values} }} ?body cmp:includesClaim|cmp:carriedBy ?claim .
+  BIND(EXISTS {{ ?body cmp:carriedBy ?claim }} AS ?carries) }}"""
+    )
+    downs = select(
+        sparql_prefixes()
+        + f"""SELECT ?body ?r ?domain ?reason ?source ?doi WHERE {{
+  VALUES ?body {{ {values} }} ?body cmp:ratingDown ?r .
+  OPTIONAL {{ ?r cmp:domain ?domain }} OPTIONAL {{ ?r cmp:reason ?reason }}
+  OPTIONAL {{ ?r dcterms:source ?source OPTIONAL {{ ?source cmp:doi ?doi }} }} }}"""
+    )
+    caps = select(
+        sparql_prefixes()
+        + f"""SELECT ?body ?finding WHERE {{
+  VALUES ?body {{ {values} }} ?body cmp:certaintyCappedBy ?finding }}"""
+    )
+    claim_iris = {c for r in links if (c := r.get("claim"))}
+    claims = {c.iri: c for c in fetch_claims(select, claims_query(claims=claim_iris))}
+    iris = {v for r in records.values() for v in r.values() if is_iri(v)}
+    iris |= {v for r in [*downs, *caps] for v in r.values() if is_iri(v)}
+    labels = fetch_labels(select, iris)
+
+    carrying: dict[str, list[Claim]] = defaultdict(list)
+    included: dict[str, list[Claim]] = defaultdict(list)
+    for row in links:
+        claim = claims.get(row.get("claim") or "")
+        if claim is None or claim in included[row["body"]]:  # type: ignore[index]
+            continue
+        included[row["body"]].append(claim)  # type: ignore[index]
+        if _is_true(row.get("carries")):
+            carrying[row["body"]].append(claim)  # type: ignore[index]
+    project_downs = _project_downs(downs, labels)
+    capped: dict[str, list[str]] = defaultdict(list)
+    for row in caps:
+        capped[row["body"]].append(label_of(labels, row.get("finding")))  # type: ignore[index]
+
+    bodies = []
+    for iri, r in records.items():
+        raw_rank = r.get("rank") or ""
+        rank = int(raw_rank) if raw_rank.lstrip("-").isdigit() else 0
+        conclusion = local_name(r.get("conclusion") or "")
+        status = local_name(r.get("status") or "")
+        carried = sorted(carrying.get(iri, []), key=_claim_order)
+        bodies.append(
+            Body(
+                iri=iri,
+                label=r.get("label") or local_name(iri),
+                condition=Term.make(r["condition"] or "", label_of(labels, r.get("condition"))),
+                modality=Term.make(r["modality"] or "", label_of(labels, r.get("modality"))),
+                outcome=Term.make(r["outcome"] or "", label_of(labels, r.get("outcome"))),
+                conclusion=conclusion,
+                conclusion_label=label_of(labels, r.get("conclusion")) or "not concluded",
+                certainty=label_of(labels, r.get("certainty")) if rank else "not rated",
+                certainty_rank=max(rank, 0),
+                directness=r.get("directness") or "",
+                status=status,
+                status_label=label_of(labels, r.get("status")) or "not recorded",
+                carrying=carried,
+                included=sorted(included.get(iri, []), key=_claim_order),
+                rating_downs=_source_downs(carried) + project_downs.get(iri, []),
+                capped_by=sorted(capped.get(iri, [])),
+                href=entity_href(iri),
+            )
+        )
+    bodies.sort(key=lambda b: (b.modality.label, b.outcome.label, b.condition.label, b.iri))
+    return bodies
+
+
+def _project_downs(rows: list[Row], labels: Mapping[str, str]) -> dict[str, list[RatingDown]]:
+    """One RatingDown per node; a node may give several reasons (one per mismatch), joined
+    in sorted order (contract of issue 12, change 7)."""
+    nodes: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        body, node = row.get("body"), row.get("r")
+        if not body or not node:
+            continue
+        record = nodes.setdefault((body, node), {"reasons": set(), **row})
+        if row.get("reason"):
+            record["reasons"].add(row["reason"])
+    out: dict[str, list[RatingDown]] = defaultdict(list)
+    for (body, _node), r in sorted(nodes.items()):
+        out[body].append(
+            RatingDown(
+                by="project",
+                domain=label_of(labels, r.get("domain")),
+                reason="; ".join(sorted(r["reasons"])),
+                source_label=label_of(labels, r.get("source")) if r.get("source") else "",
+                doi=r.get("doi"),
+            )
+        )
+    return out
+
+
+def _claim_order(claim: Claim) -> tuple[str, str]:
+    return (claim.source_label, claim.iri)
+
+
+def _source_downs(carrying: list[Claim]) -> list[RatingDown]:
+    """What the sources themselves rated down for, and the project's claim-level heuristic,
+    kept apart: the heuristic is never shown as a source's judgement."""
+    out: list[RatingDown] = []
+    for claim in carrying:
+        for domain in claim.source_downgrades:
+            out.append(RatingDown("source", domain, "", claim.source_label, claim.doi))
+        if claim.imprecision_concern:
+            out.append(
+                RatingDown(
+                    "heuristic",
+                    "imprecision",
+                    f"{claim.source_label}: fewer than 400 participants for a continuous outcome",
+                )
+            )
+    return out
+
+
 # --- evidence map -----------------------------------------------------------------------
 
 
@@ -559,12 +748,28 @@ def home(select: Select, manifest: Mapping[str, Any] | None = None) -> Home:
 class Cell:
     condition: str
     modality: str
-    count: int
-    best_certainty: str
-    best_rank: int
-    direction_class: str
+    conclusion: str  # a CONCLUSIONS key or NO_EVIDENCE
+    certainty: str
+    certainty_rank: int
+    directness: str
+    secondary: bool  # the body rests on figures not checked against the source
+    unconfirmed: int  # unconfirmed claims included in the body and not counted
+    body: str | None
     href: str | None
-    claims: list[str]
+
+    @property
+    def text(self) -> str:
+        """The cell in words (what a screen reader and a printout get)."""
+        if self.body is None:
+            return NO_EVIDENCE
+        parts = [self.conclusion.replace("-", " "), self.certainty]
+        if self.directness == "indirect":
+            parts.append("indirect evidence")
+        if self.secondary:
+            parts.append("secondary or unconfirmed evidence")
+        if self.unconfirmed:
+            parts.append(f"{self.unconfirmed} unconfirmed claim(s) not counted")
+        return ", ".join(parts)
 
 
 @dataclass
@@ -579,8 +784,11 @@ class EvidenceMap:
     outcomes: list[Term]
     modalities: list[Term]
     rows: list[MapRow]
-    total_claims: int
-    legend: tuple[str, ...] = CELL_CLASSES
+    total_bodies: int
+    legend: list[dict[str, str]] = field(default_factory=list)
+    # Modalities without any body for this outcome: gaps too, listed under the table rather
+    # than as columns of empty cells that would push the matrix past a screen's width.
+    empty_modalities: list[Term] = field(default_factory=list)
 
 
 def evidence_href(condition: str, modality: str, outcome: str | None = None) -> str:
@@ -590,70 +798,103 @@ def evidence_href(condition: str, modality: str, outcome: str | None = None) -> 
     return "/evidence?" + urlencode(params)
 
 
+def map_cell(body: Body | None, condition: str, modality: str, outcome: str) -> Cell:
+    if body is None:
+        return Cell(condition, modality, NO_EVIDENCE, "", 0, "", False, 0, None, None)
+    return Cell(
+        condition=condition,
+        modality=modality,
+        conclusion=body.conclusion or "inconclusive",
+        certainty=body.certainty,
+        certainty_rank=body.certainty_rank,
+        directness=body.directness,
+        secondary=body.secondary,
+        unconfirmed=len(body.unconfirmed),
+        body=body.iri,
+        href=evidence_href(condition, modality, outcome),
+    )
+
+
 def evidence_map_model(
     outcome: Term,
     outcomes: list[Term],
     conditions: list[Term],
     modalities: list[Term],
-    claims: Iterable[Claim],
+    bodies: Iterable[Body],
+    legend: list[dict[str, str]] | None = None,
 ) -> EvidenceMap:
-    """Condition x modality matrix for one outcome; every pair gets a cell, gaps included."""
-    by_pair: dict[tuple[str, str], list[Claim]] = defaultdict(list)
-    for claim in claims:
-        by_pair[(claim.condition.iri, claim.modality.iri)].append(claim)
-    # Claims on terms missing from the hierarchy (e.g. an extra term not typed yet) still show.
+    """Condition x modality for one outcome: one cell per pair, the body's conclusion or a gap.
+
+    Columns are the modalities some row has a body for (the rest would be a column of gaps
+    that only widens the table past a screen); rows are every condition, gaps included.
+    """
+    by_pair = {(b.condition.iri, b.modality.iri): b for b in bodies if b.outcome.iri == outcome.iri}
+    used = {m for _, m in by_pair}
+    columns = [m for m in modalities if m.iri in used]
+    known_m = {t.iri for t in columns}
+    columns += [
+        b.modality for b in by_pair.values() if b.modality.iri not in known_m
+    ]  # modalities missing from the hierarchy still show
+    columns = list({t.iri: t for t in columns}.values())
     known_c = {t.iri for t in conditions}
-    known_m = {t.iri for t in modalities}
-    conditions = conditions + [
-        Term.make(c.condition.iri, c.condition.label)
-        for c in _unique(by_pair.values(), "condition")
-        if c.condition.iri not in known_c
+    conditions = conditions + list(
+        {
+            b.condition.iri: b.condition for b in by_pair.values() if b.condition.iri not in known_c
+        }.values()
+    )
+    rows = [
+        MapRow(
+            condition=cond,
+            cells=[
+                map_cell(by_pair.get((cond.iri, mod.iri)), cond.iri, mod.iri, outcome.iri)
+                for mod in columns
+            ],
+        )
+        for cond in conditions
     ]
-    modalities = modalities + [
-        Term.make(c.modality.iri, c.modality.label)
-        for c in _unique(by_pair.values(), "modality")
-        if c.modality.iri not in known_m
-    ]
-    rows = []
-    for cond in conditions:
-        cells = []
-        for mod in modalities:
-            found = by_pair.get((cond.iri, mod.iri), [])
-            direction = cell_class(c.direction_class for c in found)
-            # The certainty shown is that of the claims carrying the direction shown: a
-            # moderate-certainty null result must not lend its grade to a low-certainty benefit.
-            carrying = [c for c in found if c.direction_class == direction] or found
-            best = max(carrying, key=lambda c: c.certainty_rank, default=None)
-            cells.append(
-                Cell(
-                    condition=cond.iri,
-                    modality=mod.iri,
-                    count=len(found),
-                    best_certainty=best.certainty if best else "",
-                    best_rank=best.certainty_rank if best else 0,
-                    direction_class=direction,
-                    href=evidence_href(cond.iri, mod.iri, outcome.iri) if found else None,
-                    claims=sorted(c.iri for c in found),
-                )
-            )
-        rows.append(MapRow(condition=cond, cells=cells))
-    total = sum(len(v) for v in by_pair.values())
-    return EvidenceMap(outcome, outcomes, modalities, rows, total)
-
-
-def _unique(groups: Iterable[list[Claim]], attr: str) -> list[Claim]:
-    seen: dict[str, Claim] = {}
-    for group in groups:
-        for claim in group:
-            seen.setdefault(getattr(claim, attr).iri, claim)
-    return [seen[k] for k in sorted(seen)]
+    empty = [m for m in modalities if m.iri not in used]
+    return EvidenceMap(outcome, outcomes, columns, rows, len(by_pair), legend or [], empty)
 
 
 CHRONIC_PAIN = NS + "condition/chronic-pain"
 
 
+def human_conditions(select: Select) -> list[Term]:
+    """The human chronic pain conditions in hierarchy order.
+
+    Research models (an animal model class in the ontology) have no place among the
+    populations a guideline panel or a clinician asks about.
+    """
+    human = {
+        row["c"]
+        for row in select(
+            sparql_prefixes() + f"SELECT ?c WHERE {{ ?c rdfs:subClassOf* <{CHRONIC_PAIN}> }}"
+        )
+    }
+    return [t for t in fetch_hierarchy(select, CONDITION_CLASS) if t.iri in human]
+
+
 def outcome_terms(select: Select) -> list[Term]:
     return fetch_hierarchy(select, OUTCOME_CLASS, "skos:broader")
+
+
+def conclusion_legend(select: Select) -> list[dict[str, str]]:
+    """Each conclusion with the definition the ontology gives it."""
+    iris = [CONCLUSION_NS + c for c in CONCLUSIONS]
+    rows = _select_about(select, iris, "?s ?definition", "?s skos:definition ?definition")
+    definitions = {s: d for r in rows if (s := r.get("s")) and (d := r.get("definition"))}
+    legend = [
+        {
+            "key": c,
+            "text": c.replace("-", " "),
+            "definition": definitions.get(CONCLUSION_NS + c, ""),
+        }
+        for c in CONCLUSIONS
+    ]
+    legend.append(
+        {"key": NO_EVIDENCE, "text": NO_EVIDENCE, "definition": "no body of evidence: a gap"}
+    )
+    return legend
 
 
 def evidence_map(select: Select, outcome_iri: str = DEFAULT_OUTCOME) -> EvidenceMap:
@@ -662,21 +903,14 @@ def evidence_map(select: Select, outcome_iri: str = DEFAULT_OUTCOME) -> Evidence
     chosen = chosen or Term.make(
         outcome_iri, label_of(fetch_labels(select, [outcome_iri]), outcome_iri)
     )
-    claims = fetch_claims(select, claims_query(outcome_within=outcome_iri))
-    # Rows are the human chronic pain conditions; research models (an animal model class in
-    # the ontology) have no place among the populations a guideline panel asks about.
-    human = {
-        row["c"]
-        for row in select(
-            sparql_prefixes() + f"SELECT ?c WHERE {{ ?c rdfs:subClassOf* <{CHRONIC_PAIN}> }}"
-        )
-    }
+    bodies = fetch_bodies(select, bodies_query(outcomes=[outcome_iri]))
     return evidence_map_model(
         chosen,
         outcomes,
-        [t for t in fetch_hierarchy(select, CONDITION_CLASS) if t.iri in human],
+        human_conditions(select),
         fetch_hierarchy(select, MODALITY_CLASS),
-        claims,
+        bodies,
+        conclusion_legend(select),
     )
 
 
@@ -710,77 +944,6 @@ def evidence_cell(
     )
 
 
-@dataclass
-class SofRow:
-    """One GRADE summary-of-findings row."""
-
-    outcome: str
-    detail: str  # comparator, scale and timepoint: what the reader needs to read the effect
-    effect: str
-    participants: str
-    certainty: str
-    certainty_rank: int
-    reasons: list[str]
-    source_label: str
-    doi: str | None
-    claim: str
-    href: str
-    direction_class: str
-
-
-@dataclass
-class SofGroup:
-    modality: Term
-    rows: list[SofRow]
-
-
-@dataclass
-class SummaryOfFindings:
-    condition: Term
-    modality: Term | None
-    groups: list[SofGroup]
-
-
-def sof_row(claim: Claim) -> SofRow:
-    detail = [f"vs {claim.comparator}" if claim.comparator else ""]
-    detail += [claim.scale or "", claim.timepoint or ""]
-    effect = claim.effect or claim.reported_result or "not reported as a figure"
-    return SofRow(
-        outcome=claim.outcome.label,
-        detail="; ".join(d for d in detail if d),
-        effect=effect,
-        participants=claim.participants_text,
-        certainty=claim.certainty,
-        certainty_rank=claim.certainty_rank,
-        reasons=claim.reasons,
-        source_label=claim.source_label,
-        doi=claim.doi,
-        claim=claim.iri,
-        href=claim.href,
-        direction_class=claim.direction_class,
-    )
-
-
-def sof_model(condition: Term, modality: Term | None, claims: Iterable[Claim]) -> SummaryOfFindings:
-    """Rows grouped by modality (one table each), outcomes in label order."""
-    groups: dict[str, SofGroup] = {}
-    for claim in sorted(claims, key=lambda c: (c.modality.label, c.outcome.label, c.iri)):
-        group = groups.setdefault(claim.modality.iri, SofGroup(claim.modality, []))
-        group.rows.append(sof_row(claim))
-    return SummaryOfFindings(condition, modality, list(groups.values()))
-
-
-def summary_of_findings(
-    select: Select, condition: str, modality: str | None = None
-) -> SummaryOfFindings:
-    query = claims_query(conditions=[condition], modalities=[modality] if modality else None)
-    return sof_model(
-        _term(select, condition),  # type: ignore[arg-type]
-        _term(select, modality),
-        fetch_claims(select, query),
-    )
-
-
 # --- question results -------------------------------------------------------------------
 
 
@@ -792,38 +955,102 @@ class ResultCell:
 
 
 @dataclass
+class Column:
+    """One concept of a result: an IRI column shows the query's own label column beside it."""
+
+    variable: str
+    title: str
+    label_variable: str | None = None
+
+
+@dataclass
 class ResultTable:
     columns: list[str]
     rows: list[list[ResultCell]]
     titles: list[str] = field(default_factory=list)  # column headings for people
 
 
+_ACRONYMS = {"ci": "CI", "doi": "DOI", "pmid": "PMID", "iri": "IRI", "smd": "SMD", "md": "MD"}
+
+
 def column_title(variable: str) -> str:
-    """ "_condition_iri" (a projected parameter) reads as "condition"."""
+    """A heading from a variable name: "ciLower" -> "CI lower", "numberOfStudies" ->
+    "number of studies", "_condition_iri" (a projected parameter) -> "condition"."""
     name = variable.lstrip("_")
     for suffix in ("_iri", "_integer", "_decimal", "_boolean"):
         name = name.removesuffix(suffix)
-    return name.replace("_", " ")
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).split()
+    return " ".join(_ACRONYMS.get(w.lower(), w.lower()) for w in words)
 
 
-def result_table(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> ResultTable:
+def result_columns(
+    variables: Iterable[str], titles: Mapping[str, str] | None = None
+) -> list[Column]:
+    """The columns people see: one per concept, no internal variables.
+
+    Projected parameters (`$_name`) are the question's own input, not an answer; a `xLabel`
+    column is the label of `x` and shows inside it, not as a column of its own.
+    """
+    names = [v for v in variables if not v.startswith("_")]
+    label_of_column = {v[: -len("Label")]: v for v in names if v.endswith("Label")}
+    columns = []
+    for v in names:
+        if v.endswith("Label") and v[: -len("Label")] in names:
+            continue
+        title = (titles or {}).get(v) or column_title(v)
+        columns.append(Column(v, title, label_of_column.get(v)))
+    return columns
+
+
+def result_table(
+    rows: Sequence[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    variables: Iterable[str] | None = None,
+    titles: Mapping[str, str] | None = None,
+) -> ResultTable:
     """Rows of a named query as a table; IRIs become labelled links to entity pages."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    if variables is None:
+        seen: list[str] = []
+        for row in rows:
+            seen += [k for k in row if k not in seen]
+        variables = seen
+    columns = result_columns(variables, titles)
     table = []
     for row in rows:
         cells = []
         for col in columns:
-            value = row.get(col)
+            value = row.get(col.variable)
             value = None if value is None else str(value)
             if is_iri(value):
-                text = labels.get(value) or curie(value)
+                own = row.get(col.label_variable) if col.label_variable else None
+                text = str(own) if own else labels.get(value) or curie(value)
                 cells.append(ResultCell(value, text, entity_href(value)))
             else:
                 cells.append(ResultCell(value, value or "", None))
         table.append(cells)
-    return ResultTable(columns, table, [column_title(c) for c in columns])
+    return ResultTable([c.variable for c in columns], table, [c.title for c in columns])
+
+
+def result_csv(table: ResultTable) -> str:
+    """A result table as CSV: each IRI column as two named columns, its label and its IRI."""
+    iri_columns = {
+        i for i in range(len(table.columns)) if any(r[i].href is not None for r in table.rows)
+    }
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    header: list[str] = []
+    for i, title in enumerate(table.titles):
+        header += [title, f"{title} IRI"] if i in iri_columns else [title]
+    writer.writerow(header)
+    for row in table.rows:
+        line: list[str] = []
+        for i, cell in enumerate(row):
+            if i in iri_columns:
+                line += [cell.text, (cell.value or "") if cell.href is not None else ""]
+            else:
+                line.append(cell.text)
+        writer.writerow(line)
+    return out.getvalue()
 
 
 def rows_from_sparql_json(results: Mapping[str, Any]) -> list[Row]:

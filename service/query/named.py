@@ -67,7 +67,7 @@ PARAMETER_CLASSES: dict[str, str] = {
     "guideline": CMP + "Guideline",
     "overview": CMP + "OverviewOfReviews",
     "claim": CMP + "EvidenceClaim",
-    "support": CMP + "Support",
+    "body": CMP + "EvidenceBody",
 }
 
 _LITERAL_KINDS = {
@@ -155,6 +155,14 @@ class NamedQuery:
     method: str = "GET"
     form: str = "SELECT"
     enumerate: list[str] = field(default_factory=list)  # parameters grlc offers choices for
+    # `#+ columns:` decorator: result variable -> heading for people (pages, CSV, OpenAPI);
+    # variables it does not name get a heading made from their name.
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def variables(self) -> list[str]:
+        """The result columns, as the SELECT projects them (empty for `SELECT *`)."""
+        return projected_variables(self.text)
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -223,6 +231,7 @@ def read_query(path: Path) -> NamedQuery:
         method=str(decorators.get("method", "GET")).upper(),
         form=_form(text),
         enumerate=enumerate_,
+        columns=_as_dict(decorators.get("columns")),
     )
 
 
@@ -313,6 +322,25 @@ def _kind(suffix: str) -> tuple[str, str | None]:
 def _last_word(name: str) -> str:
     """`minCertainty` -> `certainty`: the class of a camel-case name comes from its last word."""
     return re.split(r"(?=[A-Z])", name)[-1].lower()
+
+
+_SELECT = re.compile(r"\bSELECT\b(.*?)(?:\bWHERE\b|\{)", re.IGNORECASE | re.DOTALL)
+_PROJECTED = re.compile(r"\bAS\s+[?$]([A-Za-z0-9_]+)|[?$]([A-Za-z0-9_]+)", re.IGNORECASE)
+
+
+def projected_variables(text: str) -> list[str]:
+    """Variables of the outermost SELECT clause in order; `(expr AS ?x)` gives only `x`."""
+    match = _SELECT.search(_strip_comments_and_strings(text))
+    if match is None:
+        return []
+    clause = match.group(1)
+    names: list[str] = []
+    depth_free = re.sub(r"\((?:[^()]|\([^()]*\))*\bAS\s+([?$][A-Za-z0-9_]+)\s*\)", r" \1 ", clause)
+    for alias, plain in _PROJECTED.findall(depth_free):
+        name = alias or plain
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def _strip_comments_and_strings(text: str) -> str:

@@ -23,12 +23,19 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from service import config
 from service.kb.sources import PREFIXES
 from service.query import jsonld
-from service.query.evidence import rows_from_sparql_json
+from service.query.evidence import (
+    fetch_labels,
+    is_iri,
+    result_csv,
+    result_table,
+    rows_from_sparql_json,
+)
 from service.query.named import NamedQuery, PreparedQuery, fill_enums, load_queries, prepare
 from service.query.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
 from service.store.backends import QueryJob, Store, StoreError
 from service.store.results import JSON_RESULTS, term_json
 from service.store.safety import Dataset
+from service.web.problems import problem_response, respond, term_problem
 from service.web.protocol import ProtocolError, choose_format
 
 bp = Blueprint("api", __name__)
@@ -218,15 +225,7 @@ def run(name: str) -> Response:
     except ApiError as err:
         return _error(err)
     except UnknownTerm as err:
-        return _error(
-            ApiError(
-                404,
-                str(err),
-                parameter=err.parameter,
-                value=err.value,
-                suggestions=err.suggestions,
-            )
-        )
+        return respond(term_problem(err))
     except ProtocolError as err:
         return _error(ApiError(err.status, err.message))
     except ValueError as err:
@@ -236,10 +235,8 @@ def run(name: str) -> Response:
 
 
 def _error(err: ApiError) -> Response:
-    body = {"status": err.status, "error": err.message, **err.extra}
-    response = jsonify(body)
-    response.status_code = err.status
-    return response
+    """Every API error as RFC 9457 problem details (service.web.problems)."""
+    return problem_response(err.status, err.message, **err.extra)
 
 
 def _positive(name: str, raw: str | None, default: int, limit: int) -> int:
@@ -271,19 +268,22 @@ def _run(name: str) -> Response:
             "per_page", request.args.get("per_page"), query.pagination, MAX_PER_PAGE
         )
     prepared = prepare(query, values, cat.resolver)  # UnknownTerm / ValueError
-    tail = ""
-    if per_page is not None:  # one row more than asked tells whether a next page exists
-        tail = f"\nLIMIT {per_page + 1} OFFSET {(page - 1) * per_page}\n"
     from service.web import state
 
     store = state(current_app).store
     bound = {v.value: term for v, term in prepared.substitutions.items()}
-    row_cap = int(current_app.config["SPARQL_ROW_CAP"]) + 1
-    results = run_select(store, query.text + tail, row_cap, bound)
+    cap = int(current_app.config["SPARQL_ROW_CAP"])
+    # A paginated question runs whole (within the row cap) and is sliced here, so every page
+    # can say how many rows there are; the answer cache makes the other pages cheap.
+    results = run_select(store, query.text, cap + 1, bound)
     bindings = results["results"]["bindings"]
-    has_next = per_page is not None and len(bindings) > per_page
+    total: int | None = None
+    has_next = False
     if per_page is not None:
-        bindings = bindings[:per_page]
+        if not results.get("truncated") and len(bindings) <= cap:
+            total = len(bindings)
+        has_next = len(bindings) > page * per_page
+        bindings = bindings[(page - 1) * per_page : page * per_page]
     # a parameter projected as `$_name` may come back unbound: give the column its value
     head = results["head"]["vars"]
     for row in bindings:
@@ -300,23 +300,50 @@ def _run(name: str) -> Response:
         results["results"]["bindings"] = bindings
         headers["X-Result-Truncated"] = f"row cap {current_app.config['SPARQL_ROW_CAP']} reached"
     next_url = None
-    if has_next:
-        args = request.args.to_dict()
-        args["page"] = str(page + 1)
-        next_url = f"{request.base_url}?{urlencode(args)}"
-        headers["Link"] = f'<{next_url}>; rel="next"'
+    if per_page is not None:
+        links = _page_links(page, per_page, total, has_next)
+        next_url = links.get("next")
+        if links:
+            headers["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())
+        if total is not None:
+            headers["X-Total-Count"] = str(total)
+        # browsers' scripts may read the paging headers too
+        headers["Access-Control-Expose-Headers"] = "ETag, X-Result-Truncated, Link, X-Total-Count"
     if media == JSON_RESULTS:
         body = {"head": results["head"], "results": {"bindings": bindings}}
         return Response(json.dumps(body, ensure_ascii=False), content_type=media, headers=headers)
     if media == CSV:
-        raw = json.dumps({"head": results["head"], "results": {"bindings": bindings}}).encode()
-        parsed = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
-        csv = parsed.serialize(format=ox.QueryResultsFormat.CSV)
-        return Response(csv, content_type="text/csv; charset=utf-8", headers=headers)
+        # For people and spreadsheets: labels and IRIs in separate, named columns, no
+        # internal variables (SPARQL CSV stays available at /sparql).
+        rows = rows_from_sparql_json({"head": results["head"], "results": {"bindings": bindings}})
+        iris = {v for r in rows for v in r.values() if is_iri(v)}
+        table = result_table(rows, fetch_labels(select_rows, iris), head, query.columns)
+        return Response(result_csv(table), content_type="text/csv; charset=utf-8", headers=headers)
     document = answer_document(
         store, query, results["head"]["vars"], bindings, prepared, page, per_page, next_url
     )
+    if per_page is not None:
+        document["total"] = total
     return Response(json.dumps(document, ensure_ascii=False), content_type=JSONLD, headers=headers)
+
+
+def _page_links(page: int, per_page: int, total: int | None, has_next: bool) -> dict[str, str]:
+    """RFC 8288 links between the pages of an answer (next first: clients look for it)."""
+
+    def url(number: int) -> str:
+        args = request.args.to_dict()
+        args["page"] = str(number)
+        return f"{request.base_url}?{urlencode(args)}"
+
+    links: dict[str, str] = {}
+    if has_next:
+        links["next"] = url(page + 1)
+    if page > 1:
+        links["prev"] = url(page - 1)
+    links["first"] = url(1)
+    if total is not None:
+        links["last"] = url(max(1, -(-total // per_page)))
+    return links
 
 
 # -- JSON-LD answers --------------------------------------------------------------------------
@@ -349,19 +376,25 @@ def answer_document(
         if isinstance(label, ox.Literal) and not isinstance(t.subject, ox.Triple):
             labels.setdefault(t.subject.value, label)
     parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
+    # An `xLabel` column is the label of `x`: it goes inside x's node as a plain string.
+    label_columns = {f"{v}Label": v for v in variables if f"{v}Label" in variables}
     rows = []
     for row in bindings:
         out: dict[str, Any] = {}
         for var in variables:
             cell = row.get(var)
-            if cell is None or var in parameter_columns:
+            if cell is None or var in parameter_columns or var in label_columns:
                 continue
             term = term_from_json(cell)
             key = var if var not in ("id", "type") else var + "Column"
             if isinstance(term, ox.NamedNode):
-                out[key] = framed.get(term.value) or jsonld.label_node(
+                node = framed.get(term.value) or jsonld.label_node(
                     term.value, labels.get(term.value), comp
                 )
+                own = row.get(f"{var}Label")
+                if own is not None and "label" not in node:
+                    node = {**node, "label": own["value"]}
+                out[key] = node
             else:
                 out[key] = comp.value(term, comp.definitions.get(key, {}))
         rows.append(out)
@@ -371,6 +404,7 @@ def answer_document(
         )
         for v, t in prepared.substitutions.items()
     }
+    rows = [_plain_labels(row) for row in rows]
     document: dict[str, Any] = {
         "@context": context_url(),
         "disclaimer": jsonld.DISCLAIMER,
@@ -384,6 +418,24 @@ def answer_document(
         document["next"] = next_url
     document["results"] = rows
     return document
+
+
+def _plain_labels(value: Any) -> Any:
+    """Every `label` as a plain string (issue 14: some were `{"@value": ...}` objects).
+
+    The context gives `label` the language "en", so a string reads back as an English label;
+    the labels that came as objects were the untagged ones (source names such as "Busch 2007").
+    """
+    if isinstance(value, list):
+        return [_plain_labels(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key == "label" and isinstance(item, dict) and "@value" in item:
+            item = item["@value"]
+        out[key] = _plain_labels(item)
+    return out
 
 
 def _describe(store: Store, iris: list[str], statements: list[str]) -> list[ox.Triple]:

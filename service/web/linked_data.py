@@ -16,18 +16,23 @@ from typing import Any, cast
 
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, redirect, render_template, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from service.kb.sources import NS, PREFIXES, serialize
 from service.query import jsonld
 from service.store.backends import StoreError
 from service.vocab import entity_href
 from service.web.api import context_url, run_construct, run_select
+from service.web.problems import problem_response
 from service.web.protocol import ProtocolError, choose_format, error_response
 
 bp = Blueprint("linked_data", __name__, template_folder="templates")
 
 HTML = "text/html"
 LD_MEDIA = [HTML, "text/turtle", "application/ld+json", "application/n-triples"]
+# A JSON-LD document is JSON: a client asking for plain JSON (as the API's clients do) gets it.
+PLAIN_JSON = "application/json"
+DERIVATION_NS = NS + "derivation/"
 FORMAT_NAMES = {"html": HTML}
 RDFS = PREFIXES["rdfs"]
 SKOS = PREFIXES["skos"]
@@ -53,6 +58,9 @@ def dereference(rest: str) -> Response:
     try:
         fmt = request.args.get("format")
         media = HTML if fmt and fmt.lower() in FORMAT_NAMES else None
+        if media is None and not fmt:
+            best = request.accept_mimetypes.best_match([*LD_MEDIA, PLAIN_JSON])
+            media = PLAIN_JSON if best == PLAIN_JSON else None
         media = media or choose_format(fmt, accept, LD_MEDIA)
         try:
             node = ox.NamedNode(NS + rest)
@@ -65,12 +73,19 @@ def dereference(rest: str) -> Response:
             return _not_found(rest, accept)
         return _rdf(triples, media, node.value)
     except ProtocolError as err:
-        return error_response(err.status, err.message, accept, {"Vary": "Accept"})
+        return _error(err.status, err.message, accept)
     except StoreError as err:
-        return error_response(err.status, err.message, accept, {"Vary": "Accept"})
+        return _error(err.status, err.message, accept)
 
 
-def _alias(segment: str, rest: str) -> Response:
+def _error(status: int, message: str, accept: str | None) -> Response:
+    """problem+json for JSON clients (the API's one error format), plain text otherwise."""
+    if accept and "json" in accept.lower():
+        return problem_response(status, message, headers={"Vary": "Accept"})
+    return error_response(status, message, accept, {"Vary": "Accept"})
+
+
+def _alias(segment: str, rest: str) -> WerkzeugResponse:
     target = f"/cmpkg/{segment}/{rest}"
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
@@ -87,9 +102,7 @@ for _segment in SEGMENTS:
 
 
 def _not_found(rest: str, accept: str | None) -> Response:
-    return error_response(
-        404, f"no resource {NS}{rest} in this knowledge graph", accept, {"Vary": "Accept"}
-    )
+    return _error(404, f"no resource {NS}{rest} in this knowledge graph", accept)
 
 
 def _describe_query(node: ox.NamedNode) -> str:
@@ -102,14 +115,15 @@ def _describe_query(node: ox.NamedNode) -> str:
 
 def _rdf(triples: list[ox.Triple], media: str, focus: str) -> Response:
     headers = {"Vary": "Accept"}
-    if media == "application/ld+json":
+    if media in ("application/ld+json", "application/json"):
         document = jsonld.graph_document(triples, context_ref=context_url(), first=focus)
         body: bytes | str = json.dumps(document, ensure_ascii=False, indent=1)
     elif media == "text/turtle":
         body = serialize(triples, ox.RdfFormat.TURTLE, PREFIXES)
     else:
         body = serialize(triples, ox.RdfFormat.N_TRIPLES)
-    content_type = media if media == "application/ld+json" else f"{media}; charset=utf-8"
+    json_media = ("application/ld+json", "application/json")
+    content_type = media if media in json_media else f"{media}; charset=utf-8"
     return Response(body, content_type=content_type, headers=headers)
 
 
@@ -140,16 +154,22 @@ def _page(node: ox.NamedNode) -> Response:
         return _not_found(node.value[len(NS) :], request.headers.get("Accept"))
     evidence = _rows(
         f"SELECT DISTINCT ?st (SAMPLE(?stl0) AS ?stl) ?src (SAMPLE(?srcl0) AS ?srcl) "
-        f"?cert (SAMPLE(?certl0) AS ?certl) ?status WHERE {{ "
+        f"?cert (SAMPLE(?certl0) AS ?certl) ?status (SAMPLE(?statusl0) AS ?statusl) WHERE {{ "
         f"?st ?p {iri} ; <{CMP}source> ?src . "
         f"OPTIONAL {{ ?st <{RDFS}label> ?stl0 }} OPTIONAL {{ ?src <{RDFS}label> ?srcl0 }} "
         f"OPTIONAL {{ ?st <{CMP}certainty> ?cert OPTIONAL {{ ?cert <{RDFS}label> ?certl0 }} }} "
-        f"OPTIONAL {{ ?st <{CMP}curationStatus> ?status }} }} "
+        f"OPTIONAL {{ ?st <{CMP}curationStatus> ?status "
+        f"OPTIONAL {{ ?status <{RDFS}label> ?statusl0 }} }} }} "
         "GROUP BY ?st ?src ?cert ?status ORDER BY ?st"
     )
     model = _page_model(node.value, out_rows, in_rows, evidence)
     html = render_template(
-        "ld/entity.html", model=model, disclaimer=jsonld.DISCLAIMER, href=entity_href
+        "ld/entity.html",
+        model=model,
+        disclaimer=jsonld.DISCLAIMER,
+        href=entity_href,
+        json_href="?format=jsonld",
+        manifest={"build_id": _store().build_id},
     )
     return Response(html, content_type="text/html; charset=utf-8", headers={"Vary": "Accept"})
 
@@ -194,16 +214,22 @@ def _page_model(
         links_out.append(
             {"property": prop(row["p"], row.get("pl")), "value": term(row["o"], row.get("ol"))}
         )
-    links_in = [
-        {"subject": term(row["s"], row.get("sl")), "property": prop(row["p"], row.get("pl"))}
-        for row in in_rows[:MAX_LINKS]
-    ]
+    links_in: list[dict[str, Any]] = []
+    derivations: list[dict[str, Any]] = []
+    for row in in_rows[:MAX_LINKS]:
+        link = {"subject": term(row["s"], row.get("sl")), "property": prop(row["p"], row.get("pl"))}
+        # Derivation records (one per derived triple) explain; they are not things one visits.
+        is_record = row["s"]["value"].startswith(DERIVATION_NS)
+        (derivations if is_record else links_in).append(link)
     statements = [
         {
             "statement": term(row["st"], row.get("stl")),
             "source": term(row["src"], row.get("srcl")),
             "certainty": term(row["cert"], row.get("certl")) if "cert" in row else None,
-            "status": comp.iri(row["status"]["value"]) if "status" in row else None,
+            # in words: the status's label ("from a secondary source"), never a raw CURIE
+            "status": (_value(row.get("statusl")) or comp.iri(row["status"]["value"]))
+            if "status" in row
+            else None,
         }
         for row in evidence
     ]
@@ -217,6 +243,7 @@ def _page_model(
         "matches": matches,
         "links_out": links_out,
         "links_in": links_in,
+        "derivations": derivations,
         "links_in_cut": len(in_rows) > MAX_LINKS,
         "evidence": statements,
         "formats": [("Turtle", "ttl"), ("JSON-LD", "jsonld"), ("N-Triples", "nt")],

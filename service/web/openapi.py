@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, render_template
 from service import __version__
 from service.prescribe.presentation import SCHEMA as PRESENTATION
 from service.query import jsonld
+from service.query.evidence import column_title
 from service.query.named import NamedQuery
 from service.web.api import API_MEDIA, CSV, JSONLD, MAX_PER_PAGE, catalog
 from service.web.linked_data import LD_MEDIA
@@ -19,7 +20,8 @@ from service.web.linked_data import LD_MEDIA
 bp = Blueprint("openapi", __name__, template_folder="templates")
 
 JSON_RESULTS = "application/sparql-results+json"
-ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR = {"$ref": "#/components/schemas/Problem"}
+PROBLEM_JSON = "application/problem+json"
 TEXT = {"type": "string"}
 
 
@@ -32,11 +34,12 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "A malformed value (page, per_page, a typed literal, an unknown parameter)",
         404: "A value that names no term of the expected kind (with suggestions)",
         406: "None of the accepted media types can be produced",
+        422: "A value that names several terms (ambiguous; the candidates as suggestions)",
     }
     return {
         str(code): {
             "description": reasons[code],
-            "content": _content("application/json", schema=ERROR),
+            "content": _content(PROBLEM_JSON, schema=ERROR),
         }
         for code in codes
     }
@@ -106,12 +109,70 @@ def _query_operation(query: NamedQuery, comp: jsonld.Compactor) -> dict[str, Any
             "200": {
                 "description": "The answer (JSON-LD by default; SPARQL JSON or CSV on request)",
                 "content": {
-                    JSONLD: {"schema": {"$ref": "#/components/schemas/Answer"}},
-                    JSON_RESULTS: {"schema": {"$ref": "#/components/schemas/SparqlResults"}},
+                    JSONLD: {"schema": _rows_of(JSONLD_ANSWER, f"{query.name}.row")},
+                    JSON_RESULTS: {"schema": _rows_of(SPARQL_ANSWER, f"{query.name}.binding")},
                     CSV: {"schema": TEXT},
                 },
             },
-            **_errors(400, 404, 406),
+            **_errors(400, 404, 406, 422),
+        },
+    }
+
+
+JSONLD_ANSWER = "#/components/schemas/Answer"
+SPARQL_ANSWER = "#/components/schemas/SparqlResults"
+
+
+def _rows_of(answer: str, row: str) -> dict[str, Any]:
+    """An answer whose rows are the query's own (named columns), not just `object`."""
+    rows = {"type": "array", "items": {"$ref": f"#/components/schemas/{row}"}}
+    if answer == JSONLD_ANSWER:
+        return {"allOf": [{"$ref": answer}, {"properties": {"results": rows}}]}
+    return {
+        "allOf": [
+            {"$ref": answer},
+            {"properties": {"results": {"properties": {"bindings": rows}}}},
+        ]
+    }
+
+
+def row_schemas(query: NamedQuery) -> dict[str, Any]:
+    """The JSON-LD row and the SPARQL JSON binding of one query, column by column.
+
+    JSON-LD rows leave out the parameter columns (the answer gives them once under
+    "parameters") and rename `id`/`type` columns; a column is absent when unbound. An IRI cell
+    is a node object with its label (or a framed statement), a literal cell a string, number
+    or boolean as its datatype says, so the cell schema names the column and its heading and
+    constrains its JSON type only to those.
+    """
+    variables = query.variables
+    parameters = {p.variable for p in query.parameters}
+    # an `xLabel` column travels inside x's node (service.web.api.answer_document)
+    parameters |= {f"{v}Label" for v in variables if f"{v}Label" in variables}
+    cell: dict[str, Any] = {"type": ["object", "string", "number", "boolean"]}
+    row_properties = {
+        (v if v not in ("id", "type") else v + "Column"): {
+            **cell,
+            "description": query.columns.get(v) or column_title(v),
+        }
+        for v in variables
+        if v not in parameters
+    }
+    binding_properties = {
+        v: {"$ref": "#/components/schemas/SparqlTerm", "description": column_title(v)}
+        for v in variables
+    }
+    open_ended = not variables  # SELECT *: the columns are not known before running
+    return {
+        f"{query.name}.row": {
+            "type": "object",
+            "properties": row_properties,
+            "additionalProperties": open_ended,
+        },
+        f"{query.name}.binding": {
+            "type": "object",
+            "properties": binding_properties,
+            "additionalProperties": open_ended,
         },
     }
 
@@ -161,16 +222,22 @@ def _fixed_paths() -> dict[str, Any]:
                         "description": "The description",
                         "content": {
                             **_content(*(m for m in LD_MEDIA if m != JSONLD)),
-                            **_content(JSONLD, schema=json_object),
+                            **_content(JSONLD, "application/json", schema=json_object),
                         },
                     },
                     "404": {
                         "description": "No such resource",
-                        "content": _content("text/plain", "application/json"),
+                        "content": {
+                            **_content("text/plain"),
+                            **_content(PROBLEM_JSON, schema=ERROR),
+                        },
                     },
                     "406": {
                         "description": "Not acceptable",
-                        "content": _content("text/plain", "application/json"),
+                        "content": {
+                            **_content("text/plain"),
+                            **_content(PROBLEM_JSON, schema=ERROR),
+                        },
                     },
                 },
             }
@@ -289,16 +356,30 @@ PRESCRIPTION: dict[str, Any] = {
 
 COMPONENTS: dict[str, Any] = {
     "schemas": {
-        "Error": {
+        "Problem": {
+            "description": "RFC 9457 problem details: the one error format of the API",
             "type": "object",
-            "required": ["status", "error"],
+            "required": ["type", "title", "status", "detail"],
             "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
                 "status": {"type": "integer"},
-                "error": {"type": "string"},
+                "detail": {"type": "string"},
                 "parameter": {"type": "string"},
                 "value": {"type": "string"},
                 "suggestions": {"type": "array", "items": {"type": "string"}},
                 "queries": {"type": "array", "items": {"type": "string"}},
+                "problems": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "SparqlTerm": {
+            "type": "object",
+            "required": ["type", "value"],
+            "properties": {
+                "type": {"type": "string", "enum": ["uri", "literal", "bnode", "triple"]},
+                "value": {"type": ["string", "object"]},
+                "datatype": {"type": "string"},
+                "xml:lang": {"type": "string"},
             },
         },
         "Answer": {
@@ -313,6 +394,7 @@ COMPONENTS: dict[str, Any] = {
                 "page": {"type": "integer", "minimum": 1},
                 "perPage": {"type": "integer", "minimum": 1},
                 "next": {"type": ["string", "null"]},
+                "total": {"type": ["integer", "null"], "minimum": 0},
                 "results": {"type": "array", "items": {"type": "object"}},
             },
         },
@@ -364,6 +446,9 @@ def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
     for name, query in sorted(queries.items()):
         paths[f"/api/queries/{name}"] = {"get": _query_operation(query, comp)}
     paths.update(fixed)
+    components = {"schemas": dict(COMPONENTS["schemas"])}
+    for _, query in sorted(queries.items()):
+        components["schemas"].update(row_schemas(query))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -374,7 +459,7 @@ def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
             f"answer formats for questions: {', '.join(API_MEDIA)}.",
         },
         "paths": paths,
-        "components": COMPONENTS,
+        "components": components,
     }
 
 

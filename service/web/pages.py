@@ -6,6 +6,7 @@ Wiring, set by the app factory:
   CMPKG_MANIFEST    build manifest (build_id, created, graphs); optional
   CMPKG_QUERIES     name -> named query (name, summary, description, tags, parameters, text)
   CMPKG_RUN_QUERY   run(name, values) -> rows; LookupError(.suggestions) on unknown values
+  CMPKG_RESOLVER    the service.terms.TermResolver of the served store (the API's, by default)
   CMPKG_NODE_MODULES  where npm put the browser assets (default: <repo>/node_modules)
 The page layer only reads these; it never parses RDF files nor talks to a store itself.
 """
@@ -17,14 +18,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    send_file,
+)
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
-from service.kb.sources import PREFIXES, project_root, sparql_prefixes
+from service.kb.sources import PREFIXES, project_root
 from service.query import evidence as views
+from service.query import sof as sof_view
+from service.query.named import inline, prepare
+from service.query.terms import TermResolver, UnknownTerm
 from service.vocab import DISCLAIMER
 from service.web import api
+from service.web import prescription_form as rx
 from service.web.evidence_map import render_legend, render_table
+from service.web.problems import problem, respond, term_problem, term_status
 
 pages = Blueprint(
     "pages",
@@ -72,6 +88,11 @@ def _run_query() -> Callable[[str, dict[str, str]], list[dict]]:
     return current_app.config.get("CMPKG_RUN_QUERY") or api.run_named
 
 
+def _resolver() -> TermResolver:
+    """The one term resolver (service.terms), the same index the API resolves values with."""
+    return current_app.config.get("CMPKG_RESOLVER") or api.catalog().resolver
+
+
 def wants_json(suffix: str | None = None) -> bool:
     if suffix == ".json" or request.args.get("format") == "json":
         return True
@@ -89,7 +110,7 @@ def json_href() -> str:
     return request.path + "?" + urlencode(args)
 
 
-def render(template: str, model: Any, status: int = 200, **context: Any) -> ResponseReturnValue:
+def render(template: str, model: Any, *, status: int = 200, **context: Any) -> ResponseReturnValue:
     if wants_json(context.pop("suffix", None)):
         return jsonify(views.to_json(model) if not isinstance(model, dict) else model), status
     return (
@@ -105,21 +126,90 @@ def render(template: str, model: Any, status: int = 200, **context: Any) -> Resp
     )
 
 
-def _term_arg(name: str, namespace: str, default: str | None = None) -> str | None:
+# The kind of term each page parameter names, as the API's parameters of the same name.
+TERM_CLASSES = {
+    "condition": views.CONDITION_CLASS,
+    "modality": views.MODALITY_CLASS,
+    "outcome": views.OUTCOME_CLASS,
+}
+
+
+def _term_arg(name: str, default: str | None = None) -> str | None:
+    """The IRI a page parameter names (IRI, CURIE, label, synonym or code), resolved as the
+    API resolves it; UnknownTerm (-> 404/422 page with suggestions) when it names none."""
     value = request.args.get(name, "").strip() or default
     if not value:
         return None
-    try:
-        return views.resolve_term(value, namespace)
-    except ValueError as err:
-        abort(400, description=f"parameter {name!r}: {err}")
+    return _resolver().resolve(value, TERM_CLASSES[name], name)
 
 
-def _required_term(name: str, namespace: str) -> str:
-    value = _term_arg(name, namespace)
+def _required_term(name: str) -> str:
+    value = _term_arg(name)
     if value is None:
-        abort(400, description=f"missing parameter {name!r}")
+        abort(400, description=f"missing parameter {name!r}: name a {name}")
     return value
+
+
+def _suggestion_links(err: UnknownTerm) -> list[dict[str, str]]:
+    """Each suggestion as a link to this page with the parameter replaced by it."""
+    links = []
+    for suggestion in err.suggestions:
+        args = request.args.to_dict()
+        args.pop("format", None)
+        if err.parameter:
+            args[err.parameter] = suggestion
+        links.append({"text": suggestion, "href": request.path + "?" + urlencode(args)})
+    return links
+
+
+@pages.errorhandler(UnknownTerm)
+def _unknown_term(err: UnknownTerm) -> ResponseReturnValue:
+    status = term_status(err)
+    if wants_json():
+        return _problem_json(term_problem(err))
+    model = {
+        "status": status,
+        "title": "Ambiguous term" if status == 422 else "Unknown term",
+        "detail": str(err),
+        "parameter": err.parameter,
+        "value": err.value,
+        "suggestions": _suggestion_links(err),
+    }
+    return _error_page(model)
+
+
+@pages.errorhandler(HTTPException)
+def _http_error(err: HTTPException) -> ResponseReturnValue:
+    status = err.code or 500
+    detail = err.description or err.name
+    if wants_json():
+        return _problem_json(problem(status, detail))
+    return _error_page(
+        {"status": status, "title": err.name, "detail": detail, "parameter": "", "suggestions": []}
+    )
+
+
+def _problem_json(body: dict[str, Any]) -> ResponseReturnValue:
+    return respond(body)
+
+
+def _error_page(model: dict[str, Any]) -> ResponseReturnValue:
+    html = render_template(
+        "error.html",
+        model=model,
+        disclaimer=DISCLAIMER,
+        manifest=_safe_manifest(),
+        json_href=json_href(),
+    )
+    return html, model["status"]
+
+
+def _safe_manifest() -> Mapping[str, Any]:
+    # An error page must render even when the store that failed is the one asked.
+    try:
+        return _manifest()
+    except Exception:
+        return {}
 
 
 @pages.app_template_filter("entity_href")
@@ -157,19 +247,40 @@ def home(suffix: str | None = None) -> ResponseReturnValue:
     return render("home.html", model, suffix=suffix, questions=_queries())
 
 
+DEFAULT_EDITOR_QUERY = """PREFIX cmp: <https://w3id.org/cmpkg/vocab/>
+PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>
+
+SELECT ?claim ?label WHERE { ?claim a cmp:EvidenceClaim ; rdfs:label ?label } LIMIT 10
+"""
+
+
+def editor_text(query: Any, resolver: TermResolver) -> str:
+    """A question as the editor opens it: its defaults written in, as the API would bind them.
+
+    The file's own PREFIX lines are the only ones (each query declares what it uses). A
+    required parameter without a default cannot be written in; the tab then says so.
+    """
+    try:
+        prepared = prepare(query, {}, resolver)
+    except (UnknownTerm, ValueError) as err:
+        return f"# Fill in the parameters before running: {err}\n" + query.text
+    return inline(prepared)
+
+
 @pages.route("/query")
 @pages.route("/query<any('.json'):suffix>")
 def query_editor(suffix: str | None = None) -> ResponseReturnValue:
-    """YASGUI wired to /sparql, our prefixes, one tab per competency question."""
-    prologue = sparql_prefixes()
+    """YASGUI wired to /sparql, one tab per competency question with its defaults bound."""
+    resolver = _resolver()
     tabs = [
-        {"name": q.name, "summary": q.summary or "", "query": q.text}
+        {"name": q.name, "summary": q.summary or "", "query": editor_text(q, resolver)}
         for q in sorted(_queries().values(), key=lambda q: q.name)
     ]
     config = {
         "endpoint": current_app.config.get("CMPKG_SPARQL_PATH", "/sparql"),
+        # For showing IRIs as CURIEs in results; never written into a query.
         "prefixes": dict(PREFIXES),
-        "default_query": prologue + "\nSELECT ?s ?p ?o WHERE { ?s ?p ?o } LIMIT 10\n",
+        "default_query": DEFAULT_EDITOR_QUERY,
         "tabs": tabs,
     }
     return render("query.html", config, suffix=suffix)
@@ -225,6 +336,7 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
     model["ran"] = "run" in request.args or not any(p["required"] for p in params)
     model["error"] = None
     model["suggestions"] = []
+    model["suggestion_links"] = []
     model["table"] = None
     status = 200
     downloads = urlencode(values)
@@ -245,11 +357,21 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             model["error"] = str(message)
             model["suggestions"] = [str(s) for s in getattr(err, "suggestions", None) or []]
-            # Only an explicit run is a bad request; the first view still shows the form.
-            status = 400 if "run" in request.args else 200
+            # Each suggestion links to the same question with it in place of the typo.
+            if isinstance(err, UnknownTerm):
+                model["suggestion_links"] = _suggestion_links(err)
+            # Only an explicit run is a bad request; the first view still shows the form. A
+            # term that names nothing is a 404 (several: 422), as in the API.
+            bad = term_status(err) if isinstance(err, UnknownTerm) else 400
+            status = bad if "run" in request.args else 200
         else:
             iris = {str(v) for r in rows for v in r.values() if views.is_iri(str(v))}
-            model["table"] = views.result_table(rows, views.fetch_labels(_select(), iris))
+            model["table"] = views.result_table(
+                rows,
+                views.fetch_labels(_select(), iris),
+                list(rows[0]) if rows else None,
+                getattr(query, "columns", None),
+            )
     json_model = {k: (views.to_json(v) if k == "table" and v else v) for k, v in model.items()}
     if wants_json(suffix):
         return jsonify(json_model), status
@@ -261,14 +383,14 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
 @pages.route("/evidence-map")
 @pages.route("/evidence-map<any('.json'):suffix>")
 def evidence_map(suffix: str | None = None) -> ResponseReturnValue:
-    outcome = _term_arg("outcome", "out", "physical-function")
+    outcome = _term_arg("outcome", views.DEFAULT_OUTCOME)
     model = views.evidence_map(_select(), outcome or views.DEFAULT_OUTCOME)
     return render(
         "evidence_map.html",
         model,
         suffix=suffix,
         table=render_table(model),
-        legend=render_legend(),
+        legend=render_legend(model),
     )
 
 
@@ -277,17 +399,28 @@ def evidence_map(suffix: str | None = None) -> ResponseReturnValue:
 def evidence(suffix: str | None = None) -> ResponseReturnValue:
     model = views.evidence_cell(
         _select(),
-        _required_term("condition", "cond"),
-        _required_term("modality", "mod"),
-        _term_arg("outcome", "out"),
+        _required_term("condition"),
+        _required_term("modality"),
+        _term_arg("outcome"),
     )
     return render("evidence.html", model, suffix=suffix)
 
 
+FOOTNOTE_BY = {
+    "source": "Source",
+    "project": "Project rating",
+    "heuristic": "Project heuristic",
+    "cap": "Source cap",
+    "directness": "Indirectness",
+    "status": "Curation",
+}
+
+
 @pages.route("/sof")
-@pages.route("/sof<any('.json'):suffix>")
+@pages.route("/sof<any('.json', '.csv'):suffix>")
 def sof(suffix: str | None = None) -> ResponseReturnValue:
-    condition = _term_arg("condition", "cond")
+    condition = _term_arg("condition")
+    modality = _term_arg("modality")
     select = _select()
     choices: dict[str, Any] = {
         "conditions": views.fetch_hierarchy(select, views.CONDITION_CLASS),
@@ -297,5 +430,65 @@ def sof(suffix: str | None = None) -> ResponseReturnValue:
         empty: dict[str, Any] = {"condition": None, "modality": None, "groups": []}
         empty["choices"] = {k: [views.to_json(t) for t in v] for k, v in choices.items()}
         return render("sof.html", empty, suffix=suffix, **choices)
-    model = views.summary_of_findings(select, condition, _term_arg("modality", "mod"))
-    return render("sof.html", model, suffix=suffix, **choices)
+    model = sof_view.summary_of_findings(select, condition, modality)
+    if suffix == ".csv" or request.args.get("format") == "csv":
+        name = f"summary-of-findings-{views.local_name(condition)}.csv"
+        return Response(
+            sof_view.csv_text(model),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    args = {k: v for k, v in request.args.items() if k in ("condition", "modality") and v}
+    downloads = {fmt: f"/sof.{fmt}?" + urlencode(args) for fmt in ("csv", "json")}
+    return render(
+        "sof.html", model, suffix=suffix, downloads=downloads, footnote_by=FOOTNOTE_BY, **choices
+    )
+
+
+# --- prescription -------------------------------------------------------------------------
+
+
+def _knowledge_base() -> Any:
+    from service.web.prescribe import _kb  # the API's own loader: one artifact, one cache
+
+    return _kb()
+
+
+@pages.route("/prescribe", methods=["GET", "POST"])
+def prescription() -> ResponseReturnValue:
+    """The form for a presentation, answered by the same engine as POST /api/prescribe."""
+    from service.prescribe.engine import prescribe
+    from service.prescribe.presentation import InvalidPresentation
+
+    kb = _knowledge_base()
+    offered = rx.choices(kb.resolver)
+    # conditions as the map lists them: human ones only, in hierarchy order
+    offered["conditions"] = [
+        rx.Choice(t.iri, t.key, t.label) for t in views.human_conditions(_select())
+    ]
+    context: dict[str, Any] = {
+        "choices": offered,
+        "form": request.form,
+        "answer": None,
+        "problem": None,
+        "body": None,
+        "circles": rx.circles,
+    }
+    status = 200
+    if request.method == "POST":
+        body = rx.presentation(request.form, [p.key for p in offered["pathologies"]])
+        context["body"] = body
+        try:
+            context["answer"] = prescribe(body, kb)
+        except InvalidPresentation as err:
+            problems = [p.to_dict() for p in err.problems]
+            context["problem"] = {"message": err.message, "problems": problems}
+            status = err.status
+    if wants_json():
+        if context["problem"]:
+            detail = context["problem"]["message"]
+            return _problem_json(problem(status, detail, "invalid-presentation", problems=problems))
+        if context["answer"]:
+            return jsonify(context["answer"]), status
+        return jsonify({k: [views.to_json(c) for c in v] for k, v in offered.items()}), status
+    return render("prescribe.html", None, status=status, **context)

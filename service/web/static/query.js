@@ -7,6 +7,14 @@
   if (!host || typeof Yasgui === "undefined") return;
   var endpoint = new URL(config.endpoint, window.location.href).href;
 
+  // Results: IRIs as CURIEs (our prefixes) and literals without their ^^datatype ("compact").
+  var Yasr = Yasgui.Yasr;
+  if (Yasr && Yasr.defaults) {
+    Yasr.defaults.prefixes = config.prefixes;
+    var table = Yasr.defaults.plugins && Yasr.defaults.plugins.table;
+    if (table) table.dynamicConfig = Object.assign({}, table.dynamicConfig, { compact: true });
+  }
+
   var yasgui = new Yasgui(host, {
     requestConfig: { endpoint: endpoint, method: "POST" },
     copyEndpointOnNewTab: true,
@@ -17,6 +25,7 @@
     endpointCatalogueOptions: { getData: function () { return [{ endpoint: endpoint }]; } },
     // Autocompleters that call external services (LOV) are off: the editor works offline.
     yasqe: { value: config.default_query, autocompleters: ["prefixes", "variables"] },
+    yasr: { prefixes: config.prefixes },
   });
 
   config.tabs.forEach(function (tab) {
@@ -26,6 +35,16 @@
       requestConfig: Object.assign({}, yasgui.config.requestConfig, { endpoint: endpoint }),
     });
   });
+
+  // A Share link (YASGUI puts the query in the URL's #fragment) opens as its own tab, active.
+  var shared = new URLSearchParams(window.location.hash.slice(1));
+  if (shared.get("query")) {
+    yasgui.addTab(true, {
+      name: "shared query",
+      yasqe: { value: shared.get("query") },
+      requestConfig: Object.assign({}, yasgui.config.requestConfig, { endpoint: endpoint }),
+    });
+  }
 
   // YASGUI's markup has a few ARIA gaps (axe flags them); patch them after every redraw.
   function nameControls() {
