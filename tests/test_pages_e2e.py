@@ -13,12 +13,17 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyoxigraph as ox
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 from test_views import BUSCH, COND, build_app
 from waitress.server import create_server
 
 from service.kb.build import ensure_artifact
+from service.kb.sources import parse_file
+from service.store.backends import EmbeddedStore
+from service.web import ServiceState
+from service.web.cache import AnswerCache
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -27,8 +32,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     app = build_app()
-    # The prescription page answers from the real build (the same engine as /api/prescribe).
-    app.config["PRESCRIBE_ARTIFACT"] = str(ensure_artifact())
+    # The prescription page answers from the real build, in a real sandboxed worker (the
+    # same engine, deadline and memory cap as /api/prescribe).
+    artifact = ensure_artifact()
+    store = ox.Store()
+    store.extend(parse_file(artifact))
+    embedded = EmbeddedStore(store, "test-pages-e2e", workers=1)
+    app.extensions["cmpkg"] = ServiceState(embedded, AnswerCache(0))
+    app.config.update(PRESCRIBE_ARTIFACT=str(artifact), SPARQL_TIMEOUT=30.0)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -37,6 +48,7 @@ def base_url() -> Iterator[str]:
     finally:
         server.close()
         thread.join(timeout=10)
+        embedded.close()
 
 
 def screenshot(page: Page, name: str) -> None:

@@ -546,7 +546,6 @@ def run_rules(
     rounds = 0
     for order in sorted({r.order for r in rules if r.query}):
         stratum = [r for r in rules if r.query and r.order == order]
-        reads = {r.iri: rule_reads(r.query or "") for r in stratum}
         pending = stratum
         while pending:
             rounds += 1
@@ -559,8 +558,12 @@ def run_rules(
                 per_rule[rule.id] += gained
                 if gained:
                     written |= wrote
-            # Fixpoint: only a rule that reads something just written can find more.
-            pending = [r for r in stratum if written and _affected(reads[r.iri], written)]
+            # Fixpoint: only a rule that reads something just written can find more. What a
+            # rule reads is worked out (a parse) only once something was written: a stratum
+            # with nothing new, as the build's rules over a prescription, costs no parse.
+            pending = [
+                r for r in stratum if written and _affected(rule_reads(r.query or ""), written)
+            ]
     return per_rule, rounds
 
 

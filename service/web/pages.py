@@ -13,6 +13,7 @@ The page layer only reads these; it never parses RDF files nor talks to a store 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -449,16 +450,18 @@ def sof(suffix: str | None = None) -> ResponseReturnValue:
 
 
 def _knowledge_base() -> Any:
-    from service.web.prescribe import _kb  # the API's own loader: one artifact, one cache
+    from service.web.prescribe import served_knowledge_base  # one artifact, one cache
 
-    return _kb()
+    kb = served_knowledge_base()
+    if kb is None:
+        abort(503, "no built knowledge graph is being served")
+    return kb
 
 
 @pages.route("/prescribe", methods=["GET", "POST"])
 def prescription() -> ResponseReturnValue:
     """The form for a presentation, answered by the same engine as POST /api/prescribe."""
-    from service.prescribe.engine import prescribe
-    from service.prescribe.presentation import InvalidPresentation
+    from service.web.prescribe import run_prescription
 
     kb = _knowledge_base()
     offered = rx.choices(kb.resolver)
@@ -478,12 +481,14 @@ def prescription() -> ResponseReturnValue:
     if request.method == "POST":
         body = rx.presentation(request.form, [p.key for p in offered["pathologies"]])
         context["body"] = body
-        try:
-            context["answer"] = prescribe(body, kb)
-        except InvalidPresentation as err:
-            problems = [p.to_dict() for p in err.problems]
-            context["problem"] = {"message": err.message, "problems": problems}
-            status = err.status
+        # the same sandboxed worker, deadline and memory cap as POST /api/prescribe
+        status, raw = run_prescription(json.dumps(body).encode("utf-8"))
+        document = json.loads(raw)
+        if status == 200:
+            context["answer"] = document
+        else:
+            problems = document.get("violations", [])
+            context["problem"] = {"message": document.get("error", ""), "problems": problems}
     if wants_json():
         if context["problem"]:
             detail = context["problem"]["message"]

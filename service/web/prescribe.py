@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.prescribe.engine import (
     DISCLAIMER,
+    KnowledgeBase,
     error_document,
     knowledge_base,
     prescribe_json,
@@ -108,6 +109,26 @@ def _error(status: int, message: str) -> Response:
     return _json(error_document(InvalidPresentation(status, message)), status)
 
 
+def served_knowledge_base() -> KnowledgeBase | None:
+    """The served build's knowledge base (terms and choices for the prescription form);
+    None when nothing is served. Loading it never builds."""
+    artifact = _artifact()
+    return knowledge_base(Path(artifact)) if artifact else None
+
+
+def run_prescription(raw: bytes) -> tuple[int, bytes]:
+    """Status and JSON bytes for a presentation, computed in a sandboxed worker under the
+    query deadline and memory cap: the API and the prescription page both come here."""
+    from service.web import state
+
+    timeout = float(current_app.config["SPARQL_TIMEOUT"])
+    try:
+        return state(current_app).store.call(Call(answer_in_worker, (raw, _artifact())), timeout)
+    except StoreError as err:  # the deadline or the memory cap of the worker
+        status = err.status if err.status >= 500 else 503
+        return status, render(error_document(InvalidPresentation(status, err.message)))
+
+
 @bp.post("/api/prescribe")
 def prescribe_view() -> Response:
     try:
@@ -118,15 +139,7 @@ def prescribe_view() -> Response:
     mimetype = (request.mimetype or "").lower()
     if mimetype and mimetype not in ACCEPTED_TYPES:
         return _error(415, "send the presentation as application/json or application/ld+json")
-    from service.web import state
-
-    timeout = float(current_app.config["SPARQL_TIMEOUT"])
-    try:
-        status, body = state(current_app).store.call(
-            Call(answer_in_worker, (raw, _artifact())), timeout
-        )
-    except StoreError as err:  # the deadline or the memory cap of the worker
-        return _error(err.status if err.status >= 500 else 503, err.message)
+    status, body = run_prescription(raw)
     return Response(body, status=status, mimetype=_mimetype(status))
 
 
