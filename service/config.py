@@ -3,7 +3,7 @@
 The table is the only place a default is written. The `cmpkg` commands turn rows into flags
 (`option`), the app factory turns them into Flask config (`app_config`), and the few settings a
 library function needs at run time without a flag (`root`, `build_dir`, `shacl_engine`) are read
-with `value`. This is the only module that reads the environment; docs/SETTINGS.md lists every
+with `value`. This is the only module that reads the environment; the README "Settings" lists every
 row and a test keeps the two in step.
 """
 
@@ -199,7 +199,7 @@ def app_config(
 
 
 def markdown() -> str:
-    """The table as docs/SETTINGS.md shows it (a test keeps the file in step)."""
+    """The table as the README's Settings section shows it (a test keeps them in step)."""
     lines = [
         "| setting | flag | environment variable | default | what it does |",
         "|---|---|---|---|---|",
@@ -213,5 +213,5 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # python -m service.config > the table for docs/SETTINGS.md
+if __name__ == "__main__":  # python -m service.config > the table for the README
     print(markdown(), end="")

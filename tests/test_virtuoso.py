@@ -82,7 +82,7 @@ def virtuoso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             assert time.monotonic() < deadline, "Virtuoso did not start in 180 s"
             time.sleep(1)
         # The Graph Store Protocol endpoint writes as the anonymous SPARQL user: allowed on
-        # this throwaway loopback instance only (see docs/REMOTE-STORES.md for a real one).
+        # this throwaway loopback instance only (see README, "Running on an existing SPARQL store" for a real one).
         _isql('GRANT SPARQL_UPDATE TO "SPARQL";')
         yield base
     finally:
@@ -137,7 +137,7 @@ def test_virtuoso_readiness_reports_only_the_knowledge_graph(virtuoso_server, se
 
 # Where Virtuoso 7.2 (Debian bookworm) departs from SPARQL 1.1, and what it answers instead.
 # Listed, not skipped: the test fails if one of these starts to work (update the list and
-# docs/REMOTE-STORES.md) or if any other query diverges.
+# README, "Running on an existing SPARQL store") or if any other query diverges.
 VIRTUOSO_LIMITS = {
     # A `*` path with both ends unbound (an optional parameter left unbound: zero-length
     # paths make the FILTER EXISTS true) is an error in Virtuoso: "transitive start not given".

@@ -1,6 +1,6 @@
 """Run the service: choose and check the artifact, serve it, pick up new builds while running.
 
-Lifecycle rules (docs/OPERATIONS-lifecycle.md):
+Lifecycle rules (README, "Operations"):
 - an artifact is served only if its bytes match the SHA-256 its manifest records (the build
   id); otherwise it is refused, never served under the intact build's id and ETags;
 - with no --artifact, the current build is used, built first when the sources changed; when
