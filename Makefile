@@ -10,12 +10,16 @@ setup:
 run: setup
 	$(BIN)/cmpkg serve
 
-test: setup
-	$(BIN)/ruff check .
-	$(BIN)/pytest
+# Static checks first (seconds), then the suite on two workers (pytest-xdist), a test module
+# per worker so its fixtures (a build, a server) are made once; slow tests run too.
+test: setup lint
+	$(BIN)/pytest -n 2 --dist loadfile
 
+# ruff (style, complexity), mypy (types), import-linter (layers point down: pyproject).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

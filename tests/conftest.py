@@ -7,6 +7,8 @@ clinical figures are Busch 2007's, as the evidence notes give them.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import shutil
 import socket
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyoxigraph as ox
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -332,6 +335,40 @@ def shipped_client(store: object) -> Iterator[object]:
         yield create_app(served, {"SPARQL_TIMEOUT": 30.0}).test_client()
     finally:
         served.close()
+
+
+@functools.cache
+def shipped_store() -> ox.Store:
+    """The shipped ontology, data and shapes (no reasoning), loaded once per test process.
+
+    Shared read-only by every module that reads the knowledge as curated; a test that needs
+    to change a store makes its own.
+    """
+    from service.kb.sources import knowledge_files, load_store
+
+    return load_store(knowledge_files())
+
+
+@pytest.fixture(scope="session")
+def shipped_app_client() -> Iterator[object]:
+    """The real app over `shipped_store()`, one per test process (its query worker too)."""
+    yield from shipped_client(shipped_store())
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist, build the artifact once before the workers start.
+
+    Several modules need the current build (`ensure_artifact`); without this each worker
+    would find it stale and run the same HermiT build at the same time.
+    """
+    distributed = getattr(session.config.option, "numprocesses", None)
+    if not distributed or hasattr(session.config, "workerinput"):
+        return
+    from service.kb.build import ensure_artifact
+
+    # A failing build is reported by the build's own tests and by each module that needs it.
+    with contextlib.suppress(Exception):
+        ensure_artifact()
 
 
 # --- headless Chromium (Debian's, installed by scripts/bootstrap.sh; never a downloaded one) ---

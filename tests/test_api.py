@@ -22,18 +22,23 @@ from conftest import http, shipped_client
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from querying import run_query
 
 from service.kb import sources
 from service.kb.build import ensure_artifact
 from service.kb.sources import PREFIXES, load_dataset
-from service.query.named import load_queries, run_query
+from service.query.named import load_queries
 from service.store.results import term_json
 
 QUERIES = load_queries()
 # The built artifact (asserted + inferred): since issue 12, modalities-improving-outcome and
 # the body-* questions read the bodies of evidence the rules derive.
 SHIPPED = load_dataset(ensure_artifact())
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients"
+# The one wording (service/vocab.py): API, pages and prescriptions carried three until issue 10.
+DISCLAIMER = (
+    "Decision support for clinicians and guideline authors. Not advice to patients: "
+    "read the certainty and the source of every figure before using it."
+)
 
 
 @pytest.fixture(scope="module")

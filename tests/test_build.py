@@ -97,6 +97,7 @@ def test_manifest_describes_the_artifact(shipped, artifact):
     }
 
 
+@pytest.mark.slow
 def test_build_twice_gives_identical_bytes(shipped, artifact, tmp_path):
     root, _manifest = shipped
     again = build(root, tmp_path / "again")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from querying import run_query
 
 from service.kb.sources import GRAPHS, PREFIXES, knowledge_files, load_store, parse_file
-from service.query.named import NamedQuery, load_queries, run_query
+from service.query.named import NamedQuery, load_queries
 
 QUERIES: dict[str, NamedQuery] = load_queries()
 XSD = PREFIXES["xsd"]
@@ -521,6 +522,7 @@ ASSERTED_LEVEL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", ASSERTED_LEVEL, ids=lambda f: f.__name__[5:])
 def test_the_served_artifact_gives_the_same_answers(check, artifact_store: ox.Store) -> None:
     # What the service answers from: OWL RL entailments and derived statements added must

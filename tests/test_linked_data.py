@@ -4,26 +4,25 @@ negotiation (HTML, Turtle, JSON-LD, N-Triples) and `Vary: Accept`, on the shippe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from conftest import shipped_client
+from conftest import shipped_store
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 
-from service.kb.sources import NS, PREFIXES, knowledge_files, load_store
+from service.kb.sources import NS, PREFIXES
 
-SHIPPED = load_store(knowledge_files())
+SHIPPED = shipped_store()
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"
 FIBROMYALGIA = PREFIXES["cond"] + "fibromyalgia"
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[FlaskClient]:
-    yield from shipped_client(SHIPPED)
+def client(shipped_app_client: FlaskClient) -> FlaskClient:
+    return shipped_app_client
 
 
 def description(iri: str) -> set[ox.Triple]:
@@ -103,7 +102,8 @@ def test_browsers_get_a_page(client: FlaskClient) -> None:
     assert "Busch 2007: aerobic training vs control, physical function, fibromyalgia" in page
     assert f'href="{path_of(PREFIXES["src"] + "busch-2007")}"' in page
     assert "moderate certainty" in page
-    assert "not advice to patients" in page
+    # the one disclaimer (service/vocab.py) since the three wordings were merged
+    assert "Not advice to patients" in page
 
 
 def test_a_claim_page_shows_its_figures(client: FlaskClient) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from querying import resolver_for, run_query
 from rdflib.plugins.sparql import prepareQuery
 
 from service.kb.sources import GRAPHS, PREFIXES, load_store
@@ -20,8 +21,6 @@ from service.query.named import (
     parse_decorators,
     prepare,
     read_query,
-    resolver_for,
-    run_query,
 )
 from service.query.terms import TermResolver
 
@@ -173,8 +172,26 @@ def test_decorators_read_like_grlc_yaml() -> None:
         "tags": ["evidence", "fibromyalgia"],
         "defaults": [{"condition": "https://w3id.org/cmpkg/condition/fibromyalgia"}],
         "enumerate": ["condition"],
-        "pagination": "20",
+        # YAML types the number, as grlc's own YAML reading does (read_query takes int()).
+        "pagination": 20,
     }
+
+
+def test_decorators_that_are_not_yaml_name_the_file(tmp_path: Path) -> None:
+    path = write_query(tmp_path, "broken", "#+ summary: a: b: c\nSELECT * WHERE { ?s ?p ?o }\n")
+    with pytest.raises(QueryFileError, match=r"broken\.rq: the #\+ decorators are not valid YAML"):
+        read_query(path)
+    quoted = write_query(tmp_path, "quoted", "#+ summary: 'a: b: c'\nSELECT * WHERE { ?s ?p ?o }\n")
+    assert read_query(quoted).summary == "a: b: c"
+
+
+def test_boolean_defaults_keep_their_sparql_spelling(tmp_path: Path) -> None:
+    path = write_query(
+        tmp_path,
+        "flag",
+        "#+ defaults:\n#+   - f: true\nSELECT $_f_boolean WHERE { ?x ?p ?_f_boolean }\n",
+    )
+    assert read_query(path).parameter("f").default == "true"
 
 
 def test_parameter_kinds_from_suffixes(tmp_path: Path) -> None:
@@ -237,7 +254,8 @@ def test_typed_literals_refuse_malformed_values(tmp_path: Path, kind: str, value
         ("#+ pagination: 10\nSELECT $_a_iri WHERE { ?x ?p ?_a_iri } LIMIT 5\n", "LIMIT"),
         ("#+ pagination: ten\nSELECT $_a_iri WHERE { ?x ?p ?_a_iri }\n", "integer"),
         ("#+ defaults:\n#+   - b: urn:x\nSELECT $_a_iri WHERE { ?x ?p ?_a_iri }\n", "unknown"),
-        ("#+ defaults: x\n#+ - b\n#+nonsense\nSELECT $_a_iri WHERE { ?x ?p ?_a_iri }\n", "colon"),
+        # read by PyYAML, whose error names the line (the home-made reader said "colon")
+        ("#+ defaults: x\n#+ - b\n#+nonsense\nSELECT $_a_iri WHERE { ?x ?p ?_a_iri }\n", "YAML"),
     ],
 )
 def test_broken_query_files_fail_when_loaded(tmp_path: Path, text: str, message: str) -> None:

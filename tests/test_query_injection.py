@@ -15,17 +15,17 @@ import pyoxigraph as ox
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from querying import resolver_for
 
 from service.kb.sources import PREFIXES, knowledge_files, load_store
 from service.query.named import (
     NamedQuery,
-    _segments,
     inline,
     load_queries,
     page_tail,
     prepare,
-    resolver_for,
 )
+from service.store.binding import segments
 
 FIXTURE = Path(__file__).parent / "fixtures" / "queries" / "mini-kg.ttl"
 QUERIES = load_queries()
@@ -206,4 +206,4 @@ def test_values_that_resolve_still_leave_the_text_alone(name: str) -> None:
 @given(text=st.one_of(st.text(), st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("".join)))
 def test_the_lexer_loses_nothing(text: str) -> None:
     # inline() rewrites only code pieces; the pieces must add up to the text exactly
-    assert "".join(piece for _, piece in _segments(text)) == text
+    assert "".join(piece for _, piece in segments(text)) == text

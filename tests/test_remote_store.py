@@ -92,6 +92,7 @@ def test_remote_readiness_reports_the_remote_graphs(remote_server, server):
     assert set(GRAPH.values()) <= set(remote["graphs"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(competency_queries()))
 def test_both_backends_give_identical_answers(server, remote_server, name):
     query = competency_queries()[name]

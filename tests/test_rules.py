@@ -477,6 +477,7 @@ def test_which_rules_rate_bodies_is_a_sparql_question():
 
 
 # --- OWL RL: the fast reasoner agrees with the reference on the shipped files -------------------
+@pytest.mark.slow
 def test_reasonable_agrees_with_owlrl_on_shipped_knowledge():
     files = knowledge_files(ROOT)
     vocabulary = [p for p in rule_files(ROOT) if p.name == "rule-vocabulary.ttl"]

@@ -89,6 +89,7 @@ def test_fixtures_do_not_share_node_iris() -> None:
                 assert subjects.setdefault(t.subject.value, path.stem) == path.stem, t.subject
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["shipped", "mini"])
 def test_turbo_and_pyshacl_give_identical_reports(base: str, shapes: rdflib.Graph) -> None:
     """Every broken fixture on top of the shipped KB (one pySHACL run: it takes seconds per

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 from flask import Flask, Response, request
+from querying import resolver_for, run_query
 
 from service.kb.sources import PREFIXES, knowledge_files, load_store
 from service.query import evidence as views
@@ -54,7 +55,7 @@ def make_run_query(store: ox.Store, named: dict[str, queries.NamedQuery]):
     """What the app factory wires: the real named-query runner, rows as plain dicts."""
 
     def run(name: str, values: dict[str, str]) -> list[dict[str, str | None]]:
-        solutions = queries.run_query(store, named[name], values)
+        solutions = run_query(store, named[name], values)
         names = [v.value for v in solutions.variables]
         return [{n: (None if s[n] is None else s[n].value) for n in names} for s in solutions]
 
@@ -62,7 +63,7 @@ def make_run_query(store: ox.Store, named: dict[str, queries.NamedQuery]):
 
 
 def sparql_endpoint(store: ox.Store):
-    """Just enough of the SPARQL 1.1 Protocol for YASGUI (the real one is a teammate's)."""
+    """Just enough of the SPARQL 1.1 Protocol for YASGUI (the real one: service.web.sparql)."""
 
     def endpoint() -> Response:
         query = request.values.get("query", "")
@@ -77,7 +78,7 @@ def build_app() -> Flask:
     store = fixture_store()
     select = make_select(store)
     named = queries.load_queries(FIXTURES / "queries")
-    queries.fill_enums(named, queries.resolver_for(store))
+    queries.fill_enums(named, resolver_for(store))
     app = Flask(__name__, template_folder=str(WEB / "templates"), static_folder=str(WEB / "static"))
     app.config.update(
         CMPKG_SELECT=select,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from service import config
+
 
 def _data_option(values: tuple[str, ...]) -> dict[Path, str]:
     out: dict[Path, str] = {}
@@ -21,53 +23,17 @@ def _data_option(values: tuple[str, ...]) -> dict[Path, str]:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="CMPKG_HOST")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="CMPKG_PORT")
-@click.option(
-    "--workers",
-    default=2,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    envvar="CMPKG_WORKERS",
-    help="Query worker processes.",
-)
-@click.option(
-    "--timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1),
-    envvar="CMPKG_TIMEOUT",
-    help="Seconds per query before it is stopped (503).",
-)
-@click.option(
-    "--row-cap",
-    default=100_000,
-    show_default=True,
-    type=click.IntRange(1),
-    envvar="CMPKG_ROW_CAP",
-    help="Most result rows/triples per answer.",
-)
-@click.option(
-    "--max-body",
-    default=1024 * 1024,
-    show_default=True,
-    type=click.IntRange(1),
-    envvar="CMPKG_MAX_BODY",
-    help="Largest request body in bytes (413 above).",
-)
-@click.option(
-    "--cache-mb",
-    default=64,
-    show_default=True,
-    type=click.IntRange(0),
-    envvar="CMPKG_CACHE_MB",
-    help="Answer cache size; 0 disables it.",
-)
+@click.option("--host", **config.option("host"))
+@click.option("--port", type=int, **config.option("port"))
+@click.option("--workers", type=click.IntRange(1, 64), **config.option("workers"))
+@click.option("--timeout", type=click.FloatRange(0.1), **config.option("timeout"))
+@click.option("--row-cap", type=click.IntRange(1), **config.option("row_cap"))
+@click.option("--max-body", type=click.IntRange(1), **config.option("max_body"))
+@click.option("--cache-mb", type=click.IntRange(0), **config.option("cache_mb"))
 @click.option(
     "--artifact",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="CMPKG_ARTIFACT",
-    help="Serve this N-Quads/TriG file instead of the build.",
+    **config.option("artifact"),
 )
 @click.option(
     "--data",
@@ -75,42 +41,14 @@ def _data_option(values: tuple[str, ...]) -> dict[Path, str]:
     metavar="FILE=GRAPH_IRI",
     help="Serve an extra RDF file as a named graph (repeatable).",
 )
-@click.option(
-    "--store",
-    "store_url",
-    envvar="CMPKG_STORE",
-    metavar="QUERY_URL",
-    help="Answer through this SPARQL 1.1 query endpoint instead of the embedded store.",
-)
-@click.option(
-    "--public-url",
-    envvar="CMPKG_PUBLIC_URL",
-    metavar="URL",
-    help="Base URL clients use (e.g. https://kg.example.org); absolute links and the base of "
-    "relative IRIs are built from it, never from the Host header. Default http://HOST:PORT.",
-)
-@click.option(
-    "--header-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.5),
-    envvar="CMPKG_HEADER_TIMEOUT",
-    help="Seconds a client has to send a complete request header (slow clients are cut).",
-)
-@click.option(
-    "--watch-interval",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    envvar="CMPKG_WATCH_INTERVAL",
-    help="Seconds between checks for a new build to swap in; 0 disables.",
-)
+@click.option("--store", "store_url", metavar="QUERY_URL", **config.option("store"))
+@click.option("--public-url", metavar="URL", **config.option("public_url"))
+@click.option("--header-timeout", type=click.FloatRange(0.5), **config.option("header_timeout"))
+@click.option("--watch-interval", type=click.FloatRange(0), **config.option("watch_interval"))
 @click.option(
     "--log-level",
-    default="INFO",
-    show_default=True,
-    envvar="CMPKG_LOG_LEVEL",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    **config.option("log_level"),
 )
 def serve(
     host: str,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service import __version__
+from service import __version__, config
 from service.kb.reasoning import (
     HERMIT_RULE,
     derivation_records,
@@ -78,8 +78,8 @@ class Manifest:
 def build_dir(root: Path | None = None, out_dir: Path | None = None) -> Path:
     if out_dir is not None:
         return Path(out_dir)
-    if os.environ.get("CMPKG_BUILD_DIR"):
-        return Path(os.environ["CMPKG_BUILD_DIR"])
+    if config.value("build_dir"):
+        return Path(config.value("build_dir"))
     return (root or project_root()) / "build"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyoxigraph as ox
 
@@ -115,7 +116,8 @@ class _Graph:
     def subjects(self, p: ox.NamedNode, o) -> list:
         return sorted({q.subject for q in self.store.quads_for_pattern(None, p, o, None)}, key=str)
 
-    def one(self, s: ox.NamedNode, p: ox.NamedNode) -> ox.NamedNode | ox.Literal | None:
+    def one(self, s: ox.NamedNode, p: ox.NamedNode) -> Any:
+        """The first object, or None; an IRI or a literal, as the property says."""
         found = self.objects(s, p)
         return found[0] if found else None
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import owlready2
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES, curie
+from service.kb.sources import PREFIXES, PlainTriple, Statement, Term, curie, plain_triples
 
 RDF_TYPE = PREFIXES["rdf"] + "type"
 RDF_FIRST = PREFIXES["rdf"] + "first"
@@ -102,8 +102,8 @@ def _nt_term(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> str:
     return str(term)  # pyoxigraph's str() is the N-Triples form
 
 
-def _triples(statements: Iterable[ox.Triple | ox.Quad]) -> list[ox.Triple]:
-    return [s.triple if isinstance(s, ox.Quad) else s for s in statements]
+def _triples(statements: Iterable[Statement]) -> list[PlainTriple]:
+    return plain_triples(statements)
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -162,7 +162,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
+def run_hermit(triples: Iterable[Statement]) -> HermitResult:
     """Check consistency and classify the named classes of the given statements with HermiT."""
     if not _java_available():
         raise JavaNotFoundError(
@@ -227,7 +227,7 @@ def run_hermit(triples: Iterable[ox.Triple | ox.Quad]) -> HermitResult:
 
 
 def _new_subclass_links(
-    world: owlready2.World, statements: list[ox.Triple]
+    world: owlready2.World, statements: list[PlainTriple]
 ) -> list[tuple[str, str]]:
     asserted = {
         (t.subject.value, t.object.value)
@@ -246,10 +246,10 @@ def _new_subclass_links(
     return sorted(found)
 
 
-def find_disjointness_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Clash]:
+def find_disjointness_clashes(triples: Iterable[Statement]) -> list[Clash]:
     """Nodes typed into two disjoint classes, directly or via rdfs:domain / rdfs:range."""
     statements = _triples(triples)
-    by_pred: dict[str, list[ox.Triple]] = defaultdict(list)
+    by_pred: dict[str, list[PlainTriple]] = defaultdict(list)
     for t in statements:
         by_pred[t.predicate.value].append(t)
 
@@ -272,16 +272,16 @@ def find_disjointness_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Cl
         for t in by_pred[OWL_DISJOINT]
         if isinstance(t.object, ox.NamedNode)
     }
-    rest = {t.subject: t.object for t in by_pred[RDF_REST]}
-    first = {t.subject: t.object for t in by_pred[RDF_FIRST]}
+    rest: dict[Term, Term] = {t.subject: t.object for t in by_pred[RDF_REST]}
+    first: dict[Term, Term] = {t.subject: t.object for t in by_pred[RDF_FIRST]}
     all_disjoint = {t.subject for t in by_pred[RDF_TYPE] if t.object.value == OWL_ALL_DISJOINT}
     for t in by_pred[OWL_MEMBERS]:
         if t.subject not in all_disjoint:
             continue
-        members, node = [], t.object
-        while node in first:
-            members.append(first[node].value)
-            node = rest.get(node, ox.NamedNode(RDF_NIL))
+        members, cell = [], t.object
+        while cell in first:
+            members.append(first[cell].value)
+            cell = rest.get(cell, ox.NamedNode(RDF_NIL))
         disjoint |= {frozenset((a, b)) for a in members for b in members if a != b}
 
     domains = {
@@ -330,7 +330,7 @@ def find_disjointness_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Cl
     return sorted(best.values(), key=lambda c: (c.node, c.via_b[1] or "", c.via_b[2] or ""))
 
 
-def _named_objects(triples: list[ox.Triple]) -> dict[str, str]:
+def _named_objects(triples: list[PlainTriple]) -> dict[str, str]:
     return {t.subject.value: t.object.value for t in triples if isinstance(t.object, ox.NamedNode)}
 
 
@@ -363,7 +363,7 @@ _COMPATIBLE = {
 }
 
 
-def find_literal_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[LiteralClash]:
+def find_literal_clashes(triples: Iterable[Statement]) -> list[LiteralClash]:
     """Literals whose datatype lies outside their property's rdfs:range (HermiT rejects them)."""
     statements = _triples(triples)
     ranges = _named_objects([t for t in statements if t.predicate.value == RDFS_RANGE])
@@ -381,7 +381,7 @@ def find_literal_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[Literal
     return sorted(found, key=lambda c: (c.subject, c.prop, c.value))
 
 
-def find_functional_clashes(triples: Iterable[ox.Triple | ox.Quad]) -> list[str]:
+def find_functional_clashes(triples: Iterable[Statement]) -> list[str]:
     """Readable notes on nodes with two different values of a functional data property."""
     statements = _triples(triples)
     functional = {

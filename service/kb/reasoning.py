@@ -17,7 +17,16 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from service.kb.sources import GRAPHS, PREFIXES, parse_file, project_root, to_rdflib_graph
+from service.kb.sources import (
+    GRAPHS,
+    PREFIXES,
+    constructed,
+    parse_file,
+    plain_triples,
+    project_root,
+    solutions,
+    to_rdflib_graph,
+)
 
 NS = "https://w3id.org/cmpkg/"
 DERIVATION_NS = NS + "derivation/"
@@ -87,13 +96,13 @@ def load_rules(statements: Iterable[ox.Triple | ox.Quad]) -> list[Rule]:
             order=int(row["order"].value) if row["order"] else 50,
             query=row["query"].value if row["query"] else None,
         )
-        for row in rows
+        for row in solutions(rows)
     ]
     return sorted(rules, key=lambda r: (r.order, r.iri))
 
 
 # --- OWL 2 RL ----------------------------------------------------------------------------------
-def _is_ours(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> bool:
+def _is_ours(term: object) -> bool:
     return isinstance(term, ox.NamedNode) and term.value.startswith(NS)
 
 
@@ -122,6 +131,7 @@ def _from_rdflib(term: rdflib.term.Node) -> ox.NamedNode | ox.BlankNode | ox.Lit
         return ox.NamedNode(str(term))
     if isinstance(term, rdflib.BNode):
         return ox.BlankNode(str(term))
+    assert isinstance(term, rdflib.Literal), term  # a closure holds IRIs, blank nodes, literals
     if term.language:
         return ox.Literal(str(term), language=term.language)
     if term.datatype:
@@ -160,7 +170,7 @@ def owl_rl_entailments(triples: Sequence[ox.Triple], engine: str = "reasonable")
             continue
         if not s.startswith(NS) or (s, p, o) in given:
             continue
-        t = ox.Triple(_from_rdflib(s), _from_rdflib(p), _from_rdflib(o))
+        t = ox.Triple(ox.NamedNode(str(s)), ox.NamedNode(str(p)), _from_rdflib(o))
         if keep_entailment(t):
             found.add(t)
     return sorted(found, key=str)
@@ -169,7 +179,7 @@ def owl_rl_entailments(triples: Sequence[ox.Triple], engine: str = "reasonable")
 def derivation_records(triples: Iterable[ox.Triple], rule: ox.NamedNode) -> list[ox.Triple]:
     """A reified record per triple naming the rule that produced it (no premises known)."""
     out: list[ox.Triple] = []
-    for t in triples:
+    for t in plain_triples(triples):
         key = f"{rule.value} {t.subject.value} {t.predicate.value} {t.object.value}"
         node = ox.NamedNode(DERIVATION_NS + hashlib.md5(key.encode()).hexdigest())
         out += [
@@ -196,7 +206,7 @@ def run_rules(
     so rules that aggregate (best certainty of a support) see complete inputs and never leave
     a stale partial answer behind.
     """
-    graphs = [*premises, target]
+    graphs: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*premises, target]
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
     rounds = 0
     for order in sorted({r.order for r in rules if r.query}):
@@ -205,12 +215,13 @@ def run_rules(
             rounds += 1
             added = 0
             for rule in stratum:
+                assert rule.query is not None  # a stratum holds only rules with a query
                 try:
                     result = store.query(rule.query, prefixes=RULE_PREFIXES, default_graph=graphs)
                 except SyntaxError as err:
                     raise RuleError(f"{rule.iri}: {err}") from None
                 new = []
-                for t in result:
+                for t in constructed(result):
                     if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
                         raise RuleError(f"{rule.iri} produced a blank node: {t}")
                     if not any(
@@ -268,4 +279,5 @@ def load_rule_statements(root: Path | None = None) -> list[ox.Quad]:
 
 def is_provenance(t: ox.Triple) -> bool:
     """Statements that only record how something was derived (not domain knowledge)."""
-    return t.subject.value.startswith(DERIVATION_NS) or t.predicate.value.startswith(PROV)
+    ours = isinstance(t.subject, ox.NamedNode) and t.subject.value.startswith(DERIVATION_NS)
+    return ours or t.predicate.value.startswith(PROV)

@@ -6,64 +6,41 @@ pyoxigraph store, or (for pySHACL / owlrl, which need it) an rdflib graph.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, cast
 
 import pyoxigraph as ox
 import rdflib
 
-NS = "https://w3id.org/cmpkg/"
+from service import config
 
-PREFIXES: dict[str, str] = {
-    "cmp": NS + "vocab/",
-    "cond": NS + "condition/",
-    "mod": NS + "modality/",
-    "path": NS + "pathology/",
-    "princ": NS + "principle/",
-    "mech": NS + "mechanism/",
-    "phen": NS + "phenomenon/",
-    "site": NS + "site/",
-    "out": NS + "outcome/",
-    "comp": NS + "comparator/",
-    "measure": NS + "measure/",
-    "cert": NS + "certainty/",
-    "dom": NS + "certainty-domain/",
-    "strength": NS + "strength/",
-    "status": NS + "status/",
-    "report": NS + "reporting/",
-    "ae": NS + "adverse-event/",
-    "src": NS + "source/",
-    "claim": NS + "claim/",
-    "finding": NS + "finding/",
-    "rec": NS + "recommendation/",
-    "rule": NS + "rule/",
-    "graph": NS + "graph/",
-    "dir": NS + "direction/",
-    "sig": NS + "significance/",
-    "therapy": NS + "therapy/",
-    # nodes the build and the prescription mint (rules' output, derivation records, shapes)
-    "body": NS + "body/",
-    "concl": NS + "conclusion/",
-    "rating-down": NS + "rating-down/",
-    "caution": NS + "caution/",
-    "prescription-component": NS + "prescription-component/",
-    "derivation": NS + "derivation/",
-    "presentation": NS + "presentation/",
-    "shape": NS + "shape/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
-    "owl": "http://www.w3.org/2002/07/owl#",
-    "xsd": "http://www.w3.org/2001/XMLSchema#",
-    "skos": "http://www.w3.org/2004/02/skos/core#",
-    "dcterms": "http://purl.org/dc/terms/",
-    "prov": "http://www.w3.org/ns/prov#",
-    "sh": "http://www.w3.org/ns/shacl#",
-    "pico": "http://data.cochrane.org/ontologies/pico/",
-    "obo": "http://purl.obolibrary.org/obo/",
-    "mesh": "http://id.nlm.nih.gov/mesh/",
-}
+# Re-exported (`x as x`): the names live in service.vocab; callers that read files and
+# names together keep one import.
+from service.vocab import NS as NS
+from service.vocab import PREFIXES as PREFIXES
+from service.vocab import curie as curie
+from service.vocab import expand_curie as expand_curie
+from service.vocab import sparql_prefixes as sparql_prefixes
+
+Term = ox.NamedNode | ox.BlankNode | ox.Literal
+Answer = ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples
+
+
+class PlainTriple(Protocol):
+    """A triple without RDF 1.2 triple terms: what the knowledge files, OWL and SHACL hold."""
+
+    @property
+    def subject(self) -> ox.NamedNode | ox.BlankNode: ...
+    @property
+    def predicate(self) -> ox.NamedNode: ...
+    @property
+    def object(self) -> Term: ...
+
+
+# What the readers of statements accept: pyoxigraph's triples and quads, or plain triples.
+Statement = ox.Triple | ox.Quad | PlainTriple
 
 GRAPH_NAMES = ("ontology", "asserted", "inferred", "shapes", "rules")
 GRAPHS: dict[str, ox.NamedNode] = {name: ox.NamedNode(f"{NS}graph/{name}") for name in GRAPH_NAMES}
@@ -81,7 +58,7 @@ _FORMATS = {
 
 def project_root() -> Path:
     """The repository root, overridable so tests can point at a copy."""
-    return Path(os.environ.get("CMPKG_ROOT", Path(__file__).resolve().parents[2]))
+    return config.root()
 
 
 @dataclass
@@ -168,7 +145,7 @@ def to_rdflib_graph(triples: Iterable[ox.Triple | ox.Quad]) -> rdflib.Graph:
     graph = rdflib.Graph()
     for prefix, iri in PREFIXES.items():
         graph.bind(prefix, iri, override=True)
-    for t in triples:
+    for t in plain_triples(triples):
         graph.add(
             (to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object))
         )
@@ -182,28 +159,37 @@ def load_dataset(path: Path, store: ox.Store | None = None) -> ox.Store:
     return store
 
 
-def curie(iri: str, prefixes: Mapping[str, str] = PREFIXES) -> str | None:
-    """The prefixed name of an IRI under the longest matching namespace, or None.
-
-    Local parts with '/' or '#' are not valid prefixed names, so those IRIs get None.
-    """
-    best = max(
-        (p for p, base in prefixes.items() if iri.startswith(base)),
-        key=lambda p: len(prefixes[p]),
-        default=None,
-    )
-    if best is None:
-        return None
-    local = iri[len(prefixes[best]) :]
-    return None if "/" in local or "#" in local else f"{best}:{local}"
+def plain_triples(statements: Iterable[Statement]) -> list[PlainTriple]:
+    """The statements as triples (graphs dropped); a triple term is refused, not guessed at."""
+    out = []
+    for item in statements:
+        t = item.triple if isinstance(item, ox.Quad) else item
+        if isinstance(t.subject, ox.Triple) or isinstance(t.object, ox.Triple):
+            raise TypeError(f"RDF 1.2 triple terms are not supported: {t}")
+        out.append(t)
+    return cast(list[PlainTriple], out)
 
 
-def expand_curie(text: str, prefixes: Mapping[str, str] = PREFIXES) -> str | None:
-    """The IRI a prefixed name stands for, or None when its prefix is not ours."""
-    prefix, sep, local = text.partition(":")
-    return prefixes[prefix] + local if sep and prefix in prefixes else None
+def solutions(answer: Answer) -> ox.QuerySolutions:
+    """A SELECT query's answer, typed (pyoxigraph's `query` returns one of three kinds)."""
+    if not isinstance(answer, ox.QuerySolutions):
+        raise TypeError(f"expected the solutions of a SELECT query, not {type(answer).__name__}")
+    return answer
 
 
-def sparql_prefixes() -> str:
-    """PREFIX declarations for every project prefix, for queries written in code."""
-    return "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in PREFIXES.items())
+def constructed(answer: Answer) -> ox.QueryTriples:
+    """A CONSTRUCT or DESCRIBE query's triples, typed."""
+    if not isinstance(answer, ox.QueryTriples):
+        raise TypeError(f"expected the triples of a CONSTRUCT query, not {type(answer).__name__}")
+    return answer
+
+
+def serialize(
+    statements: Iterable[ox.Triple] | Iterable[ox.Quad],
+    format: ox.RdfFormat,
+    prefixes: Mapping[str, str] | None = None,
+) -> bytes:
+    """The statements in an RDF syntax, as bytes (pyoxigraph's writer, no output file)."""
+    data = ox.serialize(statements, format=format, prefixes=dict(prefixes or {}))
+    assert data is not None  # only an output file makes pyoxigraph return None
+    return data

@@ -8,7 +8,6 @@ standard sh:ValidationReport.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import pyshacl_turbo
 import rdflib
 from rdflib.namespace import RDF, RDFS, SH
 
+from service import config
 from service.kb.hermit import (
     Clash,
     HermitError,
@@ -31,6 +31,7 @@ from service.kb.hermit import (
 )
 from service.kb.sources import (
     PREFIXES,
+    curie,
     knowledge_files,
     parse_file,
     project_root,
@@ -40,7 +41,6 @@ from service.kb.sources import (
 SHAPE_NS = "https://w3id.org/cmpkg/shape/"
 ONTOLOGY_IRI = "https://w3id.org/cmpkg/ontology"
 SEVERITIES = ("Violation", "Warning", "Info")
-_DISPLAY_PREFIXES = {**PREFIXES, "shape": SHAPE_NS}
 
 Statement = ox.Triple | ox.Quad
 ENGINES = {"turbo": pyshacl_turbo.validate, "pyshacl": pyshacl.validate}
@@ -108,16 +108,11 @@ class ValidationReport:
 
 
 # --- display helpers ---------------------------------------------------------------------------
-def short(iri: str | None) -> str | None:
+def short(iri: str) -> str:
     """A prefixed name for project IRIs, so reports read like the Turtle curators write."""
-    if iri is None:
-        return None
     if iri.startswith("_:"):
         return iri
-    for prefix, ns in sorted(_DISPLAY_PREFIXES.items(), key=lambda kv: -len(kv[1])):
-        if iri.startswith(ns) and "/" not in iri[len(ns) :] and "#" not in iri[len(ns) :]:
-            return f"{prefix}:{iri[len(ns) :]}"
-    return f"<{iri}>"
+    return curie(iri) or f"<{iri}>"
 
 
 def _term_text(term: rdflib.term.Node | None) -> str | None:
@@ -194,7 +189,7 @@ def render_json(report: ValidationReport) -> str:
 def render_turtle(report: ValidationReport) -> str:
     g = rdflib.Graph()
     g.bind("sh", SH)
-    for prefix, ns in _DISPLAY_PREFIXES.items():
+    for prefix, ns in PREFIXES.items():
         g.bind(prefix, ns, override=True)
     root = rdflib.URIRef("urn:cmpkg:validation-report")
     g.add((root, RDF.type, SH.ValidationReport))
@@ -226,7 +221,7 @@ def render_turtle(report: ValidationReport) -> str:
 def shacl_engine() -> str:
     """pyshacl-turbo by default (tests prove its report identical to pySHACL's on every fixture,
     at a fraction of the time); CMPKG_SHACL_ENGINE=pyshacl selects the reference engine."""
-    engine = os.environ.get("CMPKG_SHACL_ENGINE", "turbo")
+    engine = config.value("shacl_engine")
     if engine not in ENGINES:
         raise ValueError(f"CMPKG_SHACL_ENGINE must be one of {sorted(ENGINES)}, not {engine!r}")
     return engine
@@ -416,6 +411,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 def _node_key(node: ox.NamedNode | ox.BlankNode | ox.Triple) -> str:
     """The focus-node text a finding will carry for this subject (see _term_text)."""
+    if isinstance(node, ox.Triple):  # never a focus node: shapes target IRIs and blank nodes
+        return str(node)
     return node.value if isinstance(node, ox.NamedNode) else f"_:{node.value}"
 
 

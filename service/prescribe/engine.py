@@ -39,8 +39,8 @@ from service.prescribe.presentation import (
     parse_body,
 )
 from service.query.terms import TermResolver
+from service.vocab import DISCLAIMER
 
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients."
 CMP = PREFIXES["cmp"]
 PRESENTATION_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation")
 DERIVED_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation-inferred")
@@ -99,20 +99,24 @@ class KnowledgeBase:
         rules = load_rules(q for q in quads if q.graph_name == GRAPHS["rules"])
         shapes = [q for name in SHAPE_FILES for q in parse_file(root / "shapes" / name)]
         kb = cls(quads, rules, TermResolver.from_store(store), shapes, load_context(root))
-        for row in store.query(
-            "SELECT ?s ?l WHERE { ?s rdfs:label ?l }",
-            prefixes=PREFIXES,
-            use_default_graph_as_union=True,
+        for row in sources.solutions(
+            store.query(
+                "SELECT ?s ?l WHERE { ?s rdfs:label ?l }",
+                prefixes=PREFIXES,
+                use_default_graph_as_union=True,
+            )
         ):
             if isinstance(row["s"], ox.NamedNode):
                 # Deterministic when a node has several labels: keep the smallest.
                 prev = kb.labels.get(row["s"].value)
                 if prev is None or row["l"].value < prev:
                     kb.labels[row["s"].value] = row["l"].value
-        for row in store.query(
-            "SELECT ?s ?d WHERE { ?s cmp:doi ?d }",
-            prefixes=PREFIXES,
-            use_default_graph_as_union=True,
+        for row in sources.solutions(
+            store.query(
+                "SELECT ?s ?d WHERE { ?s cmp:doi ?d }",
+                prefixes=PREFIXES,
+                use_default_graph_as_union=True,
+            )
         ):
             prev = kb.dois.get(row["s"].value)
             if prev is None or row["d"].value < prev:
@@ -200,7 +204,7 @@ def derive(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> dict[str, 
 def _select(store: ox.Store, query: str, **bindings: str) -> list[dict[str, Any]]:
     for name, value in bindings.items():
         query = query.replace(f"?{name}_", f"<{value}>")
-    rows = store.query(query, prefixes=PREFIXES, use_default_graph_as_union=True)
+    rows = sources.solutions(store.query(query, prefixes=PREFIXES, use_default_graph_as_union=True))
     names = [v.value for v in rows.variables]
     return [{n: row[n] for n in names if row[n] is not None} for row in rows]
 

@@ -1,22 +1,27 @@
 """A presentation as JSON (or JSON-LD with our context) -> the small RDF graph the rules read.
 
-Terms are resolved with `service.query.terms` (labels, synonyms, codes, CURIEs, IRIs). Structural
-problems that cannot become RDF (a list where a string is needed, an unknown field, a term we do
-not hold) are reported here; every value constraint (ranges, datatypes, closed value lists,
-cardinalities) is left to the SHACL shapes of `shapes/presentation.ttl`, so the rules live in
-one place and the report names the shape that was broken.
+Three checks, each where it is best said. The JSON shape (which fields exist, strings where
+strings go, one string or a list for term fields) is the JSON Schema `SCHEMA`, checked with
+`jsonschema` and published as the request body of `POST /api/prescribe`. Terms are resolved
+with `service.query.terms` (labels, synonyms, codes, CURIEs, IRIs), and the `@context` must be
+the one we serve: those two need the knowledge graph and the context file, so they are code.
+Every value constraint (ranges, datatypes, closed value lists, cardinalities) is left to the
+SHACL shapes of `shapes/presentation.ttl`, so the report names the shape that was broken.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyoxigraph as ox
+from jsonschema import Draft202012Validator, ValidationError
 
 from service.kb.sources import PREFIXES, project_root
 from service.query.terms import TermResolver, UnknownTerm
@@ -54,6 +59,63 @@ FIELD_OF_PROPERTY: dict[str, str] = {
 }
 
 
+_TERM = {"type": "string", "description": "a label, code, CURIE or IRI"}
+_TERMS = {
+    "type": ["string", "array"],
+    "items": _TERM,
+    "description": "a list of labels, codes, CURIEs or IRIs (or one)",
+}
+# What a literal field may hold; its datatype and range are the SHACL shapes' to judge.
+_SCALAR = {"type": ["string", "number", "boolean"], "description": "a number, string or boolean"}
+
+# The JSON shape of a presentation. Properties apply to objects only, so a pathology given as
+# a bare string passes here and is read as {"pathology": it}.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "a JSON object with 'conditions' and 'goals'",
+    "properties": {
+        "@context": {"type": ["string", "object"]},
+        "@type": {
+            "enum": ["Presentation", CMP + "Presentation", "cmp:Presentation"],
+            "description": "'Presentation'",
+        },
+        "@id": {"type": "string"},
+        "conditions": _TERMS,
+        "goals": _TERMS,
+        "pathologies": {
+            "type": "array",
+            "description": "a list",
+            "items": {
+                "type": ["object", "string"],
+                "description": "an object or a string",
+                "required": ["pathology"],
+                "properties": {
+                    "@type": {"type": "string"},
+                    "pathology": _TERM,
+                    **{key: _SCALAR for key in PATHOLOGY_FIELDS[1:]},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "preferences": {
+            "type": "object",
+            "description": "an object",
+            "properties": {
+                "modality": _TERMS,
+                "setting": _TERMS,
+                "format": _SCALAR,
+                "supervision": _SCALAR,
+            },
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+_VALIDATOR = Draft202012Validator(SCHEMA)
+# jsonschema's keyword -> the rule name a Problem reports (the API's `violations[].rule`).
+_RULES = {"type": "type", "enum": "type", "required": "required"}
+
+
 @dataclass
 class Problem:
     """One thing wrong with the input, named by the field a client sent and the rule it broke."""
@@ -61,7 +123,7 @@ class Problem:
     field: str
     rule: str
     message: str
-    suggestions: list[str] = field(default_factory=list)
+    suggestions: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "rule": self.rule, "message": self.message}
@@ -139,15 +201,54 @@ def parse_body(raw: bytes) -> Any:
         raise InvalidPresentation(400, f"request body is not valid JSON: {err}") from None
 
 
-def _as_list(value: Any, name: str, problems: list[Problem]) -> list[Any]:
-    if value is None:
-        return []
+def _values(value: Any) -> list[Any]:
+    """A term field's values: one string or a list; anything else the schema has reported."""
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list):
-        return value
-    problems.append(Problem(name, "type", f"'{name}' must be a list of strings (or one string)"))
-    return []
+    return value if isinstance(value, list) else []
+
+
+def _field_name(path: Iterable[Any]) -> str:
+    """jsonschema's path as the field a client wrote: `pathologies[0].score`."""
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def schema_problems(body: Any) -> list[Problem]:
+    """Every place the body breaks SCHEMA, named by field, in a stable order."""
+    problems: list[Problem] = []
+    for error in _VALIDATOR.iter_errors(body):
+        problems.extend(_problems_of(error))
+    return sorted(problems, key=lambda p: (p.field, p.rule, p.message))
+
+
+def _problems_of(error: ValidationError) -> list[Problem]:
+    where = _field_name(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    instance: Any = error.instance
+    if error.validator == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        unknown = sorted(set(instance) - set(allowed))
+        return [
+            Problem(
+                name := f"{where}.{key}" if where else key,
+                "known-field",
+                f"unknown field '{name}'; allowed: {', '.join(allowed)}",
+            )
+            for key in unknown
+        ]
+    if error.validator == "required":
+        required: Any = error.validator_value
+        missing = [key for key in required if key not in instance]
+        return [
+            Problem(f"{where}.{key}" if where else key, "required", f"'{key}' is required")
+            for key in missing
+        ]
+    expected = schema.get("description")
+    message = f"'{where}' must be {expected}" if expected else f"'{where}': {error.message}"
+    return [Problem(where, _RULES.get(str(error.validator), str(error.validator)), message)]
 
 
 def _resolve(
@@ -158,10 +259,7 @@ def _resolve(
     problems: list[Problem],
 ) -> str | None:
     if not isinstance(value, str):
-        problems.append(
-            Problem(name, "type", f"'{name}' must be a string: a label, code, CURIE or IRI")
-        )
-        return None
+        return None  # the schema check has reported it
     try:
         return resolver.resolve(value, CMP + kind, name)
     except UnknownTerm as err:
@@ -180,17 +278,6 @@ def _literal(value: Any) -> ox.Literal | None:
     if isinstance(value, str):
         return ox.Literal(value)
     return None
-
-
-def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str, problems: list[Problem]):
-    for key in sorted(obj):
-        if key not in allowed:
-            name = f"{where}.{key}" if where else key
-            problems.append(
-                Problem(
-                    name, "known-field", f"unknown field '{name}'; allowed: {', '.join(allowed)}"
-                )
-            )
 
 
 def _check_context(value: Any, problems: list[Problem], root: Path | None) -> None:
@@ -220,90 +307,43 @@ def presentation_iri(canonical: Any) -> str:
 
 def build_presentation(body: Any, resolver: TermResolver, root: Path | None = None) -> Presentation:
     """Resolve a decoded JSON body into a Presentation, or raise InvalidPresentation (422)."""
+    problems = schema_problems(body)
     if not isinstance(body, dict):
-        raise InvalidPresentation(
-            422, "a presentation must be a JSON object with 'conditions' and 'goals'"
-        )
-    problems: list[Problem] = []
-    _check_keys(body, TOP_FIELDS + JSONLD_KEYWORDS, "", problems)
+        raise InvalidPresentation(422, f"a presentation must be {SCHEMA['description']}")
     if "@context" in body:
         _check_context(body["@context"], problems, root)
-    if "@type" in body and body["@type"] not in (
-        "Presentation",
-        CMP + "Presentation",
-        "cmp:Presentation",
-    ):
-        problems.append(Problem("@type", "type", "'@type' must be 'Presentation'"))
 
-    conditions = [
-        _resolve(resolver, v, "Condition", f"conditions[{i}]", problems)
-        for i, v in enumerate(_as_list(body.get("conditions"), "conditions", problems))
-    ]
-    goals = [
-        _resolve(resolver, v, "Outcome", f"goals[{i}]", problems)
-        for i, v in enumerate(_as_list(body.get("goals"), "goals", problems))
-    ]
+    def terms(field: str, values: Any, kind: str) -> list[str | None]:
+        return [
+            _resolve(resolver, v, kind, f"{field}[{i}]", problems)
+            for i, v in enumerate(_values(values))
+        ]
 
-    raw_pathologies = body.get("pathologies", [])
-    if not isinstance(raw_pathologies, list):
-        problems.append(Problem("pathologies", "type", "'pathologies' must be a list"))
-        raw_pathologies = []
+    conditions = terms("conditions", body.get("conditions"), "Condition")
+    goals = terms("goals", body.get("goals"), "Outcome")
     pathologies: list[tuple[int, str | None, dict[str, Any]]] = []
-    for i, item in enumerate(raw_pathologies):
-        where = f"pathologies[{i}]"
-        if isinstance(item, str):
-            item = {"pathology": item}
-        if not isinstance(item, dict):
-            problems.append(Problem(where, "type", f"'{where}' must be an object or a string"))
-            continue
-        _check_keys(item, (*PATHOLOGY_FIELDS, "@type"), where, problems)
-        if "pathology" not in item:
-            problems.append(
-                Problem(f"{where}.pathology", "required", "name the secondary pathology")
-            )
-            continue
-        iri = _resolve(
-            resolver, item["pathology"], "SecondaryPathology", f"{where}.pathology", problems
-        )
-        pathologies.append((i, iri, item))
-
-    prefs = body.get("preferences", {})
-    if not isinstance(prefs, dict):
-        problems.append(Problem("preferences", "type", "'preferences' must be an object"))
-        prefs = {}
-    _check_keys(prefs, PREFERENCE_FIELDS, "preferences", problems)
-    modalities = [
-        _resolve(resolver, v, "ExerciseModality", f"preferences.modality[{i}]", problems)
-        for i, v in enumerate(_as_list(prefs.get("modality"), "preferences.modality", problems))
+    for i, item in enumerate(_values(body.get("pathologies"))):
+        item = {"pathology": item} if isinstance(item, str) else item
+        if isinstance(item, dict) and "pathology" in item:
+            where = f"pathologies[{i}].pathology"
+            iri = _resolve(resolver, item["pathology"], "SecondaryPathology", where, problems)
+            pathologies.append((i, iri, item))
+    prefs = body.get("preferences")
+    prefs = prefs if isinstance(prefs, dict) else {}
+    modalities = terms("preferences.modality", prefs.get("modality"), "ExerciseModality")
+    settings = [
+        SETTINGS.get(v.strip().casefold()) if isinstance(v, str) else None
+        for v in _values(prefs.get("setting"))
     ]
-    settings = []
-    for i, v in enumerate(_as_list(prefs.get("setting"), "preferences.setting", problems)):
-        name = f"preferences.setting[{i}]"
-        if isinstance(v, str) and v.strip().casefold() in SETTINGS:
-            settings.append(SETTINGS[v.strip().casefold()])
-        else:
-            settings.append(_resolve(resolver, v, "ExerciseModality", name, problems))
-
-    scalars: dict[str, Any] = {}
-    for i, _iri, item in pathologies:
-        for key in PATHOLOGY_FIELDS[1:]:
-            if key in item and _literal(item[key]) is None:
-                problems.append(
-                    Problem(
-                        f"pathologies[{i}].{key}",
-                        "type",
-                        f"'{key}' must be a number, string or boolean as documented",
-                    )
-                )
-    for key in ("format", "supervision"):
-        if key in prefs:
-            scalars[key] = prefs[key]
-            if _literal(prefs[key]) is None:
-                problems.append(
-                    Problem(f"preferences.{key}", "type", f"'preferences.{key}' must be a string")
-                )
+    for i, v in enumerate(_values(prefs.get("setting"))):
+        if settings[i] is None:  # not a shorthand: it must name a modality
+            name = f"preferences.setting[{i}]"
+            settings[i] = _resolve(resolver, v, "ExerciseModality", name, problems)
+    scalars = {key: prefs[key] for key in ("format", "supervision") if key in prefs}
     if problems:
-        raise InvalidPresentation(422, "the presentation is not valid", problems)
+        raise InvalidPresentation(
+            422, "the presentation is not valid", sorted(problems, key=lambda p: p.field)
+        )
 
     canonical = {
         "conditions": conditions,

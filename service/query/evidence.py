@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 from service.kb import sources
 from service.kb.sources import NS, PREFIXES, sparql_prefixes
+from service.vocab import entity_href as entity_href  # re-exported: templates link with it
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]
@@ -32,7 +33,6 @@ MODALITY_CLASS = CMP + "ExerciseModality"
 OUTCOME_CLASS = CMP + "Outcome"
 BENEFIT = PREFIXES["dir"] + "benefit"
 HARM = PREFIXES["dir"] + "harm"
-NO_CLEAR_DIFFERENCE = PREFIXES["dir"] + "no-clear-difference"
 SIGNIFICANT = PREFIXES["sig"] + "significant"
 INCONCLUSIVE = PREFIXES["sig"] + "inconclusive"
 DEFAULT_OUTCOME = PREFIXES["out"] + "physical-function"
@@ -76,16 +76,8 @@ def curie(iri: str) -> str:
     return sources.curie(iri) or iri
 
 
-def entity_href(iri: str) -> str:
-    """Our IRIs dereference on this server at their own path (https://w3id.org/cmpkg/x ->
-    /cmpkg/x), so the same link works behind a w3id redirect; others link out."""
-    if iri.startswith(NS):
-        return "/cmpkg/" + iri[len(NS) :]
-    return iri
-
-
-def is_iri(value: str | None) -> bool:
-    return bool(value) and value.startswith(("http://", "https://", "urn:"))  # type: ignore[union-attr]
+def is_iri(value: str | None) -> TypeGuard[str]:
+    return value is not None and value.startswith(("http://", "https://", "urn:"))
 
 
 def _iri_list(iris: Iterable[str]) -> str:
@@ -460,14 +452,14 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
     )
     rated_down: dict[str, set[str]] = defaultdict(set)
     for row in down_rows:
-        if row.get("claim") and row.get("domain"):
-            rated_down[row["claim"]].add(row["domain"])  # type: ignore[index]
+        claim, domain = row.get("claim"), row.get("domain")
+        if claim and domain:
+            rated_down[claim].add(domain)
     iris = {v for r in records.values() for v in r.values() if is_iri(v)}
     iris |= {d for ds in rated_down.values() for d in ds}
     labels = fetch_labels(select, iris)
-    abbreviations = fetch_abbreviations(
-        select, {r["measure"] for r in records.values() if r.get("measure")}
-    )  # type: ignore[misc]
+    measures = {m for r in records.values() if (m := r.get("measure"))}
+    abbreviations = fetch_abbreviations(select, measures)
 
     claims = []
     for iri, r in records.items():
@@ -814,7 +806,7 @@ def column_title(variable: str) -> str:
     return name.replace("_", " ")
 
 
-def result_table(rows: list[Mapping[str, Any]], labels: Mapping[str, str]) -> ResultTable:
+def result_table(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> ResultTable:
     """Rows of a named query as a table; IRIs become labelled links to entity pages."""
     columns: list[str] = []
     for row in rows:
@@ -826,8 +818,8 @@ def result_table(rows: list[Mapping[str, Any]], labels: Mapping[str, str]) -> Re
             value = row.get(col)
             value = None if value is None else str(value)
             if is_iri(value):
-                text = labels.get(value) or curie(value)  # type: ignore[arg-type]
-                cells.append(ResultCell(value, text, entity_href(value)))  # type: ignore[arg-type]
+                text = labels.get(value) or curie(value)
+                cells.append(ResultCell(value, text, entity_href(value)))
             else:
                 cells.append(ResultCell(value, value or "", None))
         table.append(cells)

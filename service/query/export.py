@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES, parse_file
+from service.kb.sources import PREFIXES, parse_file, serialize
 from service.query import jsonld
 
 FORMATS = ("jsonld", "ttl", "nq")
-MEDIA_TYPES = {
-    "jsonld": "application/ld+json",
-    "ttl": "text/turtle",
-    "nq": "application/n-quads",
-}
 
 
 def union_triples(quads: list[ox.Quad]) -> list[ox.Triple]:
@@ -30,10 +25,10 @@ def union_triples(quads: list[ox.Quad]) -> list[ox.Triple]:
 
 def export(quads: list[ox.Quad], fmt: str) -> bytes:
     if fmt == "nq":
-        return ox.serialize(sorted(quads, key=str), format=ox.RdfFormat.N_QUADS)
+        return serialize(sorted(quads, key=str), ox.RdfFormat.N_QUADS)
     triples = union_triples(quads)
     if fmt == "ttl":
-        return ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES)
+        return serialize(triples, ox.RdfFormat.TURTLE, PREFIXES)
     if fmt == "jsonld":
         document = jsonld.graph_document(triples)
         return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")

@@ -20,10 +20,11 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES, project_root
+from service.kb.sources import project_root
+from service.vocab import DISCLAIMER as DISCLAIMER  # re-exported: the answers carry it
+from service.vocab import PREFIXES, curie
 
 CONTEXT_URL_PATH = "/context.jsonld"
-DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients"
 
 RDF_TYPE = PREFIXES["rdf"] + "type"
 XSD = PREFIXES["xsd"]
@@ -89,14 +90,8 @@ class Compactor:
         return curie
 
     def iri(self, iri: str) -> str:
-        """The CURIE with the longest matching namespace, or the IRI itself."""
-        best = ""
-        for prefix, base in self.prefixes.items():
-            if iri.startswith(base) and len(base) > len(self.prefixes.get(best, "")):
-                local = iri[len(base) :]
-                if local and not local.startswith("//") and ":" not in local.split("/")[0]:
-                    best = prefix
-        return f"{best}:{iri[len(self.prefixes[best]) :]}" if best else iri
+        """The compact IRI under the context's longest matching prefix, or the IRI itself."""
+        return curie(iri, self.prefixes, jsonld=True) or iri
 
     def node_id(self, term: Subject) -> str:
         if isinstance(term, ox.BlankNode):
@@ -119,11 +114,16 @@ class Compactor:
             return ident if coercion == "@id" else {"@id": ident}
         if not isinstance(term, ox.Literal):
             raise TypeError(f"unsupported RDF term {term!r}")
-        datatype = term.datatype.value
         if term.language:
             if coercion is None and definition.get("@language") == term.language:
                 return term.value
             return {"@value": term.value, "@language": term.language}
+        return self._typed_literal(term, coercion, definition)
+
+    def _typed_literal(self, term: ox.Literal, coercion: str | None, definition: Json) -> Any:
+        """A literal without a language: short when its term's coercion (or JSON) says the
+        type, else an explicit value object."""
+        datatype = term.datatype.value
         if coercion is not None and coercion != "@id" and self.expand(coercion) == datatype:
             return term.value
         if coercion is None and "@language" not in definition:
@@ -149,6 +149,8 @@ class Compactor:
                 types.append(self.type_name(triple.object.value))
                 continue
             key, definition = self.key(predicate)
+            if isinstance(triple.object, ox.Triple):
+                raise TypeError(f"RDF 1.2 triple terms have no JSON-LD form: {triple}")
             rendered = self.value(triple.object, definition)
             nest = definition.get("@nest")
             (nested[nest][key] if nest else values[key]).append(rendered)
@@ -275,22 +277,7 @@ def draft_context(triples: Iterable[ox.Triple | ox.Quad]) -> Json:
     test checks it still covers the ontology.
     """
     cmp_ns = PREFIXES["cmp"]
-    owl = PREFIXES["owl"]
-    kinds: dict[str, str] = {}
-    ranges: dict[str, str] = {}
-    classes: set[str] = set()
-    for item in triples:
-        t = item.triple if isinstance(item, ox.Quad) else item
-        s, p, o = t.subject, t.predicate.value, t.object
-        if not isinstance(s, ox.NamedNode) or not s.value.startswith(cmp_ns):
-            continue
-        if p == RDF_TYPE and isinstance(o, ox.NamedNode):
-            if o.value in (owl + "ObjectProperty", owl + "DatatypeProperty"):
-                kinds[s.value] = o.value
-            elif o.value == owl + "Class":
-                classes.add(s.value)
-        elif p == PREFIXES["rdfs"] + "range" and isinstance(o, ox.NamedNode):
-            ranges[s.value] = o.value
+    kinds, ranges, classes = _declarations(triples)
     ctx: Json = {"@version": 1.1, "id": "@id", "type": "@type"}
     ctx.update({p: iri for p, iri in PREFIXES.items() if p not in UNPREFIXED})
     for iri in sorted(classes):
@@ -307,3 +294,26 @@ def draft_context(triples: Iterable[ox.Triple | ox.Quad]) -> Json:
             definition["@nest"] = "ci"
         ctx[term] = definition
     return ctx
+
+
+def _declarations(
+    triples: Iterable[ox.Triple | ox.Quad],
+) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """The ontology's `cmp:` properties (IRI -> OWL kind), their ranges, and its classes."""
+    cmp_ns, owl = PREFIXES["cmp"], PREFIXES["owl"]
+    kinds: dict[str, str] = {}
+    ranges: dict[str, str] = {}
+    classes: set[str] = set()
+    for item in triples:
+        t = item.triple if isinstance(item, ox.Quad) else item
+        s, p, o = t.subject, t.predicate.value, t.object
+        if not isinstance(s, ox.NamedNode) or not s.value.startswith(cmp_ns):
+            continue
+        if p == RDF_TYPE and isinstance(o, ox.NamedNode):
+            if o.value in (owl + "ObjectProperty", owl + "DatatypeProperty"):
+                kinds[s.value] = o.value
+            elif o.value == owl + "Class":
+                classes.add(s.value)
+        elif p == PREFIXES["rdfs"] + "range" and isinstance(o, ox.NamedNode):
+            ranges[s.value] = o.value
+    return kinds, ranges, classes

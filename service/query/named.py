@@ -1,9 +1,10 @@
 """Named queries: the `.rq` files of `queries/`, their grlc decorators and BASIL parameters.
 
-A file is one SPARQL query whose leading `#+` comment lines are grlc decorators (`summary`,
-`description`, `tags`, `defaults`, `enumerate`, `pagination`, `method`). Parameters follow the
-BASIL convention grlc also reads: `?_name_iri` is a required IRI, `?__name_iri` an optional
-one, `?_name` a plain literal, `?_name_integer` (or `_decimal`, `_boolean`) a typed literal.
+A file is one SPARQL query whose `#+` comment lines are grlc decorators, read as one YAML
+document (`summary`, `description`, `tags`, `defaults`, `enumerate`, `pagination`, `method`).
+Parameters follow the BASIL convention grlc also reads: `?_name_iri` is a required IRI,
+`?__name_iri` an optional one, `?_name` a plain literal, `?_name_integer` (or `_decimal`,
+`_boolean`) a typed literal.
 A parameter with a default is optional too; the default is used when no value is given.
 
 Values are never spliced into the text. They are resolved to terms (`service.query.terms`) and
@@ -19,16 +20,18 @@ terms into the text with Oxigraph's serialiser instead.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import pyoxigraph as ox
+import yaml
 
 from service.kb.sources import PREFIXES, project_root
 from service.query.terms import TermResolver, UnknownTerm
+from service.store import binding
 
 __all__ = [
     "NamedQuery",
@@ -40,8 +43,6 @@ __all__ = [
     "inline",
     "load_queries",
     "prepare",
-    "resolver_for",
-    "run_query",
 ]
 
 XSD = PREFIXES["xsd"]
@@ -85,6 +86,33 @@ class QueryFileError(ValueError):
     """A `.rq` file that cannot serve as a named query (bad decorator, unprojected parameter)."""
 
 
+def _integer(text: str) -> str | None:
+    return str(int(text)) if re.fullmatch(r"[+-]?\d{1,18}", text) else None
+
+
+def _decimal(text: str) -> str | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or len(text) > 40:
+        return None
+    return format(number, "f")  # fixed-point: "1E+5" is a Python decimal, not an xsd:decimal
+
+
+def _boolean(text: str) -> str | None:
+    return text.lower() if text.lower() in ("true", "false") else None
+
+
+# The canonical lexical form of a typed parameter value, or None when it is not one.
+_LITERAL_PARSERS: dict[str, Callable[[str], str | None]] = {
+    "integer": _integer,
+    "decimal": _decimal,
+    "boolean": _boolean,
+}
+_LITERAL_WORDS = {"integer": "an integer", "decimal": "a finite number", "boolean": "true or false"}
+
+
 @dataclass
 class Parameter:
     name: str  # the API name: "condition" for ?_condition_iri
@@ -105,25 +133,13 @@ class Parameter:
             return ox.NamedNode(resolver.resolve(value, self.term_class, self.name))
         if self.kind == "literal":
             return ox.Literal(value, language=self.language) if self.language else ox.Literal(value)
-        text = value.strip()
-        if self.kind == "integer":
-            if not re.fullmatch(r"[+-]?\d{1,18}", text):
-                raise ValueError(f"parameter {self.name!r}: not an integer: {value!r}")
-            return ox.Literal(str(int(text)), datatype=ox.NamedNode(_LITERAL_KINDS["integer"]))
-        if self.kind == "decimal":
-            try:
-                number = Decimal(text)
-            except InvalidOperation:
-                raise ValueError(f"parameter {self.name!r}: not a number: {value!r}") from None
-            if not number.is_finite() or len(text) > 40:
-                raise ValueError(f"parameter {self.name!r}: not a finite number: {value!r}")
-            # fixed-point: "1E+5" is a Python decimal but not an xsd:decimal
-            return ox.Literal(format(number, "f"), datatype=ox.NamedNode(_LITERAL_KINDS["decimal"]))
-        if self.kind == "boolean":
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"parameter {self.name!r}: not true or false: {value!r}")
-            return ox.Literal(text.lower(), datatype=ox.NamedNode(_LITERAL_KINDS["boolean"]))
-        raise ValueError(f"parameter {self.name!r}: unsupported kind {self.kind!r}")
+        parse = _LITERAL_PARSERS.get(self.kind)
+        if parse is None:
+            raise ValueError(f"parameter {self.name!r}: unsupported kind {self.kind!r}")
+        lexical = parse(value.strip())
+        if lexical is None:
+            raise ValueError(f"parameter {self.name!r}: not {_LITERAL_WORDS[self.kind]}: {value!r}")
+        return ox.Literal(lexical, datatype=ox.NamedNode(_LITERAL_KINDS[self.kind]))
 
 
 @dataclass
@@ -175,7 +191,10 @@ def load_queries(folder: Path | None = None) -> dict[str, NamedQuery]:
 
 def read_query(path: Path) -> NamedQuery:
     text = path.read_text(encoding="utf-8")
-    decorators = parse_decorators(text)
+    try:
+        decorators = parse_decorators(text)
+    except QueryFileError as err:
+        raise QueryFileError(f"{path}: {err}") from None
     defaults = _defaults(decorators.get("defaults"), path)
     enumerate_ = [str(x) for x in _as_list(decorators.get("enumerate"))]
     parameters = _parameters(text, defaults, _as_dict(decorators.get("params")))
@@ -207,63 +226,40 @@ def read_query(path: Path) -> NamedQuery:
     )
 
 
-def parse_decorators(text: str) -> dict[str, object]:
-    """The grlc `#+` lines as a dict: scalars, lists, and lists of one-key maps.
-
-    A small reader for the YAML subset grlc files use, so the package needs no YAML library.
-    """
-    result: dict[str, object] = {}
-    key: str | None = None
-    for raw in text.splitlines():
-        if not raw.startswith("#+"):
-            continue
-        line = raw[2:].rstrip()
-        if not line.strip():
-            continue
-        stripped = line.strip()
-        if stripped.startswith("- ") or stripped == "-":
-            if key is None:
-                raise QueryFileError(f"list item without a key: {raw!r}")
-            item = stripped[1:].strip()
-            entry: object = _scalar(item)
-            if re.match(r"^[A-Za-z_][\w-]*:\s", item + " ") and not re.match(r"^\w+://", item):
-                k, _, v = item.partition(":")
-                entry = {k.strip(): _scalar(v.strip())}
-            current = result.get(key)
-            if not isinstance(current, list):
-                current = []
-                result[key] = current
-            current.append(entry)
-            continue
-        k, sep, v = stripped.partition(":")
-        if not sep:
-            raise QueryFileError(f"decorator without a colon: {raw!r}")
-        key = k.strip()
-        result[key] = _scalar(v.strip()) if v.strip() else []
-    return result
+def parse_decorators(text: str) -> dict[str, Any]:
+    """The grlc `#+` lines read as the YAML document they are (grlc reads them with YAML too)."""
+    block = "\n".join(line[2:] for line in text.splitlines() if line.startswith("#+"))
+    try:
+        decorators = yaml.safe_load(block)
+    except yaml.YAMLError as err:
+        # The usual slip: a plain value with ": " in it; YAML (and grlc) need it quoted.
+        hint = " (quote a value that contains ': ' or starts with a YAML sign)"
+        raise QueryFileError(f"the #+ decorators are not valid YAML{hint}: {err}") from None
+    if decorators is None:
+        return {}
+    if not isinstance(decorators, dict):
+        raise QueryFileError("the #+ decorators must be 'key: value' lines")
+    return decorators
 
 
-def _scalar(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
+def _text(value: object) -> str:
+    """A YAML scalar as the text a parameter value is written in (`true`, not `True`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _as_list(value: object) -> list[object]:
     if value is None or value == "":
         return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
-        return [_scalar(v.strip()) for v in value[1:-1].split(",") if v.strip()]
-    return [value]
+    return value if isinstance(value, list) else [value]
 
 
 def _as_dict(value: object) -> dict[str, str]:
     merged: dict[str, str] = {}
     for item in _as_list(value):
         if isinstance(item, dict):
-            merged.update({str(k): str(v) for k, v in item.items()})
+            merged.update({str(k): _text(v) for k, v in item.items()})
     return merged
 
 
@@ -272,7 +268,7 @@ def _defaults(value: object, path: Path) -> dict[str, str]:
     for item in _as_list(value):
         if not isinstance(item, dict):
             raise QueryFileError(f"{path}: defaults must be a list of 'name: value' items")
-        merged.update({str(k): str(v) for k, v in item.items()})
+        merged.update({str(k): _text(v) for k, v in item.items()})
     return merged
 
 
@@ -319,48 +315,9 @@ def _last_word(name: str) -> str:
     return re.split(r"(?=[A-Z])", name)[-1].lower()
 
 
-def _segments(text: str) -> list[tuple[bool, str]]:
-    """The query cut into (is_code, piece): comments, strings and IRIs are not code."""
-    pieces: list[tuple[bool, str]] = []
-    code_start, i, n = 0, 0, len(text)
-
-    def cut(end: int) -> None:
-        if code_start < i:
-            pieces.append((True, text[code_start:i]))
-        pieces.append((False, text[i:end]))
-
-    while i < n:
-        c = text[i]
-        end = -1
-        if c == "#":
-            j = text.find("\n", i)
-            end = n if j < 0 else j
-        elif c == "<":
-            # an IRI reference: kept whole so a '#' fragment is not read as a comment
-            j = i + 1
-            while j < n and text[j] not in '<>"{}|^`\\ \t\r\n':
-                j += 1
-            if j < n and text[j] == ">":
-                end = j + 1
-        elif c in "'\"":
-            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else c
-            j = i + len(quote)
-            while j < n and not text.startswith(quote, j):
-                j += 2 if text[j] == "\\" else 1
-            end = min(n, j + len(quote))
-        if end < 0:
-            i += 1
-            continue
-        cut(end)
-        code_start = i = end
-    if code_start < n:
-        pieces.append((True, text[code_start:]))
-    return pieces
-
-
 def _strip_comments_and_strings(text: str) -> str:
     """The query with comments, string literals and IRIs blanked, for lexical checks."""
-    return "".join(piece if code else " " for code, piece in _segments(text))
+    return "".join(piece if code else " " for code, piece in binding.segments(text))
 
 
 def _form(text: str) -> str:
@@ -372,7 +329,7 @@ def _form(text: str) -> str:
 
 def _check(query: NamedQuery) -> None:
     """Parse the query on an empty store with every parameter bound, as a run would."""
-    probe = {
+    probe: dict[ox.Variable, ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple] = {
         ox.Variable(p.variable): (
             ox.NamedNode("urn:cmpkg:probe") if p.kind == "iri" else _probe_literal(p.kind)
         )
@@ -441,55 +398,5 @@ def page_tail(query: NamedQuery, page: int) -> str:
 
 
 def inline(prepared: PreparedQuery) -> str:
-    """The prepared query as one text, for stores that cannot bind values (remote SPARQL).
-
-    grlc's way: each `?_name` outside comments, strings and IRIs becomes the RDF term, written
-    by Oxigraph's serialiser (IRIs are terms we hold, literals are escaped), so no value can
-    close a string or an IRI. The `$_name` projections stay variables and come back unbound.
-    """
-    by_name = {f"?{v.value}": str(term) for v, term in prepared.substitutions.items()}
-    if not by_name:
-        return prepared.text
-    pattern = re.compile(r"\?__?[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?(?![A-Za-z0-9_])")
-    return "".join(
-        pattern.sub(lambda m: by_name.get(m.group(0), m.group(0)), piece) if code else piece
-        for code, piece in _segments(prepared.text)
-    )
-
-
-# Resolvers by store: building one walks every label, so it is done once per store. Stores
-# cannot be weakly referenced, so the cache is small and keeps its stores alive.
-_RESOLVERS: OrderedDict[int, tuple[ox.Store, TermResolver]] = OrderedDict()
-
-
-def resolver_for(store: ox.Store) -> TermResolver:
-    key = id(store)
-    cached = _RESOLVERS.get(key)
-    if cached is not None and cached[0] is store:
-        _RESOLVERS.move_to_end(key)
-        return cached[1]
-    resolver = TermResolver.from_store(store)
-    _RESOLVERS[key] = (store, resolver)
-    while len(_RESOLVERS) > 4:
-        _RESOLVERS.popitem(last=False)
-    return resolver
-
-
-def run_query(
-    store: ox.Store,
-    query: NamedQuery,
-    values: Mapping[str, str],
-    page: int = 1,
-    *,
-    resolver: TermResolver | None = None,
-    graphs: list[ox.NamedNode] | None = None,
-) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
-    """Run a named query. By default over the union of all graphs; `graphs` picks some."""
-    prepared = prepare(query, values, resolver or resolver_for(store), page)
-    if graphs is None:
-        return store.query(
-            prepared.text, use_default_graph_as_union=True, substitutions=prepared.substitutions
-        )
-    return store.query(
-        prepared.text, default_graph=list(graphs), substitutions=prepared.substitutions
-    )
+    """The prepared query as one text, for stores that cannot bind values (remote SPARQL)."""
+    return binding.inline(prepared.text, prepared.substitutions)

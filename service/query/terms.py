@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES
+from service.kb.sources import solutions
+from service.vocab import PREFIXES, curie
 
 OBO = "http://purl.obolibrary.org/obo/"
 MESH = "http://id.nlm.nih.gov/mesh/"
@@ -109,7 +110,7 @@ class TermResolver:
     def from_store(cls, store: ox.Store) -> TermResolver:
         rows = [
             (row["s"], row["p"].value, row["o"])
-            for row in store.query(_INDEX_QUERY, use_default_graph_as_union=True)
+            for row in solutions(store.query(_INDEX_QUERY, use_default_graph_as_union=True))
             if isinstance(row["s"], ox.NamedNode)
         ]
         labels = [
@@ -124,7 +125,7 @@ class TermResolver:
         ]
         types = [
             (row["s"].value, row["t"].value)
-            for row in store.query(_TYPE_QUERY, use_default_graph_as_union=True)
+            for row in solutions(store.query(_TYPE_QUERY, use_default_graph_as_union=True))
         ]
         return cls(labels, matches, types)
 
@@ -155,9 +156,7 @@ class TermResolver:
             winners = sorted(iri for iri, r in fitting.items() if r == best)
             if len(winners) == 1:
                 return winners[0]
-            raise UnknownTerm(
-                value, parameter, [self._curie(iri) for iri in winners], "ambiguous term"
-            )
+            raise UnknownTerm(value, parameter, [_shown(iri) for iri in winners], "ambiguous term")
         known = {iri for found in self._candidates(text) for iri in found}
         wrong_kind = sorted(known & self._types.keys())
         if wrong_kind and type_iri:
@@ -165,7 +164,7 @@ class TermResolver:
                 value,
                 parameter,
                 self.suggest(text, type_iri),
-                f"{self._curie(wrong_kind[0])} is not a {self._curie(type_iri)}",
+                f"{_shown(wrong_kind[0])} is not a {_shown(type_iri)}",
             )
         raise UnknownTerm(value, parameter, self.suggest(text, type_iri))
 
@@ -204,11 +203,9 @@ class TermResolver:
         if key in self._local:
             yield dict.fromkeys(self._local[key], 0)
 
-    def _curie(self, iri: str) -> str:
-        for prefix, base in PREFIXES.items():
-            if iri.startswith(base) and len(iri) > len(base):
-                return f"{prefix}:{iri[len(base) :]}"
-        return iri
+
+def _shown(iri: str) -> str:
+    return curie(iri) or iri
 
 
 def _local_name(iri: str) -> str:

@@ -21,14 +21,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import pyoxigraph as ox
 from SPARQLWrapper import POST, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 
-from service.kb.sources import load_dataset, parse_file
+from service import config
+from service.kb.sources import load_dataset, parse_file, solutions
+from service.store.binding import inline
 from service.store.pool import PoolBusy, WorkerCrashed, WorkerPool, WorkerTimeout
 from service.store.results import GRAPH_FORMATS, Answer, encode_result
 from service.store.safety import Dataset, strip_dataset_clauses
@@ -47,7 +49,7 @@ class QueryJob:
     media_type: str
     row_cap: int
     # Values for `?name` variables, bound by the engine (SEP-0007 substitutions), never
-    # pasted into the text; a store that cannot bind renders them with `queries.inline`.
+    # pasted into the text; a store that cannot bind renders them with `binding.inline`.
     substitutions: Mapping[str, ox.NamedNode | ox.Literal] = field(default_factory=dict)
     base_iri: str | None = None  # what relative IRIs in the query resolve against
 
@@ -95,7 +97,7 @@ class _Failure:
 
 
 def _evaluate(store: ox.Store, job: QueryJob) -> Answer | _Failure:
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if job.dataset.is_default:
         kwargs["use_default_graph_as_union"] = True
     else:
@@ -131,7 +133,9 @@ def content_hash(paths: Iterable[Path]) -> str:
 
 
 class EmbeddedStore:
-    def __init__(self, store: ox.Store, build_id: str, workers: int = 2) -> None:
+    def __init__(
+        self, store: ox.Store, build_id: str, workers: int = config.default("workers")
+    ) -> None:
         self.build_id = build_id
         counts: dict[str, int] = defaultdict(int)
         for quad in store:
@@ -172,7 +176,7 @@ class EmbeddedStore:
 class RemoteStore:
     """Every request is forwarded with SPARQLWrapper, with the dataset always made explicit."""
 
-    def __init__(self, query_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, query_url: str, timeout: float = config.default("timeout")) -> None:
         self.query_url = query_url
         counts = self._graph_counts(timeout)
         self._counts = counts
@@ -212,8 +216,8 @@ class RemoteStore:
         raw = self._fetch(
             self._wrapper(query, timeout, "application/sparql-results+json", "SELECT")
         )
-        solutions = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
-        return {s["g"].value: int(s["n"].value) for s in solutions if s["g"] is not None}
+        rows = solutions(ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON))
+        return {s["g"].value: int(s["n"].value) for s in rows if s["g"] is not None}
 
     def graph_counts(self) -> dict[str, int]:
         return dict(self._counts)
@@ -223,10 +227,8 @@ class RemoteStore:
         accept = "application/n-triples" if graph else "application/sparql-results+json"
         text = job.query
         if job.substitutions:  # SPARQL 1.1 Protocol has no binding: write the terms safely
-            from service.query.named import PreparedQuery, inline
-
             bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
-            text = inline(PreparedQuery(text, bound))
+            text = inline(text, bound)
         if job.base_iri:  # the remote store would resolve against its own URL
             text = f"BASE <{job.base_iri}>\n{text}"
         wrapper = self._wrapper(strip_dataset_clauses(text), timeout, accept, job.form)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pyoxigraph as ox
 
-from service.kb.sources import PREFIXES
+from service.kb.sources import PREFIXES, serialize
 
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
@@ -77,7 +78,7 @@ def encode_boolean(value: bool, media_type: str) -> Answer:
 
 def encode_solutions(solutions: ox.QuerySolutions, media_type: str, row_cap: int) -> Answer:
     names = [v.value for v in solutions.variables]
-    bindings = []
+    bindings: list[dict[str, Any]] = []
     truncated = False
     for solution in solutions:
         if len(bindings) >= row_cap:
@@ -109,11 +110,7 @@ def encode_triples(triples: Iterable[ox.Triple], media_type: str, row_cap: int) 
     if fmt in (ox.RdfFormat.N_QUADS, ox.RdfFormat.TRIG):
         items = [ox.Quad(t.subject, t.predicate, t.object) for t in kept]
     prefixes = PREFIXES if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.TRIG) else None
-    body = (
-        ox.serialize(items, format=fmt, prefixes=prefixes)
-        if prefixes
-        else ox.serialize(items, format=fmt)
-    )
+    body = serialize(items, fmt, prefixes)
     return Answer(media_type, body, truncated, len(kept))
 
 
@@ -130,4 +127,6 @@ def _convert(json_body: bytes, media_type: str) -> bytes:
     if media_type == JSON_RESULTS:
         return json_body
     parsed = ox.parse_query_results(json_body, format=ox.QueryResultsFormat.JSON)
-    return parsed.serialize(format=SOLUTION_FORMATS[media_type])
+    body = parsed.serialize(format=SOLUTION_FORMATS[media_type])
+    assert body is not None  # no output file: the bytes are returned
+    return body

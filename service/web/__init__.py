@@ -17,23 +17,18 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, has_request_context, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from service import config
 from service.web.cache import AnswerCache, ResponseMemo
 from service.web.protocol import CORS_HEADERS, error_response
 
-if TYPE_CHECKING:  # service.store.backends imports service.store.safety, so no runtime import here
+if TYPE_CHECKING:  # only the annotation needs it; a store is handed in by the caller
     from service.store.backends import Store
 
-DEFAULTS: dict[str, Any] = {
-    "SPARQL_TIMEOUT": 10.0,  # seconds per query
-    "SPARQL_ROW_CAP": 100_000,  # result rows (or triples) per answer
-    "MAX_CONTENT_LENGTH": 1024 * 1024,  # request body bytes; Flask answers 413 above
-    "CACHE_BYTES": 64 * 1024 * 1024,  # 0 disables the answer cache
-    # Where clients reach the service, e.g. "https://kg.example.org". Every absolute URL the
-    # service writes (JSON-LD @context, service description, next-page links, the base of
-    # relative IRIs in queries) is built from it, never from the request's Host header.
-    # None (tests, embedding) leaves the request's own URL in place.
-    "PUBLIC_BASE_URL": None,
-}
+# SPARQL_TIMEOUT, SPARQL_ROW_CAP, MAX_CONTENT_LENGTH (Flask answers 413 above), CACHE_BYTES,
+# PUBLIC_BASE_URL: where clients reach the service. Every absolute URL the service writes
+# (JSON-LD @context, service description, next-page links, the base of relative IRIs in
+# queries) is built from it, never from the request's Host header.
+DEFAULTS: dict[str, Any] = config.app_config()
 
 # Pages load only our own scripts, styles and fonts, talk only to our origin and cannot be
 # framed. YASGUI/CodeMirror set element styles at run time, hence 'unsafe-inline' for styles
@@ -182,6 +177,14 @@ def create_app(
     app.register_blueprint(prescribe.bp)
     ops.install_access_log(app)
 
+    _install_error_handler(app)
+    _install_store_release(app, service)
+    _install_headers(app)
+    _install_memo(app, service)
+    return app
+
+
+def _install_error_handler(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException) -> Response:  # plain protocol errors, not HTML pages
         message = err.description or err.name
@@ -196,12 +199,16 @@ def create_app(
             headers["Allow"] = ", ".join(sorted(allowed))
         return error_response(err.code or 500, message, request.headers.get("Accept"), headers)
 
+
+def _install_store_release(app: Flask, service: ServiceState) -> None:
     @app.teardown_request
     def _release_store(_exc: BaseException | None) -> None:
         pinned = g.pop("cmpkg_store", None)
         if pinned is not None:
             service.release(pinned)
 
+
+def _install_headers(app: Flask) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
         for name, value in CORS_HEADERS.items():
@@ -230,6 +237,10 @@ def create_app(
         response.make_conditional(request)  # in place: status 304 and no body when matched
         return response
 
+
+def _install_memo(app: Flask, service: ServiceState) -> None:
+    from service.web import ops
+
     # Identical repeated requests skip Flask entirely (same size budget as the answer cache).
     flask_app = app.wsgi_app
 
@@ -251,4 +262,3 @@ def create_app(
 
     base = public_base(app.config)
     app.wsgi_app = _pin_public_base(dispatch, base) if base else dispatch  # type: ignore[method-assign]
-    return app

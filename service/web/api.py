@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from service import config
 from service.kb.sources import PREFIXES
 from service.query import jsonld
 from service.query.evidence import rows_from_sparql_json
@@ -60,7 +61,7 @@ class ApiError(Exception):
 
 
 def _timeout() -> float:
-    return float(current_app.config.get("SPARQL_TIMEOUT", 10.0))
+    return float(current_app.config.get("SPARQL_TIMEOUT", config.default("timeout")))
 
 
 def run_select(
@@ -256,8 +257,8 @@ def _run(name: str) -> Response:
     if query is None:
         raise ApiError(404, f"no query named {name!r}", queries=sorted(cat.queries))
     media = choose_format(request.args.get("format"), request.headers.get("Accept"), API_MEDIA)
-    for key, values in request.args.lists():
-        if len(values) > 1:
+    for key, given in request.args.lists():
+        if len(given) > 1:
             raise ApiError(400, f"parameter {key!r} given more than once")
     values = {k: v for k, v in request.args.items() if k not in RESERVED}
     page = _positive("page", request.args.get("page"), 1, 10**6)
@@ -344,8 +345,9 @@ def answer_document(
     labels: dict[str, ox.Literal] = {}
     label_iri = PREFIXES["rdfs"] + "label"
     for t in sorted(triples, key=str):
-        if t.predicate.value == label_iri and isinstance(t.object, ox.Literal):
-            labels.setdefault(t.subject.value, t.object)
+        label = t.object if t.predicate.value == label_iri else None
+        if isinstance(label, ox.Literal) and not isinstance(t.subject, ox.Triple):
+            labels.setdefault(t.subject.value, label)
     parameter_columns = {p.variable for p in query.parameters}  # given once, in "parameters"
     rows = []
     for row in bindings:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 
-from service.kb.sources import NS, PREFIXES
+from service.kb.sources import NS, PREFIXES, serialize
 from service.query import jsonld
 from service.store.backends import StoreError
+from service.vocab import entity_href
 from service.web.api import context_url, run_construct, run_select
 from service.web.protocol import ProtocolError, choose_format, error_response
 
@@ -44,11 +45,6 @@ def _store():
     from service.web import state
 
     return state(current_app).store
-
-
-def entity_href(iri: str) -> str:
-    """Our IRIs link to their page here; others link out."""
-    return "/cmpkg/" + iri[len(NS) :] if iri.startswith(NS) else iri
 
 
 @bp.get("/cmpkg/<path:rest>")
@@ -78,7 +74,7 @@ def _alias(segment: str, rest: str) -> Response:
     target = f"/cmpkg/{segment}/{rest}"
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
-    return redirect(target, code=308)
+    return cast(Response, redirect(target, code=308))  # Flask makes its own response class
 
 
 for _segment in SEGMENTS:
@@ -110,9 +106,9 @@ def _rdf(triples: list[ox.Triple], media: str, focus: str) -> Response:
         document = jsonld.graph_document(triples, context_ref=context_url(), first=focus)
         body: bytes | str = json.dumps(document, ensure_ascii=False, indent=1)
     elif media == "text/turtle":
-        body = ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES)
+        body = serialize(triples, ox.RdfFormat.TURTLE, PREFIXES)
     else:
-        body = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
+        body = serialize(triples, ox.RdfFormat.N_TRIPLES)
     content_type = media if media == "application/ld+json" else f"{media}; charset=utf-8"
     return Response(body, content_type=content_type, headers=headers)
 

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, render_template
 
 from service import __version__
+from service.prescribe.presentation import SCHEMA as PRESENTATION
 from service.query import jsonld
 from service.query.named import NamedQuery
 from service.web.api import API_MEDIA, CSV, JSONLD, MAX_PER_PAGE, catalog
@@ -279,36 +280,6 @@ def _fixed_paths() -> dict[str, Any]:
     }
 
 
-_TERMS = {"type": "array", "items": {"type": "string", "minLength": 1}}
-
-# The JSON shape of a presentation; which terms exist and whether a score lies in its range
-# are the SHACL shapes' business (shapes/presentation.ttl), answered with 404 / 422.
-PRESENTATION: dict[str, Any] = {
-    "type": "object",
-    "required": ["conditions"],
-    "properties": {
-        "@context": {"type": ["string", "object"]},
-        "conditions": {**_TERMS, "minItems": 1},
-        "goals": _TERMS,
-        "pathologies": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["pathology"],
-                "properties": {
-                    "pathology": {"type": "string"},
-                    "instrument": {"type": "string"},
-                    "score": {"type": "number"},
-                    "scoreMin": {"type": "number"},
-                    "scoreMax": {"type": "number"},
-                    "elevated": {"type": "boolean"},
-                },
-            },
-        },
-        "preferences": {"type": "object"},
-    },
-}
-
 # Every prescription answer carries the disclaimer and a plain-language summary.
 PRESCRIPTION: dict[str, Any] = {
     "type": "object",
@@ -398,7 +369,7 @@ def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
         "info": {
             "title": "cmp-kg: exercise for chronic musculoskeletal pain",
             "version": __version__,
-            "description": f"{jsonld.DISCLAIMER}. Named questions over an evidence knowledge "
+            "description": f"{jsonld.DISCLAIMER} Named questions over an evidence knowledge "
             "graph, its IRIs as Linked Data, and the published JSON-LD context. Accepted "
             f"answer formats for questions: {', '.join(API_MEDIA)}.",
         },

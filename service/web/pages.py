@@ -20,8 +20,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 from flask.typing import ResponseReturnValue
 
-from service.kb.sources import PREFIXES, project_root
+from service.kb.sources import PREFIXES, project_root, sparql_prefixes
 from service.query import evidence as views
+from service.vocab import DISCLAIMER
 from service.web import api
 from service.web.evidence_map import render_legend, render_table
 
@@ -39,11 +40,6 @@ VENDOR_FILES = {
     "yasgui.min.css": "@zazuko/yasgui/build/yasgui.min.css",
     "axe.min.js": "axe-core/axe.min.js",
 }
-
-DISCLAIMER = (
-    "Decision support for clinicians and guideline authors. Not advice to patients: "
-    "read the certainty and the source of every figure before using it."
-)
 
 
 # --- plumbing ---------------------------------------------------------------------------
@@ -165,7 +161,7 @@ def home(suffix: str | None = None) -> ResponseReturnValue:
 @pages.route("/query<any('.json'):suffix>")
 def query_editor(suffix: str | None = None) -> ResponseReturnValue:
     """YASGUI wired to /sparql, our prefixes, one tab per competency question."""
-    prologue = "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in PREFIXES.items())
+    prologue = sparql_prefixes()
     tabs = [
         {"name": q.name, "summary": q.summary or "", "query": q.text}
         for q in sorted(_queries().values(), key=lambda q: q.name)
@@ -293,12 +289,12 @@ def evidence(suffix: str | None = None) -> ResponseReturnValue:
 def sof(suffix: str | None = None) -> ResponseReturnValue:
     condition = _term_arg("condition", "cond")
     select = _select()
-    choices = {
+    choices: dict[str, Any] = {
         "conditions": views.fetch_hierarchy(select, views.CONDITION_CLASS),
         "modalities": views.fetch_hierarchy(select, views.MODALITY_CLASS),
     }
     if condition is None:
-        empty = {"condition": None, "modality": None, "groups": []}
+        empty: dict[str, Any] = {"condition": None, "modality": None, "groups": []}
         empty["choices"] = {k: [views.to_json(t) for t in v] for k, v in choices.items()}
         return render("sof.html", empty, suffix=suffix, **choices)
     model = views.summary_of_findings(select, condition, _term_arg("modality", "mod"))

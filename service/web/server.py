@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service import config
 from service.kb import build
 from service.store.backends import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
 
@@ -35,15 +36,15 @@ MANIFEST_NAME = build.MANIFEST_NAME
 
 @dataclass
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 2  # query worker processes (embedded) / extra request threads
+    host: str = config.default("host")
+    port: int = config.default("port")
+    workers: int = config.default("workers")  # query worker processes / extra request threads
     threads: int = 8  # waitress request threads
-    timeout: float = 10.0
-    row_cap: int = 100_000
-    max_body: int = 1024 * 1024
-    cache_bytes: int = 64 * 1024 * 1024
-    log_level: str = "INFO"
+    timeout: float = config.default("timeout")
+    row_cap: int = config.default("row_cap")
+    max_body: int = config.default("max_body")
+    cache_bytes: int = config.default("cache_mb") * config.MIB
+    log_level: str = config.default("log_level")
     artifact: Path | None = None
     data: dict[Path, str] = field(default_factory=dict)  # extra file -> named graph IRI
     store_url: str | None = None  # a remote SPARQL query endpoint instead of the embedded store
@@ -199,13 +200,13 @@ def resolve_artifact(artifact: Path | None) -> tuple[Path, str | None]:
 
 
 def app_config(settings: Settings) -> dict[str, object]:
-    return {
-        "SPARQL_TIMEOUT": settings.timeout,
-        "SPARQL_ROW_CAP": settings.row_cap,
-        "MAX_CONTENT_LENGTH": settings.max_body,
-        "CACHE_BYTES": settings.cache_bytes,
-        "PUBLIC_BASE_URL": public_url(settings),
-    }
+    return config.app_config(
+        settings.timeout,
+        settings.row_cap,
+        settings.max_body,
+        settings.cache_bytes,
+        public_url(settings),
+    )
 
 
 def public_url(settings: Settings) -> str:
