@@ -99,29 +99,53 @@ def _own_peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_one(size: int, skip: list[str]) -> dict:
+def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = False) -> dict:
+    """Build `size` synthetic triples; with `keep`, the root (and its artifact) stays there;
+    with `edit`, one claim's figure is then changed and the build run again (the curator's
+    one-claim rebuild)."""
     with tempfile.TemporaryDirectory(prefix="cmpkg-bench-") as tmp:
-        root = Path(tmp)
+        root = Path(keep) if keep else Path(tmp)
         for folder in ("ontology", "shapes"):
-            shutil.copytree(ROOT / folder, root / folder)
-        (root / "data").mkdir()
+            shutil.copytree(ROOT / folder, root / folder, dirs_exist_ok=True)
+        (root / "data").mkdir(exist_ok=True)
         started = time.perf_counter()
         claims = synthesise(size, root / "data" / "synthetic.ttl")
         generate = time.perf_counter() - started
+        outcome: dict = {}
         try:
+            started = time.perf_counter()
             manifest = build(root, root / "build", progress=True, skip=skip)
-            outcome = {"timings": manifest.timings, "triples": manifest.triples}
+            outcome = {
+                "timings": manifest.timings,
+                "peaks": manifest.peak_rss_mib,
+                "triples": manifest.triples,
+                "full_input": manifest.full_input,
+                "wall_s": round(time.perf_counter() - started, 2),
+            }
+            if edit:
+                data = root / "data" / "synthetic.ttl"
+                text = data.read_text(encoding="utf-8")
+                # One claim's estimate changes (inside its CI: still a valid claim).
+                first = text.index("/vocab/estimate>")
+                line_end = text.index("\n", first)
+                line = text[first:line_end]
+                value = line.split('"')[1]
+                edited = line.replace(f'"{value}"', f'"{float(value) + 0.001:.3f}"')
+                data.write_text(text[:first] + edited + text[line_end:], encoding="utf-8")
+                started = time.perf_counter()
+                build(root, root / "build", progress=False, skip=skip)
+                outcome["rebuild_s"] = round(time.perf_counter() - started, 2)
         except BuildFailed as err:
             outcome = {"failed_at": err.stage, "report": err.report[:2000]}
-        peak_kib = _own_peak_kib()
         peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         return {
             "size": size,
             "claims": claims,
             "generate_s": round(generate, 2),
-            "peak_rss_mib": round(peak_kib / 1024),
+            "peak_rss_mib": round(_own_peak_kib() / 1024),
             "peak_child_rss_mib": round(peak_children / 1024),
             "skipped": skip,
+            "root": str(root),
             **outcome,
         }
 
@@ -131,9 +155,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--skip", nargs="*", default=[], choices=["owl_rl", "hermit", "shacl"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--edit", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.skip)))
+        print(json.dumps(run_one(args.one, args.skip, args.keep, args.edit)))
         return
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(size), "--skip", *args.skip]

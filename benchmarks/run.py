@@ -1,19 +1,30 @@
-"""Latency and throughput of the SPARQL endpoint, in one command: `python benchmarks/run.py`.
+"""Build and query benchmarks in one command: `make bench` (= `python benchmarks/run.py`).
 
-Starts every server itself on loopback and compares, for the competency queries
-(queries/*.rq, or a representative set while there are none):
-  1. cmpkg serve, embedded store, answer cache disabled (uncached)
-  2. cmpkg serve, embedded store, answer cache on (cached)
-  3. cmpkg serve --store, answering through an Oxigraph server (remote)
-  4. the same queries sent straight to that in-memory Oxigraph server (reference)
-Every loop is bounded (--requests per query, --concurrency clients for throughput).
+For each size (synthetic claims over the real terms, as benchmarks/build_scale.py writes them;
+`shipped` is the real knowledge graph) and in one run:
+  1. the build, in its own process: time and peak memory per stage, then a one-claim edit and
+     the rebuild it needs;
+  2. single-client latency of every named query (queries/*.rq, grlc defaults bound) on
+     cmpkg serve uncached and cached, and on an in-memory Oxigraph server (the `oxigraph`
+     package) holding the same artifact, with the ratio to Oxigraph;
+  3. throughput and p50/p99 at 1, 4, 16 and 64 concurrent clients cycling those queries
+     against the same three servers.
+Not a test: every loop is bounded, every server is started here on loopback and stopped.
+
+    .venv/bin/python benchmarks/run.py                       # 10k, 100k, 1M
+    .venv/bin/python benchmarks/run.py --sizes 10k --quick   # a quick run
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
+import math
+import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,32 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
 
-from service.kb.sources import GRAPHS, sparql_prefixes  # noqa: E402
+from service.kb.sources import GRAPHS  # noqa: E402
 
-REPRESENTATIVE = {
-    "claims-by-condition": """SELECT ?claim ?cond ?outcome ?estimate ?lower ?upper ?certainty
-      WHERE {
-        ?claim a cmp:EvidenceClaim ; cmp:condition ?cond ; cmp:outcome ?outcome .
-        OPTIONAL { ?claim cmp:estimate ?estimate ; cmp:ciLower ?lower ; cmp:ciUpper ?upper }
-        OPTIONAL { ?claim cmp:certainty ?certainty }
-        ?cond rdfs:subClassOf* cond:chronic-musculoskeletal-pain } ORDER BY ?claim""",
-    "terms-per-class": """SELECT ?class (COUNT(DISTINCT ?t) AS ?n) WHERE {
-        ?t a ?class . FILTER(STRSTARTS(STR(?class), STR(cmp:))) }
-      GROUP BY ?class ORDER BY ?class""",
-    "condition-hierarchy": """SELECT ?c ?label WHERE {
-        ?c rdfs:subClassOf* cond:chronic-pain ; rdfs:label ?label .
-        FILTER(LANG(?label) = "en") } ORDER BY ?label""",
-    "any-unlabelled-term": """ASK { ?t a owl:Class . FILTER(isIRI(?t))
-        FILTER NOT EXISTS { ?t rdfs:label ?l } }""",
-    "modality-tree": """CONSTRUCT { ?m rdfs:subClassOf ?super ; rdfs:label ?l } WHERE {
-        ?m rdfs:subClassOf+ mod:exercise ; rdfs:subClassOf ?super ; rdfs:label ?l }""",
-    "describe-fibromyalgia": "DESCRIBE cond:fibromyalgia",
-}
-
-
-# Values for required parameters that have no default in their file.
-SAMPLE_VALUES = {"text": '"pain"'}
+STAGES = ("load", "owl_rl", "rules", "hermit", "shacl", "write")
+SAMPLE_VALUES = {"text": '"pain"'}  # required parameters without a default in their file
 PARAMETER = re.compile(r"[?$](_{1,2}([A-Za-z][A-Za-z0-9]*)(?:_(iri|integer|decimal|boolean))?)\b")
+SLOW_MS = 1000.0  # a query slower than this single-client is left out of the load test
 
 
 def bind_defaults(text: str) -> str:
@@ -86,92 +77,83 @@ def bind_defaults(text: str) -> str:
     return text[: where.end()] + " " + " ".join(bindings) + text[where.end() :]
 
 
-def competency_queries() -> dict[str, str]:
-    files = sorted((ROOT / "queries").glob("*.rq"))
-    if files:
-        return {p.stem: bind_defaults(p.read_text(encoding="utf-8")) for p in files}
-    return {name: sparql_prefixes() + q for name, q in REPRESENTATIVE.items()}
+def named_queries() -> dict[str, str]:
+    return {
+        p.stem: bind_defaults(p.read_text(encoding="utf-8"))
+        for p in sorted((ROOT / "queries").glob("*.rq"))
+    }
 
 
 def accept_for(query: str) -> str:
-    # The first keyword after the prologue decides the result kind.
-    for line in query.splitlines():
-        word = line.strip().split(" ")[0].upper()
-        if word and not word.startswith("#") and word not in ("PREFIX", "BASE"):
-            graph = word in ("CONSTRUCT", "DESCRIBE")
-            break
-    else:
-        graph = False
+    body = re.sub(r"(?im)^\s*(#.*|PREFIX\s+\S*\s*<[^>]*>|BASE\s*<[^>]*>)\s*$", "", query)
+    graph = re.match(r"\s*(CONSTRUCT|DESCRIBE)\b", body, re.IGNORECASE) is not None
     return "application/n-triples" if graph else "application/sparql-results+json"
-
-
-def artifact_path(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    from service.kb.build import ensure_artifact  # builds the KG when no current artifact exists
-
-    return Path(ensure_artifact())
 
 
 class Client:
     """One keep-alive connection, like a real client library."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, timeout: float) -> None:
         parts = urlsplit(endpoint)
         self.path = parts.path
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
-    def ask(self, query: str, accept: str, extra: dict) -> int:
+    def ask(self, query: str, extra: dict) -> float:
+        """Milliseconds for one answer; raises on anything but 200."""
         body = urlencode({"query": query, **extra}, doseq=True)
+        started = time.perf_counter()
         self.conn.request("POST", self.path, body, {
-            "Content-Type": "application/x-www-form-urlencoded", "Accept": accept,
+            "Content-Type": "application/x-www-form-urlencoded", "Accept": accept_for(query),
         })  # fmt: skip
         response = self.conn.getresponse()
         response.read()
+        elapsed = (time.perf_counter() - started) * 1000
         if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status} from {self.path}")
-        return response.status
+            raise RuntimeError(f"HTTP {response.status}")
+        return elapsed
 
 
 def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return math.nan
     ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
-def latency(endpoint: str, queries: dict[str, str], requests: int, extra: dict):
-    client = Client(endpoint)
-    per_query: dict[str, list[float]] = {}
+def latency(endpoint: str, queries: dict[str, str], requests: int, extra: dict, timeout: float):
+    """Median ms per query (None when it failed), after warm-up (which fills a cache)."""
+    client, out = Client(endpoint, timeout), {}
     for name, query in queries.items():
-        accept = accept_for(query)
-        for _ in range(3):  # warm-up (and, where enabled, fill the cache)
-            client.ask(query, accept, extra)
-        times = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            client.ask(query, accept, extra)
-            times.append((time.perf_counter() - started) * 1000)
-        per_query[name] = times
-    return per_query
+        try:
+            first = client.ask(query, extra)
+            n = max(3, min(requests, int(5000 / max(first, 1.0))))  # ~5 s per query at most
+            client.ask(query, extra)
+            out[name] = percentile([client.ask(query, extra) for _ in range(n)], 50)
+        except (RuntimeError, OSError, http.client.HTTPException) as err:
+            out[name] = None
+            print(f"  {name}: failed ({err})", file=sys.stderr)
+            client = Client(endpoint, timeout)
+    return out
 
 
-def throughput(
-    endpoint: str, queries: dict[str, str], requests: int, clients: int, extra: dict
-) -> tuple[float, int]:
-    """Requests per second with `clients` concurrent keep-alive clients cycling the queries,
-    and how many requests failed (e.g. 503 at the timeout); failures are counted, not hidden."""
-    items = list(queries.values())
-    failures: list[str] = []
+def load(endpoint: str, queries: list[str], clients: int, per_client: int, extra: dict):
+    """(req/s, p50 ms, p99 ms, failed) with `clients` keep-alive clients cycling the queries."""
+    times: list[float] = []
+    failed = [0]
+    lock = threading.Lock()
 
     def work(offset: int) -> None:
-        client = Client(endpoint)
-        for i in range(requests):
-            query = items[(i + offset) % len(items)]
+        client = Client(endpoint, 60)
+        mine = []
+        for i in range(per_client):
             try:
-                client.ask(query, accept_for(query), extra)
-            except (RuntimeError, OSError, http.client.HTTPException) as err:
-                failures.append(str(err))
-                client = Client(endpoint)
+                mine.append(client.ask(queries[(i + offset) % len(queries)], extra))
+            except (RuntimeError, OSError, http.client.HTTPException):
+                with lock:
+                    failed[0] += 1
+                client = Client(endpoint, 60)
+        with lock:
+            times.extend(mine)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
     started = time.perf_counter()
@@ -180,92 +162,222 @@ def throughput(
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return clients * requests / elapsed, len(failures)
+    return clients * per_client / elapsed, percentile(times, 50), percentile(times, 99), failed[0]
+
+
+def build_size(size: str, keep: Path) -> dict:
+    """The build (and a one-claim rebuild) in a separate process, so its peak is its own."""
+    if size == "shipped":
+        shutil.copytree(ROOT / "ontology", keep / "ontology")
+        shutil.copytree(ROOT / "shapes", keep / "shapes")
+        shutil.copytree(ROOT / "data", keep / "data")
+        code = (
+            "import json,sys; from service.kb.build import build; "
+            "m = build(sys.argv[1], sys.argv[1] + '/build'); "
+            "print(json.dumps({'timings': m.timings, 'peaks': m.peak_rss_mib, "
+            "'triples': m.triples, 'full_input': m.full_input}))"
+        )
+        cmd = [sys.executable, "-c", code, str(keep)]
+    else:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "build_scale.py"), "--one",
+               str(parse_size(size)), "--keep", str(keep), "--edit"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or not done.stdout.strip():
+        return {"failed_at": "process", "report": done.stderr[-2000:]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.setdefault("wall_s", round(wall, 2))
+    return result
+
+
+def parse_size(text: str) -> int:
+    text = text.lower().replace("_", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * factor)
+
+
+def run_size(size: str, args: argparse.Namespace) -> dict:
+    print(f"== {size}: building", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix="cmpkg-bench-"))
+    try:
+        built = build_size(size, tmp)
+        if "failed_at" in built:
+            print(f"  build failed: {built.get('report', '')[:500]}", file=sys.stderr)
+            return {"size": size, "build": built}
+        artifact = tmp / "build" / "cmpkg.nq"
+        return {"size": size, "build": built, **serve_and_measure(artifact, args)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serve_and_measure(artifact: Path, args: argparse.Namespace) -> dict:
+    queries = named_queries()
+    started: list[servers.Server] = []
+    flags = ["--workers", str(args.workers), "--timeout", str(args.timeout),
+             "--artifact", str(artifact)]  # fmt: skip
+    results: dict = {"quads": sum(1 for _ in artifact.open("rb"))}
+    try:
+        uncached = servers.cmpkg("cmpkg uncached", "--cache-mb", "0", *flags)
+        started.append(uncached)
+        cached = servers.cmpkg("cmpkg cached", *flags)
+        started.append(cached)
+        oxigraph = servers.oxigraph("Oxigraph server")
+        started.append(oxigraph)
+        subprocess.run(
+            [str(servers.BIN / "cmpkg"), "push", "--to", oxigraph.base + "/store",
+             "--artifact", str(artifact)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        # Oxigraph answers over the same dataset cmpkg serves: the union of the build's graphs.
+        direct = {"default-graph-uri": [g.value for g in GRAPHS.values()]}
+        setups = [(uncached, {}), (cached, {}), (oxigraph, direct)]
+        print("  single-client latency", file=sys.stderr)
+        results["latency"] = {
+            s.name: latency(s.endpoint, queries, args.requests, extra, args.timeout + 5)
+            for s, extra in setups
+        }
+        reference = results["latency"]["Oxigraph server"]
+        fast = [n for n in queries if (reference.get(n) or math.inf) < SLOW_MS]
+        results["load_queries"] = fast
+        results["load"] = {}
+        for s, extra in setups:
+            for clients in args.clients:
+                print(f"  {s.name}: {clients} clients", file=sys.stderr)
+                per_client = max(5, args.load_requests // clients)
+                results["load"][f"{s.name}|{clients}"] = load(
+                    s.endpoint, [queries[n] for n in fast], clients, per_client, extra
+                )
+        results["ready_s"] = {s.name: round(s.startup, 2) for s, _ in setups}
+    finally:
+        for server in started:
+            server.stop()
+    return results
+
+
+# --- report ------------------------------------------------------------------------------------
+def _geomean(values: list[float]) -> float:
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else math.nan
+
+
+def render(runs: list[dict], args: argparse.Namespace) -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = _memory_gib()
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
+        f"{cpus} CPUs, {memory} GiB RAM, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}; `benchmarks/run.py --sizes {' '.join(args.sizes)}`. "
+        f"Load average at start: {os.getloadavg()[0]:.1f} (a shared machine: read the numbers "
+        "as orders of magnitude).",
+        "",
+        "### Build (time in s, peak RSS of the build process in MiB, per stage)",
+        "",
+        "| triples | " + " | ".join(STAGES) + " | total | peak RSS | HermiT JVM | inferred "
+        "| one-claim rebuild |",
+        "|---|" + "---:|" * (len(STAGES) + 5),
+    ]
+    for run in runs:
+        b = run["build"]
+        if "failed_at" in b:
+            lines.append(f"| {run['size']} | build failed at {b['failed_at']} |")
+            continue
+        cells = [f"{b['timings'].get(s, 0):.1f} / {b['peaks'].get(s, 0):.0f}" for s in STAGES]
+        peak = max(b["peaks"].values() or [0])
+        lines.append(
+            f"| {run['size']} | " + " | ".join(cells) + f" | {sum(b['timings'].values()):.1f} | "
+            f"{peak:.0f} | {b.get('peak_child_rss_mib', '-')} | {b['triples']['inferred']:,} | "
+            f"{b.get('rebuild_s', '-')} |"
+        )
+    for run in runs:
+        if "latency" not in run:
+            continue
+        lat = run["latency"]
+        names = list(lat["Oxigraph server"])
+        lines += [
+            "",
+            f"### Named queries at {run['size']} ({run['quads']:,} quads): single client, "
+            "median ms",
+            "",
+            "| query | cmpkg uncached | cmpkg cached | Oxigraph server | uncached / Oxigraph "
+            "| cached / Oxigraph |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+
+        def cell(v: float | None) -> str:
+            return "failed" if v is None else f"{v:.2f}"
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return "-" if not a or not b else f"{a / b:.2f}"
+
+        for n in names:
+            u, c, o = lat["cmpkg uncached"][n], lat["cmpkg cached"][n], lat["Oxigraph server"][n]
+            lines.append(f"| {n} | {cell(u)} | {cell(c)} | {cell(o)} | {ratio(u, o)} | "
+                         f"{ratio(c, o)} |")  # fmt: skip
+        g = {k: _geomean([v for v in lat[k].values() if v]) for k in lat}
+        lines.append(
+            f"| **geometric mean** | {g['cmpkg uncached']:.2f} | {g['cmpkg cached']:.2f} | "
+            f"{g['Oxigraph server']:.2f} | {g['cmpkg uncached'] / g['Oxigraph server']:.2f} | "
+            f"{g['cmpkg cached'] / g['Oxigraph server']:.2f} |"
+        )
+        over = [n for n in names if (lat["cmpkg uncached"][n] or math.inf) > 1000]
+        lines.append("")
+        lines.append("Over 1 s uncached: " + (", ".join(over) if over else "none") + ".")
+        left_out = [n for n in names if n not in run["load_queries"]]
+        lines += [
+            "",
+            f"### Load at {run['size']}: clients cycling {len(run['load_queries'])} named "
+            "queries"
+            + (f" (left out, over 1 s on Oxigraph: {', '.join(left_out)})" if left_out else ""),
+            "",
+            "| setup | clients | req/s | p50 ms | p99 ms | failed |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for key, (rps, p50, p99, failed) in run["load"].items():
+            name, clients = key.split("|")
+            lines.append(f"| {name} | {clients} | {rps:.0f} | {p50:.1f} | {p99:.1f} | {failed} |")
+    return "\n".join(lines) + "\n"
+
+
+def _memory_gib() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024)
+    except OSError:
+        pass
+    return 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=100, help="timed requests per query")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--sizes", nargs="+", default=["10k", "100k", "1m"],
+        help="triples per synthetic build (10k, 100k, 1m ...) or `shipped`",
+    )  # fmt: skip
+    parser.add_argument("--requests", type=int, default=30, help="timed requests per query")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--load-requests", type=int, default=400,
+                        help="requests per load level, shared among the clients")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="cmpkg query workers")
-    parser.add_argument("--artifact", type=Path, help="N-Quads/TriG to serve (default: the build)")
+    parser.add_argument("--timeout", type=int, default=30, help="cmpkg query timeout (s)")
+    parser.add_argument("--ports", help="loopback port range for the servers, e.g. 18500-18599")
+    parser.add_argument("--quick", action="store_true", help="few requests, for a smoke run")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args()
-
-    artifact = artifact_path(args.artifact)
-    queries = competency_queries()
-    started: list[servers.Server] = []
-    try:
-        workers = ["--workers", str(args.workers), "--artifact", str(artifact)]
-        uncached = servers.cmpkg("cmpkg embedded, uncached", "--cache-mb", "0", *workers)
-        cached = servers.cmpkg("cmpkg embedded, cached", *workers)
-        started += [uncached, cached]
-        with tempfile.TemporaryDirectory() as tmp:
-            ox_server = servers.oxigraph("Oxigraph server (in memory), direct")
-            started.append(ox_server)
-            subprocess.run(
-                [str(servers.BIN / "cmpkg"), "push", "--to", ox_server.base + "/store",
-                 "--artifact", str(artifact)],
-                check=True, capture_output=True, cwd=tmp,
-            )  # fmt: skip
-            remote = servers.cmpkg(
-                "cmpkg --store (Oxigraph server), uncached",
-                "--store", ox_server.endpoint, "--cache-mb", "0",
-            )  # fmt: skip
-            started.append(remote)
-            # Straight to Oxigraph with the same dataset cmpkg uses: the union of our graphs.
-            direct_extra = {"default-graph-uri": [g.value for g in GRAPHS.values()]}
-            rows = []
-            for server in (uncached, cached, remote, ox_server):
-                extra = direct_extra if server is ox_server else {}
-                per_query = latency(server.endpoint, queries, args.requests, extra)
-                rps, failed = throughput(
-                    server.endpoint, queries, args.requests, args.concurrency, extra
-                )
-                every = [t for times in per_query.values() for t in times]
-                rows.append((server.name, server.startup, per_query, every, rps, failed))
-                p50, p99 = percentile(every, 50), percentile(every, 99)
-                print(f"{server.name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, {rps:.0f} req/s")
-    finally:
-        for server in started:
-            server.stop()
-    report = render(rows, queries, args, artifact)
+    if args.quick:
+        args.requests, args.load_requests = 5, 80
+    if args.ports:
+        low, high = (int(x) for x in args.ports.split("-"))
+        servers.PORT_RANGE = range(low, high + 1)
+    runs = [run_size(size, args) for size in args.sizes]
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2), encoding="utf-8")
+    report = render(runs, args)
     args.out.write_text(report, encoding="utf-8")
     print(report)
-
-
-def render(rows, queries, args, artifact: Path) -> str:
-    import platform
-
-    lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
-        f"({_cpus()} CPUs), Python {platform.python_version()}; {len(queries)} queries "
-        f"({'queries/*.rq' if list((ROOT / 'queries').glob('*.rq')) else 'representative set'}), "
-        f"{args.requests} timed requests each after 3 warm-up requests, one keep-alive client; "
-        f"throughput with {args.concurrency} concurrent clients. Artifact: "
-        f"{sum(1 for _ in artifact.open(encoding='utf-8'))} quads.",
-        "",
-        "| Setup | p50 (ms) | p99 (ms) | Throughput (req/s) | Failed | Ready in (s) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, startup, _, every, rps, failed in rows:
-        lines.append(
-            f"| {name} | {percentile(every, 50):.2f} | {percentile(every, 99):.2f} | "
-            f"{rps:.0f} | {failed} | {startup:.2f} |"
-        )
-    lines += ["", "p50 per query (ms):", "",
-              "| Query | " + " | ".join(r[0] for r in rows) + " |",
-              "|---|" + "---:|" * len(rows)]  # fmt: skip
-    for name in queries:
-        cells = " | ".join(f"{percentile(r[2][name], 50):.2f}" for r in rows)
-        lines.append(f"| {name} | {cells} |")
-    return "\n".join(lines) + "\n"
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -14,10 +14,18 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+PORT_RANGE: range | None = None  # ports to pick from (any free port when None)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for port in PORT_RANGE or [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def wait_ready(url: str, process: subprocess.Popen, seconds: float = 120.0) -> float:

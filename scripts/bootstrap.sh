@@ -18,6 +18,13 @@ if ! command -v java >/dev/null 2>&1; then
   apt_install default-jre-headless
 fi
 
+# Virtuoso open source: the second real engine the remote-store tests run against
+# (tests/test_virtuoso.py starts its own throwaway instance; nothing is started here).
+if ! command -v virtuoso-t >/dev/null 2>&1 || ! command -v isql-vt >/dev/null 2>&1; then
+  echo "bootstrap: installing Virtuoso open source for the remote-store tests"
+  apt_install virtuoso-opensource
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"

@@ -71,6 +71,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("cache_mb", 64, "CMPKG_CACHE_MB", "Answer cache size; 0 disables it.", "serve"),
     Setting(
+        "worker_memory_mb",
+        1024,
+        "CMPKG_WORKER_MEMORY_MB",
+        "Memory a query worker may use beyond the data it shares with the server (503 above).",
+        "serve",
+    ),
+    Setting(
         "artifact",
         None,
         "CMPKG_ARTIFACT",

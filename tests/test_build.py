@@ -260,6 +260,128 @@ def test_explain_unknown_iri_fails_cleanly(artifact):
     assert "not described" in result.output
 
 
+# --- the fast paths give the reference answers on the shipped data ------------------------------
+# The build reasons and validates on reduced inputs (the schema closure plus instance types,
+# HermiT on a summary, SPARQL constraints run once each); the reference implementations stay
+# here as oracles: owlrl's full closure, HermiT on everything, the SHACL engine on every shape.
+def _shipped_inputs() -> tuple[list[ox.Triple], list[ox.Triple]]:
+    from service.kb.reasoning import rule_files
+    from service.kb.sources import knowledge_files, load_triples
+
+    files = knowledge_files(ROOT)
+    vocabulary = [p for p in rule_files(ROOT) if p.name == "rule-vocabulary.ttl"]
+    return load_triples(files["ontology"] + vocabulary), load_triples(files["asserted"])
+
+
+def test_fast_owl_rl_gives_the_full_owlrl_closure_on_shipped_data():
+    from service.kb.reasoning import owl_rl_entailments, owl_rl_fast
+
+    schema, data = _shipped_inputs()
+    fast, fallback = owl_rl_fast(schema, data)
+    assert fallback is None  # the shipped schema is inside the fast path's subset
+    reference = set(owl_rl_entailments(schema + data, engine="owlrl"))
+    assert set(fast) == reference, (
+        f"only fast: {sorted(map(str, set(fast) - reference))[:5]}; "
+        f"only owlrl: {sorted(map(str, reference - set(fast)))[:5]}"
+    )
+    assert any(t.predicate.value == PREFIXES["rdf"] + "type" for t in fast)
+
+
+def test_fast_owl_rl_falls_back_outside_its_subset():
+    from service.kb.reasoning import owl_rl_entailments, owl_rl_fast
+
+    schema, data = _shipped_inputs()
+    sub = ox.NamedNode(PREFIXES["rdfs"] + "subPropertyOf")
+    extra = ox.Triple(ox.NamedNode(NS + "vocab/condition"), sub, ox.NamedNode(NS + "vocab/about"))
+    fast, fallback = owl_rl_fast([*schema, extra], data, engine="reasonable")
+    assert fallback and "subPropertyOf" in fallback
+    # ... and then it is the full closure, sub-property entailments included.
+    assert set(fast) == set(owl_rl_entailments([*schema, extra, *data], engine="reasonable"))
+    assert any(t.predicate.value == NS + "vocab/about" for t in fast)
+
+
+def test_hermit_on_the_summary_agrees_with_hermit_on_everything(shipped, store):
+    from service.kb.hermit import run_hermit, run_hermit_summarized
+    from service.kb.reasoning import is_provenance
+
+    schema, data = _shipped_inputs()
+    inferred = [
+        q.triple
+        for q in store.quads_for_pattern(None, None, None, GRAPHS["inferred"])
+        if not is_provenance(q.triple)
+    ]
+    fast, full_because = run_hermit_summarized(schema, data + inferred)
+    assert full_because is None  # the summary was used
+    reference = run_hermit(schema + data + inferred)
+    assert fast.consistent and reference.consistent
+    assert fast.inferred_subclass_of == reference.inferred_subclass_of
+    assert fast.unsatisfiable == reference.unsatisfiable
+
+
+def test_hermit_summary_still_catches_a_category_mistake():
+    from service.kb.hermit import run_hermit_summarized
+
+    schema, data = _shipped_inputs()
+    bad = ox.Triple(
+        ox.NamedNode(NS + "claim/zz-broken"),
+        ox.NamedNode(PREFIXES["cmp"] + "condition"),
+        ox.NamedNode(NS + "modality/aerobic-exercise"),
+    )
+    result, full_because = run_hermit_summarized(schema, [*data, bad])
+    assert not result.consistent
+    assert full_because and "summary is inconsistent" in full_because  # then named in full
+    assert "zz-broken" in result.explanation or "aerobic-exercise" in result.explanation
+
+
+def test_sparql_constraints_run_once_give_the_engines_report():
+    """Shipped data plus every broken fixture: the split run (SPARQL constraints as one query
+    each) reports exactly what the SHACL engine reports with every shape (pyshacl-turbo, itself
+    checked against pySHACL in test_shapes)."""
+    from service.kb.sources import knowledge_files, load_triples, to_rdflib_graph
+    from service.kb.validation import _shacl_findings, _StoreGraph, run_shacl, validate_store
+
+    files = knowledge_files(ROOT)
+    broken = [
+        p
+        for p in sorted((ROOT / "tests" / "fixtures" / "broken").glob("*.ttl"))
+        if p.stem not in ("syntax-error", "blank-node-claim")
+    ]
+    data = load_triples(files["ontology"] + files["asserted"] + broken)
+    shapes = to_rdflib_graph(load_triples(files["shapes"]))
+    s = ox.Store()
+    s.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in data)
+
+    def key(findings):
+        return sorted(
+            tuple(str(x) for x in (f.severity, f.focus_node, f.path, f.value, f.message,
+                                   f.shape, f.constraint))
+            for f in findings
+        )  # fmt: skip
+
+    fast = key(validate_store(s, shapes, {}))
+    reference = key(_shacl_findings(run_shacl(s, shapes, "turbo"), _StoreGraph(s), {}))
+    assert fast == reference
+    assert any(f[6].endswith("SPARQLConstraintComponent") for f in fast)  # some did fire
+
+
+def test_one_claim_edit_rebuild_reuses_hermit_and_changes_only_that_claim(own_copy):
+    """A curator's one-figure edit: the rebuild takes HermiT's answer from the build cache
+    (the summary HermiT sees is unchanged) and the new artifact differs only where the edit
+    and what follows from it are."""
+    out = own_copy / "build"
+    build(own_copy, out)  # fills the cache (if the copied build had not)
+    before = set((out / ARTIFACT_NAME).read_text().splitlines())
+    busch = own_copy / "data" / "busch-2007.ttl"
+    text = busch.read_text()
+    assert "cmp:ciUpper 0.92" in text
+    busch.write_text(text.replace("cmp:ciUpper 0.92", "cmp:ciUpper 0.93", 1))
+    second = build(own_copy, out)
+    assert "hermit" in second.reused
+    after = set((out / ARTIFACT_NAME).read_text().splitlines())
+    changed = {line.split(" ")[0] for line in before ^ after}
+    assert changed == {f"<{NS}claim/busch-2007-aerobic-physical-function>"}
+
+
 # --- a failed or killed build cleans up after itself ----------------------------------------------
 CMPKG = str(Path(sys.executable).parent / "cmpkg")
 

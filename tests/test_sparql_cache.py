@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 
 from conftest import http
 
+from service.store.backends import Dataset
 from service.store.results import Answer
-from service.store.safety import Dataset
-from service.web.cache import AnswerCache, CacheKey, etag_matches
+from service.web.cache import ENTRY_OVERHEAD, AnswerCache, CacheKey, etag_matches
 
 
 def key(query: str, build: str = "b1", media: str = "text/csv") -> CacheKey:
@@ -35,16 +35,27 @@ def test_if_none_match_forms():
 
 
 def test_cache_is_bounded_and_least_recently_used_goes_first():
-    cache = AnswerCache(max_bytes=400)
+    # Every entry is counted with its key and a fixed overhead (keys used to be free), so the
+    # budget is expressed in entries of this exact size: four fit, the fifth evicts one.
     answers = {q: Answer("text/csv", b"x" * 90) for q in ("a", "b", "c", "d", "e")}
+    entry = 90 + len("text/csv") + key("a").size() + ENTRY_OVERHEAD
+    cache = AnswerCache(max_bytes=4 * entry + entry // 2)
     for q in ("a", "b", "c", "d"):
         cache.put(key(q), answers[q])
     assert cache.get(key("a")) is not None  # "a" is now the most recently used
-    cache.put(key("e"), answers["e"])  # 450 bytes > 400: "b" goes
+    cache.put(key("e"), answers["e"])  # five entries > budget: "b" goes
     assert cache.get(key("b")) is None
     assert all(cache.get(key(q)) is not None for q in ("a", "c", "d", "e"))
-    cache.put(key("huge"), Answer("text/csv", b"x" * 200))  # over a quarter: never stored
+    assert cache.bytes <= cache.max_bytes
+    cache.put(key("huge"), Answer("text/csv", b"x" * entry))  # over a quarter: never stored
     assert cache.get(key("huge")) is None
+
+
+def test_long_keys_count_against_the_budget():
+    cache = AnswerCache(max_bytes=64 * 1024)
+    for i in range(50):  # each key is 10 kB of query text and the answer is tiny
+        cache.put(key(f"# {i}\n" + "x" * 10_000), Answer("text/csv", b"1"))
+    assert cache.bytes <= 64 * 1024 and len(cache) < 10
 
 
 def test_disabled_cache_stores_nothing():

@@ -9,13 +9,9 @@ import pyoxigraph as ox
 import pytest
 from conftest import GRAPH, http, readyz
 
-from service.store.safety import (
-    Dataset,
-    QueryRejected,
-    analyze,
-    select_dataset,
-    strip_dataset_clauses,
-)
+from service.store.backends import Dataset
+from service.store.query_check import Refused, inspect, strip_dataset_clauses
+from service.store.safety import select_dataset
 
 CARTESIAN = (
     "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <urn:test:filler> "
@@ -31,7 +27,8 @@ def rows(body: bytes) -> list:
     return list(ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON))
 
 
-# --- the checker itself -----------------------------------------------------------------------
+# --- the checker (service.store.query_check, run in the worker before Oxigraph's parser) ---
+# It replaced the rdflib parse tree; the same refusals are asserted on its `inspect`.
 
 
 def test_service_clause_is_rejected_at_any_depth():
@@ -40,8 +37,8 @@ def test_service_clause_is_rejected_at_any_depth():
         "SELECT * { ?s ?p ?o OPTIONAL { SERVICE SILENT ?x { ?s ?q ?r } } }",
         "ASK { { SELECT ?s { SERVICE <urn:x> { ?s ?p ?o } } } }",
     ):
-        with pytest.raises(QueryRejected) as err:
-            analyze(query)
+        with pytest.raises(Refused) as err:
+            inspect(query)
         assert err.value.status == 400 and "SERVICE" in err.value.message
 
 
@@ -49,24 +46,26 @@ def test_the_word_service_in_strings_iris_and_comments_is_harmless():
     query = """# SERVICE <http://127.0.0.1:9/> { }
     SELECT ?s WHERE { ?s ?p "SERVICE <http://x/> { ?a ?b ?c }" .
       FILTER(?p != <http://example.org/SERVICE>) }"""
-    assert analyze(query).form == "SELECT"
+    assert inspect(query).form == "SELECT"
 
 
 def test_load_and_updates_are_rejected():
     for query, word in (("LOAD <http://127.0.0.1:9/x>", "LOAD"), ("CLEAR ALL", "read-only")):
-        with pytest.raises(QueryRejected) as err:
-            analyze(query)
+        with pytest.raises(Refused) as err:
+            inspect(query)
         assert err.value.status == 400 and word in err.value.message
 
 
 def test_dataset_is_restricted_to_held_graphs():
     held = set(GRAPH.values())
     query = f"SELECT * FROM <http://127.0.0.1:9/x> FROM <{GRAPH['asserted']}> {{ ?s ?p ?o }}"
-    analysis = analyze(query)
-    assert select_dataset(analysis, [], [], held) == Dataset((GRAPH["asserted"],), ())
-    # Protocol parameters replace FROM entirely.
-    assert select_dataset(analysis, [GRAPH["rules"]], [], held) == Dataset((GRAPH["rules"],), ())
-    assert select_dataset(analyze("ASK {}"), [], [], held).is_default
+    found = inspect(query)
+    assert found.from_default == ("http://127.0.0.1:9/x", GRAPH["asserted"])
+    # Protocol parameters replace FROM entirely, and only name graphs we hold.
+    assert select_dataset([GRAPH["rules"], "http://127.0.0.1:9/x"], [], held) == Dataset(
+        (GRAPH["rules"],), ()
+    )
+    assert select_dataset([], [], held).is_default
 
 
 def test_strip_dataset_clauses_keeps_everything_else():
@@ -75,10 +74,13 @@ def test_strip_dataset_clauses_keeps_everything_else():
         "FROM g:asserted FROM NAMED <http://127.0.0.1:9/x>\n"
         'WHERE { ?from ?p "FROM <urn:string>" }'
     )
+    found = inspect(query)
+    assert found.from_default == (GRAPH["asserted"],)
+    assert found.from_named == ("http://127.0.0.1:9/x",)
     stripped = strip_dataset_clauses(query)
     assert "g:asserted" not in stripped and "127.0.0.1" not in stripped
     assert "# FROM <urn:comment>" in stripped and '"FROM <urn:string>"' in stripped
-    assert analyze(stripped).from_default == () and analyze(stripped).from_named == ()
+    assert inspect(stripped).from_default == () and inspect(stripped).from_named == ()
 
 
 # --- zero outbound requests, on both backends -------------------------------------------------

@@ -30,6 +30,7 @@ def _data_option(values: tuple[str, ...]) -> dict[Path, str]:
 @click.option("--row-cap", type=click.IntRange(1), **config.option("row_cap"))
 @click.option("--max-body", type=click.IntRange(1), **config.option("max_body"))
 @click.option("--cache-mb", type=click.IntRange(0), **config.option("cache_mb"))
+@click.option("--worker-memory-mb", type=click.IntRange(64), **config.option("worker_memory_mb"))
 @click.option(
     "--artifact",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -58,6 +59,7 @@ def serve(
     row_cap: int,
     max_body: int,
     cache_mb: int,
+    worker_memory_mb: int,
     artifact: Path | None,
     data: tuple[str, ...],
     store_url: str | None,
@@ -83,6 +85,7 @@ def serve(
             row_cap=row_cap,
             max_body=max_body,
             cache_bytes=cache_mb * 1024 * 1024,
+            worker_memory_bytes=worker_memory_mb * config.MIB,
             log_level=log_level,
             artifact=artifact,
             data=_data_option(data),

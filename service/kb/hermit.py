@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -83,6 +85,8 @@ class HermitResult:
     clashes: list[Clash] = field(default_factory=list)
     literal_clashes: list[LiteralClash] = field(default_factory=list)
     unsatisfiable: list[str] = field(default_factory=list)  # named classes equivalent to Nothing
+    reused: bool = False  # the answer of an identical earlier input (see _cached_run)
+    cache_entry: tuple[str, str] | None = None  # (file, JSON) to keep once the build succeeds
 
 
 def _java_available() -> bool:
@@ -387,7 +391,7 @@ def find_functional_clashes(triples: Iterable[Statement]) -> list[str]:
     functional = {
         t.subject.value
         for t in statements
-        if t.predicate.value == RDF_TYPE and t.object.value == OWL + "FunctionalProperty"
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
     }
     values: dict[tuple[str, str], set[str]] = defaultdict(set)
     for t in statements:
@@ -457,3 +461,219 @@ def _explain(
         "Inconsistent, but no node typed into two disjoint classes was found; look for "
         "cardinality, functional-property or datatype-range conflicts among the latest edits."
     )
+
+
+# --- HermiT on the ontology plus the instance types it needs --------------------------------
+# The schema allows only subclass links, domains, ranges, disjointness, functional properties,
+# unions and distinct terms (anything else: the whole input goes to HermiT). Under such a
+# schema a data node's consistency depends only on its types (materialised by OWL RL) and on
+# the values of its functional properties, each checked on the full data below; so one
+# representative per distinct (types, properties used) stands for every data node like it.
+_SUMMARY_BLOCKERS = {
+    PREFIXES["rdfs"] + "subPropertyOf",
+    *(OWL + name for name in (
+        "Restriction", "onProperty", "someValuesFrom", "allValuesFrom", "hasValue",
+        "maxCardinality", "minCardinality", "cardinality", "maxQualifiedCardinality",
+        "minQualifiedCardinality", "qualifiedCardinality", "hasKey", "oneOf", "inverseOf",
+        "propertyChainAxiom", "complementOf", "intersectionOf", "disjointUnionOf",
+        "propertyDisjointWith", "equivalentProperty", "sameAs", "differentFrom",
+        "TransitiveProperty", "SymmetricProperty", "AsymmetricProperty", "ReflexiveProperty",
+        "IrreflexiveProperty", "InverseFunctionalProperty", "NegativePropertyAssertion",
+        "withRestrictions", "onDatatype", "datatypeComplementOf",
+    )),
+}  # fmt: skip
+SUMMARY_NS = "urn:cmpkg:hermit-summary:"
+
+
+def summary_blocker(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> str | None:
+    """Why HermiT must see the whole input (None when the summary is exact)."""
+    for t in schema:
+        if t.predicate.value in _SUMMARY_BLOCKERS or (
+            t.predicate.value == RDF_TYPE and str(t.object).strip("<>") in _SUMMARY_BLOCKERS
+        ):
+            return f"the ontology uses {compact(t.predicate.value)} {t.object}"
+    functional = {
+        t.subject for t in schema
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
+    }  # fmt: skip
+    rdfs = PREFIXES["rdfs"]
+    harmless = {RDFS_LABEL, rdfs + "comment", rdfs + "seeAlso"}
+    # Distinct predicates and classes first: the data is large, its vocabulary small.
+    predicates = {t.predicate for t in data}
+    for p in predicates:
+        if p.value.startswith((OWL, rdfs)) and p.value not in harmless:
+            return f"data states schema with {compact(p.value)}"
+    rdf_type = ox.NamedNode(RDF_TYPE)
+    classes = {t.object for t in data if t.predicate == rdf_type}
+    for c in classes:
+        if isinstance(c, ox.NamedNode) and c.value.startswith((OWL, rdfs)):
+            return f"data states schema: a node typed {compact(c.value)}"
+    first: dict[tuple, object] = {}
+    used = functional & predicates
+    for t in data:
+        if t.predicate in used and first.setdefault((t.subject, t.predicate), t.object) != t.object:
+            return f"two values of functional {compact(t.predicate.value)}: {t.subject}"
+    if find_literal_clashes([*schema, *data]):
+        return "a literal outside its property's range"
+    return None
+
+
+_XSD_NS = PREFIXES["xsd"]
+# One valid value per datatype stands for every literal of it: HermiT then sees the same
+# summary whatever the figures are, so an edited figure reuses its answer (_cached_run).
+_STAND_INS = {
+    **{_XSD_NS + n: "0" for n in ("decimal", "integer", "nonNegativeInteger", "int", "long",
+                                 "double", "float", "short", "unsignedInt")},
+    _XSD_NS + "positiveInteger": "1",
+    _XSD_NS + "boolean": "true",
+    _XSD_NS + "string": "s",
+    _XSD_NS + "date": "2000-01-01",
+    _XSD_NS + "dateTime": "2000-01-01T00:00:00",
+    _XSD_NS + "gYear": "2000",
+    _XSD_NS + "anyURI": "urn:x",
+}  # fmt: skip
+
+
+def _stand_in(literal: ox.Literal) -> ox.Literal:
+    if literal.language:
+        return ox.Literal("s", language=literal.language)
+    value = _STAND_INS.get(literal.datatype.value)
+    return literal if value is None else ox.Literal(value, datatype=literal.datatype)
+
+
+def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox.Triple]:
+    """The schema plus one representative per kind of data node (see above).
+
+    `data` is asserted + inferred logical statements (OWL RL types included). Terms the schema
+    describes keep their own names; other nodes map to `urn:cmpkg:hermit-summary:<hash>` of
+    their sorted types and properties. Annotations (labels) say nothing to HermiT and go.
+    """
+    annotation = {
+        t.subject for t in schema
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "AnnotationProperty")
+    } | {ox.NamedNode(RDFS_LABEL), ox.NamedNode(PREFIXES["rdfs"] + "comment")}  # fmt: skip
+    functional = {
+        t.subject for t in schema
+        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
+    }  # fmt: skip
+    terms = {t.subject for t in schema} | {
+        t.object for t in schema if isinstance(t.object, ox.NamedNode)
+    }
+    by_subject: dict[object, list[ox.Triple]] = defaultdict(list)
+    for t in data:
+        if t.predicate not in annotation:
+            by_subject[t.subject].append(t)
+    rep: dict[object, ox.NamedNode] = {}
+    for node, triples in by_subject.items():
+        if node in terms:
+            continue
+        types = sorted({str(t.object) for t in triples if t.predicate.value == RDF_TYPE})
+        props = sorted({str(t.predicate) for t in triples if t.predicate.value != RDF_TYPE})
+        kind = "\n".join(types) + "\n\n" + "\n".join(props)
+        rep[node] = ox.NamedNode(SUMMARY_NS + hashlib.md5(kind.encode()).hexdigest())
+    out: set[ox.Triple] = set(schema)
+    literal_seen: set[tuple] = set()
+    for node, triples in by_subject.items():
+        subject = rep.get(node, node)
+        for t in triples:
+            obj = t.object
+            # One value per functional property, one literal per property and datatype: the
+            # values themselves were checked on the full data (summary_blocker).
+            key: tuple | None = None
+            if t.predicate in functional:
+                key = (subject, t.predicate)
+            elif isinstance(obj, ox.Literal):
+                key = (subject, t.predicate, obj.datatype, obj.language)
+            if key is not None:
+                if key in literal_seen:
+                    continue
+                literal_seen.add(key)
+            obj = _stand_in(obj) if isinstance(obj, ox.Literal) else rep.get(obj, obj)
+            out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
+    return sorted(out, key=str)
+
+
+def _cached_run(triples: list[ox.Triple], cache_dir: Path | None) -> HermitResult:
+    """HermiT on `triples`, reusing the answer of an identical earlier input.
+
+    A one-claim edit usually leaves the summary unchanged (same kinds of nodes), so the
+    rebuild skips the JVM. Only consistent answers are kept: a failure is always recomputed.
+    """
+    if cache_dir is None:
+        return run_hermit(triples)
+    digest = hashlib.sha256()
+    # The reasoner and this module are part of the key: a new version recomputes.
+    digest.update(f"owlready2 {getattr(owlready2, 'VERSION', '?')}\n".encode())
+    digest.update(Path(__file__).read_bytes())
+    # Blank nodes (OWL lists) are named afresh on every parse: canonical labels (RDFC-1.0)
+    # make the key depend on the content only.
+    blanks = ox.Dataset()
+    lines = []
+    for t in triples:
+        if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
+            blanks.add(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()))
+        else:
+            lines.append(f"{t}\n")
+    blanks.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
+    lines += [f"{q.triple}\n" for q in blanks]
+    digest.update("".join(sorted(lines)).encode())
+    path = cache_dir / f"hermit-{digest.hexdigest()}.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return HermitResult(
+            consistent=True,
+            inferred_subclass_of=[tuple(pair) for pair in saved["inferred_subclass_of"]],
+            explanation=saved["explanation"],
+            seconds=0.0,
+            reused=True,
+        )
+    except (OSError, ValueError, KeyError):
+        pass
+    result = run_hermit(triples)
+    if result.consistent and not result.unsatisfiable:
+        # Written by the build only once its artifact is in place (save_cache_entry): a
+        # failed build leaves nothing behind.
+        payload = {
+            "inferred_subclass_of": result.inferred_subclass_of,
+            "explanation": result.explanation,
+        }
+        result.cache_entry = (str(path), json.dumps(payload))
+    return result
+
+
+def save_cache_entry(result: HermitResult) -> None:
+    """Keep a consistent answer for the next build (best effort: a cache that cannot be
+    written only costs the next build its HermiT run)."""
+    if result.cache_entry is None:
+        return
+    path = Path(result.cache_entry[0])
+    tmp = path.with_suffix(".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("hermit-*.json"):  # one entry: the last good input
+            old.unlink(missing_ok=True)
+        tmp.write_text(result.cache_entry[1], encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def run_hermit_summarized(
+    schema: Sequence[ox.Triple], data: Sequence[ox.Triple], cache_dir: Path | None = None
+) -> tuple[HermitResult, str | None]:
+    """HermiT on the summary when it is exact, else (or when the summary is inconsistent, to
+    name the nodes) on everything; returns the result and why the full input ran, if it did."""
+    # Statements about the terms (OWL RL's subclass closure, a data file's label on a term)
+    # belong with the schema: kept whole, never summarised.
+    terms = {t.subject for t in schema} | {
+        t.object for t in schema if isinstance(t.object, ox.NamedNode)
+    }
+    schema = [*schema, *(t for t in data if t.subject in terms)]
+    data = [t for t in data if t.subject not in terms]
+    why = summary_blocker(schema, data)
+    if why is None:
+        result = _cached_run(summarize(schema, data), cache_dir)
+        if result.consistent and not result.unsatisfiable:
+            return result, None
+        why = "the summary is inconsistent: checking the full input to name the nodes"
+    return run_hermit([*schema, *data]), why

@@ -8,6 +8,7 @@ standard sh:ValidationReport.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from service.kb.hermit import (
     JavaNotFoundError,
     describe_clash,
     describe_literal_clash,
-    run_hermit,
+    run_hermit_summarized,
 )
 from service.kb.sources import (
     PREFIXES,
@@ -228,7 +229,7 @@ def shacl_engine() -> str:
 
 
 def run_shacl(
-    data_graph: rdflib.Graph, shapes_graph: rdflib.Graph, engine: str | None = None
+    data_graph: rdflib.Graph | ox.Store, shapes_graph: rdflib.Graph, engine: str | None = None
 ) -> rdflib.Graph:
     """The SHACL results graph. Types are asserted in the data, so no inference: RDFS
     inference would also type every punned term through domains/ranges and inflate reports."""
@@ -247,7 +248,7 @@ def run_shacl(
 
 
 def _shacl_findings(
-    results: rdflib.Graph, data_graph: rdflib.Graph, file_of: Mapping[str, str]
+    results: rdflib.Graph, data_graph: rdflib.Graph | _StoreGraph, file_of: Mapping[str, str]
 ) -> list[Finding]:
     findings: list[Finding] = []
     for r in results.objects(None, SH.result):
@@ -279,7 +280,22 @@ def _shacl_findings(
     return findings
 
 
-def _label(graph: rdflib.Graph, node: rdflib.term.Node | None) -> str | None:
+class _StoreGraph:
+    """The one rdflib.Graph method the report needs (labels), over a pyoxigraph store."""
+
+    def __init__(self, store: ox.Store) -> None:
+        self.store = store
+
+    def objects(self, node: rdflib.term.Node, predicate: rdflib.term.Node) -> list:
+        if not isinstance(node, rdflib.URIRef):
+            return []
+        quads = self.store.quads_for_pattern(
+            ox.NamedNode(str(node)), ox.NamedNode(str(predicate)), None, None
+        )
+        return [rdflib.Literal(q.object.value) for q in quads if isinstance(q.object, ox.Literal)]
+
+
+def _label(graph: rdflib.Graph | _StoreGraph, node: rdflib.term.Node | None) -> str | None:
     if node is None:
         return None
     labels = sorted(str(x) for x in graph.objects(node, RDFS.label))
@@ -288,7 +304,7 @@ def _label(graph: rdflib.Graph, node: rdflib.term.Node | None) -> str | None:
 
 # --- OWL ---------------------------------------------------------------------------------------
 def _owl_findings(
-    result: HermitResult, data_graph: rdflib.Graph, file_of: Mapping[str, str]
+    result: HermitResult, data_graph: rdflib.Graph | _StoreGraph, file_of: Mapping[str, str]
 ) -> list[Finding]:
     findings: list[Finding] = []
     for clash in result.clashes:
@@ -349,7 +365,9 @@ def _ontology_finding(message: str, file_of: Mapping[str, str]) -> Finding:
     )
 
 
-def _clash_finding(clash: Clash, data_graph: rdflib.Graph, file_of: Mapping[str, str]) -> Finding:
+def _clash_finding(
+    clash: Clash, data_graph: rdflib.Graph | _StoreGraph, file_of: Mapping[str, str]
+) -> Finding:
     kind, other, prop = clash.via_b
     # The curator fixes the statement that uses the node wrongly, so point at that statement.
     focus = other if kind == "range" and other else clash.node
@@ -379,16 +397,30 @@ def validate_graphs(
 ) -> ValidationReport:
     """SHACL-validate ontology + data against the shapes, then (optionally) run HermiT."""
     file_of = file_of or {}
-    statements = list(ontology) + list(data)
+    schema = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
+    statements = schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
     # The ontology goes into the data graph: term shapes check it, and sh:class needs its
     # rdfs:subClassOf links (a cmp:SystematicReview is a cmp:Source).
-    data_graph = to_rdflib_graph(statements)
-    shapes_graph = to_rdflib_graph(shapes)
-    findings = _shacl_findings(run_shacl(data_graph, shapes_graph, engine), data_graph, file_of)
+    engine = engine or shacl_engine()
+    data_graph: rdflib.Graph | _StoreGraph
+    if engine == "turbo":
+        # The native engine reads a pyoxigraph store directly: no rdflib copy of the data,
+        # which at a million triples cost more than the validation itself.
+        store = ox.Store()
+        default = ox.DefaultGraph()
+        store.extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in statements)
+        data_graph = _StoreGraph(store)
+        findings = validate_store(store, to_rdflib_graph(shapes), file_of)
+    else:
+        data_graph = to_rdflib_graph(statements)
+        results = run_shacl(data_graph, to_rdflib_graph(shapes), engine)
+        findings = _shacl_findings(results, data_graph, file_of)
     hermit = None
     if reasoner:
         try:
-            hermit = run_hermit(statements)
+            # The summary (one representative per kind of data node) keeps a draft check
+            # interactive on a large knowledge base; the whole input runs when it must.
+            hermit, _why = run_hermit_summarized(schema, statements[len(schema) :])
             findings += _owl_findings(hermit, data_graph, file_of)
         except JavaNotFoundError:
             raise
@@ -454,3 +486,137 @@ def validate_project(
         file_of=file_of,
         reasoner=reasoner,
     )
+
+
+# --- SPARQL-based constraints, once per constraint instead of once per focus node -------------
+# SHACL engines run a SPARQL constraint once per focus node ($this pre-bound): at 100k triples
+# that was most of the validation. For a node shape whose only targets are sh:targetClass, the
+# same results come from one query that binds $this to every target itself (a test compares
+# the reports with pySHACL's). The other constraints still go to the SHACL engine.
+_SH = PREFIXES["sh"]
+_SPARQL_CC = _SH + "SPARQLConstraintComponent"
+_OTHER_TARGETS = [SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target, SH.path]
+
+
+def _split_sparql(shapes: rdflib.Graph) -> list[tuple[rdflib.term.Node, rdflib.term.Node]] | None:
+    """(shape, constraint) pairs that can run as one query each; None when any cannot."""
+    pairs = sorted(shapes.subject_objects(SH.sparql))
+    for shape, constraint in pairs:
+        if any(shapes.value(shape, p) is not None for p in _OTHER_TARGETS):
+            return None
+        if (shape, RDF.type, RDFS.Class) in shapes or (shape, RDF.type, rdflib.OWL.Class) in shapes:
+            return None  # an implicit class target
+        if shapes.value(shape, SH.targetClass) is None:
+            return None  # used only from another shape (sh:node): its focus nodes vary
+        if shapes.value(constraint, SH.select) is None:
+            return None
+        if shapes.value(shape, SH.deactivated) or shapes.value(constraint, SH.deactivated):
+            return None
+        if "$PATH" in str(shapes.value(constraint, SH.select)):
+            return None
+    return pairs
+
+
+def _declared_prefixes(shapes: rdflib.Graph, constraint: rdflib.term.Node) -> str:
+    lines = []
+    for holder in shapes.objects(constraint, SH.prefixes):
+        for decl in shapes.objects(holder, SH.declare):
+            prefix, ns = shapes.value(decl, SH.prefix), shapes.value(decl, SH.namespace)
+            if prefix is not None and ns is not None:
+                lines.append(f"PREFIX {prefix}: <{ns}>")
+    return "\n".join(sorted(set(lines))) + "\n"
+
+
+def _all_targets_query(select: str, classes: list[str]) -> str | None:
+    where = re.search(r"\bWHERE\s*\{", select, re.IGNORECASE)
+    if where is None:
+        return None
+    targets = (
+        "{ SELECT DISTINCT ?this WHERE { VALUES ?cmpkgTarget { "
+        + " ".join(f"<{c}>" for c in classes)
+        + " } ?this <"
+        + PREFIXES["rdf"]
+        + "type>/<"
+        + PREFIXES["rdfs"]
+        + "subClassOf>* "
+        "?cmpkgTarget } }"
+    )
+    text = select[: where.end()] + " " + targets + " " + select[where.end() :]
+    return re.sub(r"\$this\b", "?this", text)
+
+
+def _sparql_findings(
+    store: ox.Store,
+    shapes: rdflib.Graph,
+    pairs: list[tuple[rdflib.term.Node, rdflib.term.Node]],
+    file_of: Mapping[str, str],
+) -> list[Finding] | None:
+    from service.kb.sources import to_rdflib_term
+
+    labels = _StoreGraph(store)
+    findings: list[Finding] = []
+    for shape, constraint in pairs:
+        classes = sorted(str(c) for c in shapes.objects(shape, SH.targetClass))
+        select = str(shapes.value(constraint, SH.select))
+        query = _all_targets_query(_declared_prefixes(shapes, constraint) + select, classes)
+        if query is None:
+            return None
+        severity = shapes.value(shape, SH.severity) or SH.Violation
+        messages = [str(m) for m in shapes.objects(constraint, SH.message)] or [
+            str(m) for m in shapes.objects(shape, SH.message)
+        ]
+        solutions = store.query(query)
+        names = [v.value for v in solutions.variables]  # type: ignore[union-attr]
+        for row in solutions:  # type: ignore[union-attr]
+            focus = row["this"]
+            if focus is None:
+                continue
+            bound = {n: row[n] for n in names if row[n] is not None}
+            texts = []
+            for message in messages:
+                for var, term in bound.items():
+                    message = re.sub("{[?$]" + var + "}", term.value.replace("\\", "\\\\"), message)
+                texts.append(message)
+            value = bound.get("value")
+            value = None if value == focus else value
+            path = bound.get("path")
+            focus_text = focus.value if isinstance(focus, ox.NamedNode) else f"_:{focus.value}"
+            findings.append(
+                Finding(
+                    severity=str(severity).rsplit("#", 1)[-1],
+                    focus_node=focus_text,
+                    focus_label=_label(labels, rdflib.URIRef(focus.value))
+                    if isinstance(focus, ox.NamedNode)
+                    else None,
+                    path=path.value if isinstance(path, ox.NamedNode) else None,
+                    value=None if value is None else _term_text(to_rdflib_term(value)),
+                    message=sorted(texts)[0] if texts else "Constraint not met.",
+                    shape=str(constraint) if isinstance(constraint, rdflib.URIRef) else None,
+                    constraint=_SPARQL_CC,
+                    file=file_of.get(focus_text),
+                    check="shacl",
+                    value_term=None if value is None else to_rdflib_term(value),
+                )
+            )
+    return findings
+
+
+def validate_store(
+    store: ox.Store, shapes: rdflib.Graph, file_of: Mapping[str, str]
+) -> list[Finding]:
+    """SHACL findings for the data in `store`'s default graph (native engine, with the
+    SPARQL-based constraints run once each; the whole shapes graph through the engine when
+    they cannot be)."""
+    pairs = _split_sparql(shapes)
+    if pairs:
+        rest = rdflib.Graph()
+        for t in shapes:
+            if t[1] != SH.sparql:
+                rest.add(t)
+        for prefix, ns in shapes.namespaces():
+            rest.bind(prefix, ns, override=True)
+        found = _sparql_findings(store, shapes, pairs, file_of)
+        if found is not None:
+            results = run_shacl(store, rest, "turbo")
+            return _shacl_findings(results, _StoreGraph(store), file_of) + found
+    return _shacl_findings(run_shacl(store, shapes, "turbo"), _StoreGraph(store), file_of)

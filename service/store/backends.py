@@ -1,24 +1,31 @@
 """Where queries are answered: one small interface, two implementations.
 
-- `EmbeddedStore`: the build artifact in an in-memory pyoxigraph store, queried by forked
-  worker processes so a query past its deadline is really stopped.
+- `EmbeddedStore`: the build artifact in an in-memory pyoxigraph store, queried by forked,
+  sandboxed worker processes (service.store.pool): no network, a memory cap, a deadline.
 - `RemoteStore`: an existing SPARQL 1.1 store (Oxigraph server, Fuseki, GraphDB, Virtuoso)
   reached through SPARQLWrapper; `push` loads an artifact into it with the Graph Store Protocol.
 
-Both receive only queries that already passed `service.store.safety`, and both produce answers
-through `service.store.results`, so the same query gives the same bytes on either backend.
+The server process never parses a query: the text goes to a worker, which reads it with
+`service.store.query_check` (SERVICE, LOAD, updates, nesting) and then Oxigraph's parser,
+the only one that decides. The remote store uses workers for that check too and forwards
+only what passed.
+Both produce answers through `service.store.results`, so the same query gives the same bytes on
+either backend.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,35 +38,77 @@ from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 from service import config
 from service.kb.sources import load_dataset, parse_file, solutions
 from service.store.binding import inline
-from service.store.pool import PoolBusy, WorkerCrashed, WorkerPool, WorkerTimeout
-from service.store.results import GRAPH_FORMATS, Answer, encode_result
-from service.store.safety import Dataset, strip_dataset_clauses
+from service.store.pool import (
+    Limits,
+    PoolBusy,
+    WorkerCrashed,
+    WorkerOutOfMemory,
+    WorkerPool,
+    WorkerTimeout,
+)
+from service.store.query_check import SERVICE_REFUSED, Refused, inspect, strip_dataset_clauses
+from service.store.results import GRAPH_FORMATS, Answer, encode_result, is_graph
 
+_FROM = re.compile(r"\bFROM\b", re.IGNORECASE)
 # Stands for "an empty graph" when a dataset selects no graph we hold; a URN is never fetched.
 EMPTY_GRAPH = "urn:cmpkg:empty-graph"
 
 
 @dataclass(frozen=True)
+class Dataset:
+    """Graphs a query sees. None = the service default: union default graph, all named graphs
+    (unless the query's own FROM / FROM NAMED select graphs)."""
+
+    default: tuple[str, ...] | None = None
+    named: tuple[str, ...] | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.default is None and self.named is None
+
+
+@dataclass(frozen=True)
 class QueryJob:
-    """A checked query, ready for a store."""
+    """A query for a store. With `form` None the text is untrusted and its form unknown: the
+    worker checks it, and the kind of result it gives picks `media_type` (solutions, booleans)
+    or `graph_media_type` (CONSTRUCT, DESCRIBE); a None there is a 406 with `refusals`."""
 
     query: str
-    form: str  # SELECT, ASK, CONSTRUCT, DESCRIBE
+    form: str | None  # SELECT, ASK, CONSTRUCT, DESCRIBE, or None (untrusted)
     dataset: Dataset
-    media_type: str
+    media_type: str | None
     row_cap: int
     # Values for `?name` variables, bound by the engine (SEP-0007 substitutions), never
     # pasted into the text; a store that cannot bind renders them with `binding.inline`.
     substitutions: Mapping[str, ox.NamedNode | ox.Literal] = field(default_factory=dict)
     base_iri: str | None = None  # what relative IRIs in the query resolve against
+    graph_media_type: str | None = None
+    refusals: tuple[str, str] = ("", "")  # 406 messages: (solutions, graph)
+
+    def media_for(self, graph: bool) -> str | None:
+        if self.form is not None:
+            return self.media_type  # our own query: one shape, one format
+        return self.graph_media_type if graph else self.media_type
+
+
+@dataclass(frozen=True)
+class Call:
+    """One of our functions run in a worker with a query's limits (e.g. a prescription).
+
+    `function` must be module-level (it travels by name) and return (header, payload bytes)."""
+
+    function: Callable[..., tuple[Any, bytes]]
+    args: tuple[Any, ...] = ()
 
 
 class StoreError(Exception):
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if status is not None:
+            self.status = status
 
 
 class QueryTimeout(StoreError):
@@ -85,6 +134,8 @@ class Store(Protocol):
 
     def execute(self, job: QueryJob, timeout: float) -> Answer: ...
 
+    def call(self, call: Call, timeout: float) -> tuple[Any, bytes]: ...
+
     def close(self) -> None: ...
 
 
@@ -96,10 +147,27 @@ class _Failure:
     message: str
 
 
-def _evaluate(store: ox.Store, job: QueryJob) -> Answer | _Failure:
+def _refusal(err: Exception) -> _Failure:
+    text = str(err)
+    if "unreachable" in text or "os error 101" in text:
+        return _Failure(400, SERVICE_REFUSED)  # SERVICE got past the reader; the sandbox held
+    return _Failure(400, f"query evaluation failed: {text}")
+
+
+def _evaluate(store: ox.Store, job: QueryJob) -> tuple[Answer | _Failure, bytes]:
+    """In the worker: check, parse and evaluate one query, serialise its answer."""
+    try:
+        if job.form is None or _FROM.search(job.query):
+            has_dataset = inspect(job.query).has_dataset
+        else:
+            has_dataset = False  # our own query text (api, pages) without any FROM
+    except Refused as err:
+        return _Failure(err.status, err.message), b""
     kwargs: dict[str, Any] = {}
     if job.dataset.is_default:
-        kwargs["use_default_graph_as_union"] = True
+        # The union flag overrides FROM in Oxigraph, so it is set only when there is none.
+        if not has_dataset:
+            kwargs["use_default_graph_as_union"] = True
     else:
         kwargs["default_graph"] = [ox.NamedNode(g) for g in job.dataset.default or ()]
         kwargs["named_graphs"] = [ox.NamedNode(g) for g in job.dataset.named or ()]
@@ -109,11 +177,47 @@ def _evaluate(store: ox.Store, job: QueryJob) -> Answer | _Failure:
         kwargs["substitutions"] = {ox.Variable(k): v for k, v in job.substitutions.items()}
     try:
         result = store.query(job.query, **kwargs)
-        return encode_result(result, job.media_type, job.row_cap)
+        graph = is_graph(result)
+        media = job.media_for(graph)
+        if media is None:
+            return _Failure(406, job.refusals[graph]), b""
+        answer = encode_result(result, media, job.row_cap)
     except SyntaxError as err:
-        return _Failure(400, f"malformed query: {err}")
-    except (OSError, ValueError, TypeError) as err:
-        return _Failure(500, f"query evaluation failed: {err}")
+        return _Failure(400, f"malformed query: {err}"), b""
+    except (OSError, RuntimeError, ValueError, TypeError) as err:
+        return _refusal(err), b""
+    return replace(answer, body=b""), answer.body
+
+
+def _handle(store: ox.Store | None, job: QueryJob | Call | _Check) -> tuple[Any, bytes]:
+    if isinstance(job, Call):
+        return job.function(*job.args)
+    if isinstance(job, _Check):
+        return _check(job.query)
+    assert store is not None
+    return _evaluate(store, job)
+
+
+def _outcome(pool: WorkerPool, job: object, timeout: float) -> tuple[Any, bytes]:
+    """Run a job in the pool, with each limit turned into the error a client should see."""
+    try:
+        return pool.run(job, timeout)
+    except WorkerTimeout:
+        raise QueryTimeout(
+            f"query stopped: it ran longer than the {timeout:g} s limit of this endpoint"
+        ) from None
+    except PoolBusy:
+        raise QueryTimeout(f"every query worker stayed busy for {timeout:g} s") from None
+    except WorkerOutOfMemory as err:
+        raise StoreError(str(err), 503) from None
+    except WorkerCrashed as err:
+        raise StoreError(str(err)) from None
+
+
+def _answer(header: Answer | _Failure, payload: bytes) -> Answer:
+    if isinstance(header, _Failure):
+        raise QueryFailed(header.message, header.status)
+    return replace(header, body=payload)
 
 
 def load_embedded(artifact: Path, extra: Mapping[Path, str] | None = None) -> ox.Store:
@@ -134,7 +238,12 @@ def content_hash(paths: Iterable[Path]) -> str:
 
 class EmbeddedStore:
     def __init__(
-        self, store: ox.Store, build_id: str, workers: int = config.default("workers")
+        self,
+        store: ox.Store,
+        build_id: str,
+        workers: int = config.default("workers"),
+        *,
+        limits: Limits | None = None,
     ) -> None:
         self.build_id = build_id
         counts: dict[str, int] = defaultdict(int)
@@ -143,7 +252,7 @@ class EmbeddedStore:
                 counts[quad.graph_name.value] += 1
         self._counts = dict(sorted(counts.items()))
         # Fork only now: every worker shares the loaded data copy-on-write.
-        self._pool = WorkerPool(partial(_evaluate, store), workers)
+        self._pool = WorkerPool(partial(_handle, store), workers, limits)
 
     def graph_counts(self) -> dict[str, int]:
         return dict(self._counts)
@@ -153,35 +262,119 @@ class EmbeddedStore:
         return self._pool.replaced
 
     def execute(self, job: QueryJob, timeout: float) -> Answer:
-        try:
-            outcome = self._pool.run(job, timeout)
-        except WorkerTimeout:
-            raise QueryTimeout(
-                f"query stopped: it ran longer than the {timeout:g} s limit of this endpoint"
-            ) from None
-        except PoolBusy:
-            raise QueryTimeout(f"every query worker stayed busy for {timeout:g} s") from None
-        except WorkerCrashed as err:
-            raise StoreError(str(err)) from None
-        if isinstance(outcome, _Failure):
-            error = QueryFailed(outcome.message)
-            error.status = outcome.status
-            raise error
-        return outcome
+        return _answer(*_outcome(self._pool, job, timeout))
+
+    def call(self, call: Call, timeout: float) -> tuple[Any, bytes]:
+        return _outcome(self._pool, call, timeout)
 
     def close(self) -> None:
         self._pool.close()
 
 
+# Graphs a store keeps for itself (Virtuoso: its RDF views, LDP vocabulary, service
+# description); never part of the knowledge graph, so never in the default dataset.
+ENGINE_GRAPHS = (
+    "http://www.openlinksw.com/schemas/virtrdf#",
+    "http://www.w3.org/ns/ldp#",
+    "http://localuriqaserver/",
+)
+_BNODE_ID = re.compile(r"[^A-Za-z0-9_]")
+_XSD_BOOLEAN = "http://www.w3.org/2001/XMLSchema#boolean"
+
+
+def normalize_json_results(raw: bytes, ask: bool = False) -> bytes:
+    """SPARQL JSON results as the W3C format says, from stores that bend it.
+
+    Virtuoso answers ASK as a one-row table (`__ASK_RETVAL` = 1 or 0), writes xsd:boolean as
+    "1"/"0" (valid lexical forms, not the canonical ones) and names blank nodes
+    `nodeID://b123` (not a valid label). Same values, canonical forms; a conforming answer
+    (Oxigraph's) passes through unchanged.
+    """
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw  # the parser reports it
+    bindings = doc.get("results", {}).get("bindings") if isinstance(doc, dict) else None
+    if not isinstance(bindings, list):
+        return raw
+    if ask and doc.get("head", {}).get("vars") == ["__ASK_RETVAL"] and len(bindings) <= 1:
+        # true is one row holding 1; false is no row at all
+        value = bindings[0].get("__ASK_RETVAL", {}).get("value") if bindings else None
+        return json.dumps({"head": {}, "boolean": value in ("1", "true")}).encode()
+    changed = False
+    for row in bindings:
+        for term in row.values():
+            kind = term.get("type")
+            if kind == "bnode" and _BNODE_ID.search(term.get("value", "")):
+                term["value"] = _BNODE_ID.sub("_", term["value"])
+                changed = True
+            elif kind == "typed-literal":  # the 2007 draft's name for a typed literal
+                term["type"] = "literal"
+                changed = True
+            if term.get("datatype") == _XSD_BOOLEAN and term.get("value") in ("1", "0"):
+                term["value"] = "true" if term["value"] == "1" else "false"
+                changed = True
+    return json.dumps(doc).encode() if changed else raw
+
+
+@dataclass(frozen=True)
+class _Check:
+    """For the remote store: check and parse a query in a worker, evaluate nothing we hold."""
+
+    query: str
+
+
+@dataclass(frozen=True)
+class _Checked:
+    form: str
+    from_default: tuple[str, ...]
+    from_named: tuple[str, ...]
+
+
+def _check(query: str) -> tuple[_Checked | _Failure, bytes]:
+    """In a worker: our reader, then Oxigraph's parser on an empty store (its answers are lazy,
+    so a SELECT or CONSTRUCT is only parsed); returns the text without FROM clauses."""
+    try:
+        inspection = inspect(query)
+        result = ox.Store().query(query)
+    except Refused as err:
+        return _Failure(err.status, err.message), b""
+    except SyntaxError as err:
+        return _Failure(400, f"malformed query: {err}"), b""
+    except (OSError, RuntimeError, ValueError, TypeError) as err:
+        return _refusal(err), b""
+    if isinstance(result, ox.QueryBoolean):
+        form = "ASK"
+    elif isinstance(result, ox.QuerySolutions):
+        form = "SELECT"
+    else:
+        form = inspection.form if inspection.form in ("CONSTRUCT", "DESCRIBE") else "CONSTRUCT"
+    checked = _Checked(form, inspection.from_default, inspection.from_named)
+    return checked, strip_dataset_clauses(query).encode("utf-8")
+
+
 class RemoteStore:
     """Every request is forwarded with SPARQLWrapper, with the dataset always made explicit."""
 
-    def __init__(self, query_url: str, timeout: float = config.default("timeout")) -> None:
+    def __init__(
+        self,
+        query_url: str,
+        timeout: float = config.default("timeout"),
+        *,
+        workers: int = config.default("workers"),
+        limits: Limits | None = None,
+    ) -> None:
         self.query_url = query_url
         counts = self._graph_counts(timeout)
         self._counts = counts
         key = query_url + repr(sorted(counts.items()))
         self.build_id = "remote-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        # Queries are checked (and prescriptions run) in sandboxed workers here too.
+        self._pool = WorkerPool(partial(_handle, None), workers, limits)
+
+    @property
+    def workers_replaced(self) -> int:
+        return self._pool.replaced
 
     def _wrapper(self, query: str, timeout: float, accept: str, form: str) -> SPARQLWrapper:
         wrapper = SPARQLWrapper(self.query_url)
@@ -193,6 +386,9 @@ class RemoteStore:
         wrapper.queryType = form
         wrapper.setTimeout(max(1, math.ceil(timeout)))
         wrapper.addCustomHttpHeader("Accept", accept)
+        # Content negotiation only: SPARQLWrapper would also send format=xml&output=xml, which
+        # contradicts the Accept header (Virtuoso then answers 406).
+        wrapper.setOnlyConneg(True)
         return wrapper
 
     def _fetch(self, wrapper: SPARQLWrapper) -> bytes:
@@ -207,36 +403,44 @@ class RemoteStore:
             raise StoreUnavailable(f"remote store unreachable: {err.reason}") from None
         except SPARQLWrapperException as err:
             status = 400 if "400" in str(err) or "QueryBadFormed" in type(err).__name__ else 502
-            error = QueryFailed(f"remote store refused the query: {err}")
-            error.status = status
-            raise error from None
+            raise QueryFailed(f"remote store refused the query: {err}", status) from None
 
     def _graph_counts(self, timeout: float) -> dict[str, int]:
         query = "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g"
         raw = self._fetch(
             self._wrapper(query, timeout, "application/sparql-results+json", "SELECT")
         )
-        rows = solutions(ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON))
-        return {s["g"].value: int(s["n"].value) for s in rows if s["g"] is not None}
+        rows = solutions(
+            ox.parse_query_results(normalize_json_results(raw), format=ox.QueryResultsFormat.JSON)
+        )
+        return {
+            s["g"].value: int(s["n"].value)
+            for s in rows
+            if s["g"] is not None and not s["g"].value.startswith(ENGINE_GRAPHS)
+        }
 
     def graph_counts(self) -> dict[str, int]:
         return dict(self._counts)
 
     def execute(self, job: QueryJob, timeout: float) -> Answer:
-        graph = job.form in ("CONSTRUCT", "DESCRIBE")
-        accept = "application/n-triples" if graph else "application/sparql-results+json"
+        started = time.monotonic()
         text = job.query
         if job.substitutions:  # SPARQL 1.1 Protocol has no binding: write the terms safely
             bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
             text = inline(text, bound)
         if job.base_iri:  # the remote store would resolve against its own URL
             text = f"BASE <{job.base_iri}>\n{text}"
-        wrapper = self._wrapper(strip_dataset_clauses(text), timeout, accept, job.form)
-        held = list(self._counts)
-        if job.dataset.is_default:
-            defaults, named = held, held
-        else:
-            defaults, named = list(job.dataset.default or ()), list(job.dataset.named or ())
+        header, stripped = _outcome(self._pool, _Check(text), timeout)
+        if isinstance(header, _Failure):
+            raise QueryFailed(header.message, header.status)
+        graph = header.form in ("CONSTRUCT", "DESCRIBE")
+        media = job.media_for(graph)
+        if media is None:
+            raise QueryFailed(job.refusals[graph], 406)
+        accept = "application/n-triples" if graph else "application/sparql-results+json"
+        remaining = max(0.1, timeout - (time.monotonic() - started))
+        wrapper = self._wrapper(stripped.decode("utf-8"), remaining, accept, header.form)
+        defaults, named = self._graphs(job.dataset, header)
         for iri in defaults or [EMPTY_GRAPH]:
             wrapper.addDefaultGraph(iri)
         for iri in named or [EMPTY_GRAPH]:
@@ -246,13 +450,31 @@ class RemoteStore:
             if graph:
                 result: object = (q.triple for q in ox.parse(raw, format=ox.RdfFormat.N_TRIPLES))
             else:
-                result = ox.parse_query_results(raw, format=ox.QueryResultsFormat.JSON)
-            return encode_result(result, job.media_type, job.row_cap)
+                result = ox.parse_query_results(
+                    normalize_json_results(raw, ask=header.form == "ASK"),
+                    format=ox.QueryResultsFormat.JSON,
+                )
+            return encode_result(result, media, job.row_cap)
         except SyntaxError as err:
             raise StoreUnavailable(f"the remote store sent an unreadable answer: {err}") from None
 
+    def _graphs(self, dataset: Dataset, checked: _Checked) -> tuple[list[str], list[str]]:
+        """Default and named graphs to send: always explicit, only graphs the store holds."""
+        held = list(self._counts)
+        if dataset.is_default and (checked.from_default or checked.from_named):
+            dataset = Dataset(  # the query's FROM clauses, restricted to graphs we hold
+                tuple(dict.fromkeys(g for g in checked.from_default if g in held)),
+                tuple(dict.fromkeys(g for g in checked.from_named if g in held)),
+            )
+        if dataset.is_default:
+            return held, held
+        return list(dataset.default or ()), list(dataset.named or ())
+
+    def call(self, call: Call, timeout: float) -> tuple[Any, bytes]:
+        return _outcome(self._pool, call, timeout)
+
     def close(self) -> None:
-        pass
+        self._pool.close()
 
 
 def push(artifact: Path, store_url: str, timeout: float = 120.0) -> dict[str, int]:

@@ -1,23 +1,23 @@
-"""Query answers as bytes: one encoder for solutions and one for triples, shared by both stores.
+"""Query answers as bytes, written by pyoxigraph's serialisers, shared by both stores.
 
-Solutions are always encoded first as SPARQL JSON (bounded by the row cap) and converted to the
-other result formats by pyoxigraph, so the embedded and the remote store produce byte-identical
-answers for the same solutions.
+Solutions are serialised once as TSV while their rows are counted (one line per row: TSV
+escapes line breaks inside terms), which is where the row cap cuts; the TSV is then converted
+to the format asked for, Rust to Rust. Triples go the same way through N-Triples. So the
+embedded store (results straight from the engine) and the remote store (results parsed back
+from its answer) produce byte-identical answers for the same solutions, and no answer is built
+term by term in Python.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import IO, Any, cast
 
 import pyoxigraph as ox
 
 from service.kb.sources import PREFIXES, serialize
-
-XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
-LANG_STRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
 
 # Result media types -> pyoxigraph formats (first = preferred when the client does not care).
 SOLUTION_FORMATS: dict[str, ox.QueryResultsFormat] = {
@@ -35,6 +35,8 @@ GRAPH_FORMATS: dict[str, ox.RdfFormat] = {
     "application/trig": ox.RdfFormat.TRIG,
 }
 JSON_RESULTS = "application/sparql-results+json"
+TSV = ox.QueryResultsFormat.TSV
+NT = ox.RdfFormat.N_TRIPLES
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,11 @@ class Answer:
     rows: int = 0
 
 
+XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
+
 def term_json(term: object) -> dict[str, object]:
+    """One term as SPARQL JSON (for callers that build JSON from terms they hold)."""
     if isinstance(term, ox.NamedNode):
         return {"type": "uri", "value": term.value}
     if isinstance(term, ox.BlankNode):
@@ -71,47 +77,84 @@ def term_json(term: object) -> dict[str, object]:
     raise TypeError(f"unsupported term {term!r}")
 
 
+class _Full(Exception):
+    """Raised from inside a serialiser to stop it once the row cap is passed."""
+
+
+def _bytes(data: bytes | None) -> bytes:
+    return data or b""  # pyoxigraph returns None only when given an output to write to
+
+
+class _LineCounter:
+    """A binary sink for pyoxigraph's serialisers that stops them after `limit` lines."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines = 0
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.lines += data.count(b"\n")
+        if self.lines > self.limit:
+            raise _Full
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _capped(write: Callable[[IO[bytes]], object], header: int, cap: int) -> tuple[bytes, int, bool]:
+    """Lines written by `write`, cut after `header + cap` lines: (bytes, rows, truncated)."""
+    sink = _LineCounter(header + cap)
+    try:
+        write(cast(IO[bytes], sink))
+    except _Full:
+        data = b"".join(sink.chunks)
+        cut = -1
+        for _ in range(header + cap):
+            cut = data.index(b"\n", cut + 1)
+        return data[: cut + 1], cap, True
+    return b"".join(sink.chunks), sink.lines - header, False
+
+
 def encode_boolean(value: bool, media_type: str) -> Answer:
-    body = json.dumps({"head": {}, "boolean": bool(value)}).encode()
-    return Answer(media_type, _convert(body, media_type), rows=1)
+    text = b'{"head":{},"boolean":true}' if value else b'{"head":{},"boolean":false}'
+    result = ox.parse_query_results(text, format=ox.QueryResultsFormat.JSON)
+    body = _bytes(result.serialize(format=SOLUTION_FORMATS[media_type]))
+    return Answer(media_type, body, rows=1)
 
 
 def encode_solutions(solutions: ox.QuerySolutions, media_type: str, row_cap: int) -> Answer:
-    names = [v.value for v in solutions.variables]
-    bindings: list[dict[str, Any]] = []
-    truncated = False
-    for solution in solutions:
-        if len(bindings) >= row_cap:
-            truncated = True
-            break
-        row = {}
-        for name in names:
-            value = solution[name]
-            if value is not None:
-                row[name] = term_json(value)
-        bindings.append(row)
-    body = json.dumps(
-        {"head": {"vars": names}, "results": {"bindings": bindings}}, ensure_ascii=False
-    ).encode()
-    return Answer(media_type, _convert(body, media_type), truncated, len(bindings))
+    tsv, rows, truncated = _capped(lambda sink: solutions.serialize(sink, format=TSV), 1, row_cap)
+    if media_type == "text/tab-separated-values":
+        return Answer(media_type, tsv, truncated, rows)
+    parsed = cast(ox.QuerySolutions, ox.parse_query_results(tsv, format=TSV))
+    converted = _bytes(parsed.serialize(format=SOLUTION_FORMATS[media_type]))
+    return Answer(media_type, converted, truncated, rows)
 
 
 def encode_triples(triples: Iterable[ox.Triple], media_type: str, row_cap: int) -> Answer:
-    kept: list[ox.Triple] = []
-    truncated = False
-    for triple in triples:
-        if len(kept) >= row_cap:
-            truncated = True
-            break
-        kept.append(triple)
+    if isinstance(triples, ox.QueryTriples):
+        query_triples = triples
+        nt, rows, truncated = _capped(
+            lambda sink: query_triples.serialize(sink, format=NT), 0, row_cap
+        )
+    else:  # parsed back from a remote store
+        kept = list(islice(triples, row_cap + 1))
+        truncated = len(kept) > row_cap
+        nt = serialize(kept[:row_cap], NT)
+        rows = min(len(kept), row_cap)
+    if media_type == "application/n-triples":
+        return Answer(media_type, nt, truncated, rows)
     fmt = GRAPH_FORMATS[media_type]
-    # Quad formats want quads; a CONSTRUCT result is the default graph.
-    items: list = kept
-    if fmt in (ox.RdfFormat.N_QUADS, ox.RdfFormat.TRIG):
-        items = [ox.Quad(t.subject, t.predicate, t.object) for t in kept]
+    parsed = ox.parse(nt, format=NT)
+    # Quad formats want quads (a CONSTRUCT result is the default graph); the others triples.
+    items: Any = (
+        parsed if fmt in (ox.RdfFormat.N_QUADS, ox.RdfFormat.TRIG) else (q.triple for q in parsed)
+    )
     prefixes = PREFIXES if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.TRIG) else None
-    body = serialize(items, fmt, prefixes)
-    return Answer(media_type, body, truncated, len(kept))
+    return Answer(media_type, serialize(items, fmt, prefixes), truncated, rows)
 
 
 def encode_result(result: object, media_type: str, row_cap: int) -> Answer:
@@ -123,10 +166,5 @@ def encode_result(result: object, media_type: str, row_cap: int) -> Answer:
     return encode_triples(result, media_type, row_cap)  # type: ignore[arg-type]
 
 
-def _convert(json_body: bytes, media_type: str) -> bytes:
-    if media_type == JSON_RESULTS:
-        return json_body
-    parsed = ox.parse_query_results(json_body, format=ox.QueryResultsFormat.JSON)
-    body = parsed.serialize(format=SOLUTION_FORMATS[media_type])
-    assert body is not None  # no output file: the bytes are returned
-    return body
+def is_graph(result: object) -> bool:
+    return not isinstance(result, ox.QueryBoolean | bool | ox.QuerySolutions)

@@ -2,17 +2,26 @@
 
 Keys carry the build id, so a new build never serves an old answer; ETags are derived from the
 same key, so a client's conditional GET can be answered 304 without evaluating anything.
+Both caches are `ByteLRU`s (cachetools, sized in bytes): every entry is counted with its key,
+and a query or request body is kept only as its SHA-256, so a megabyte of query text costs
+32 bytes of key, and memory stays bounded however many distinct queries arrive.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
+from cachetools import LRUCache
+
+from service.store.backends import Dataset
 from service.store.results import Answer
-from service.store.safety import Dataset
+
+V = TypeVar("V")
+ENTRY_OVERHEAD = 256  # bytes per entry for the objects around key and value
 
 
 def normalize(query: str) -> str:
@@ -20,16 +29,29 @@ def normalize(query: str) -> str:
     return query.strip()
 
 
+def digest(*parts: bytes | str) -> str:
+    """A fixed-size stand-in for arbitrarily long request text."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class CacheKey:
     build_id: str
-    query: str
+    query: str  # the query text or its digest (the /sparql blueprint passes the digest)
     dataset: Dataset
     media_type: str
 
     def etag(self) -> str:
-        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:32]
-        return f'"{digest}"'
+        return f'"{digest(repr(self))[:32]}"'
+
+    def size(self) -> int:
+        graphs = (self.dataset.default or ()) + (self.dataset.named or ())
+        return len(self.build_id) + len(self.query) + len(self.media_type) + sum(map(len, graphs))
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -41,42 +63,66 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return etag in candidates
 
 
+class ByteLRU(Generic[V]):
+    """A thread-safe LRU bounded in bytes; an entry larger than a quarter is never stored
+    (one huge answer must not flush everything else). `max_bytes=0` stores nothing."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, max_bytes)
+        self._items: LRUCache[Hashable, tuple[V, int]] = LRUCache(
+            maxsize=max(1, self.max_bytes), getsizeof=lambda entry: entry[1]
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> V | None:
+        with self._lock:
+            entry = self._items.get(key)
+        return None if entry is None else entry[0]
+
+    def put(self, key: Hashable, value: V, size: int) -> None:
+        size += ENTRY_OVERHEAD
+        if self.max_bytes <= 0 or size > self.max_bytes // 4:
+            return
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, size)
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            return int(self._items.currsize)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
 class AnswerCache:
-    """A byte-bounded LRU of answers; `max_bytes=0` disables it (for uncached measurements)."""
+    """Answers by CacheKey; `max_bytes=0` disables it (for uncached measurements)."""
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[CacheKey, Answer] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
+        self._lru: ByteLRU[Answer] = ByteLRU(max_bytes)
         self.hits = 0
         self.misses = 0
 
     def get(self, key: CacheKey) -> Answer | None:
-        with self._lock:
-            answer = self._items.get(key)
-            if answer is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
+        answer = self._lru.get(key)
+        if answer is None:
+            self.misses += 1
+        else:
             self.hits += 1
-            return answer
+        return answer
 
     def put(self, key: CacheKey, answer: Answer) -> None:
-        size = len(answer.body)
-        if size > self.max_bytes // 4:  # one huge answer must not flush everything else
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = answer
-            self._size += size
-            while self._size > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._size -= len(old.body)
+        self._lru.put(key, answer, len(answer.body) + len(answer.media_type) + key.size())
+
+    @property
+    def bytes(self) -> int:
+        return self._lru.bytes
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
 
 class ResponseMemo:
@@ -93,46 +139,19 @@ class ResponseMemo:
         self.max_bytes = max_bytes
         self.max_body = max_body
         self.log = log  # callable(environ, status_code, nbytes, started) for the access log
-        self._items: OrderedDict[tuple, tuple[str, list, bytes]] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
+        self._lru: ByteLRU[tuple[str, list, bytes]] = ByteLRU(max_bytes)
         self.hits = 0
 
     def __call__(self, environ, start_response):
-        import io
         import time
 
-        if (
-            self.max_bytes <= 0
-            or environ.get("PATH_INFO") != "/sparql"
-            or environ.get("REQUEST_METHOD") not in ("GET", "POST")
-            or "HTTP_IF_NONE_MATCH" in environ
-        ):
-            return self.app(environ, start_response)
         started = time.perf_counter()
-        body = b""
-        if environ["REQUEST_METHOD"] == "POST":
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return self.app(environ, start_response)
-            if length <= 0 or length > self.max_body:
-                return self.app(environ, start_response)
-            body = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(body)
-        key = (
-            environ["REQUEST_METHOD"],
-            environ.get("QUERY_STRING", ""),
-            environ.get("CONTENT_TYPE", ""),
-            body,
-            environ.get("HTTP_ACCEPT", ""),
-        )
-        with self._lock:
-            stored = self._items.get(key)
-            if stored is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
+        key = self._key(environ)
+        if key is None:
+            return self.app(environ, start_response)
+        stored = self._lru.get(key)
         if stored is not None:
+            self.hits += 1
             status, headers, payload = stored
             start_response(status, headers)
             if self.log is not None:
@@ -156,15 +175,36 @@ class ResponseMemo:
             self._put(key, (status, list(headers), payload))
         return [payload]
 
-    def _put(self, key: tuple, value: tuple[str, list, bytes]) -> None:
-        size = len(value[2]) + len(key[1]) + len(key[3])
-        if size > self.max_bytes // 4:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = value
-            self._size += size
-            while self._size > self.max_bytes:
-                old_key, old = self._items.popitem(last=False)
-                self._size -= len(old[2]) + len(old_key[1]) + len(old_key[3])
+    def _key(self, environ) -> str | None:
+        """The digest of what makes the response, or None for a request we never replay."""
+        import io
+
+        if (
+            self.max_bytes <= 0
+            or environ.get("PATH_INFO") != "/sparql"
+            or environ.get("REQUEST_METHOD") not in ("GET", "POST")
+            or "HTTP_IF_NONE_MATCH" in environ
+        ):
+            return None
+        body = b""
+        if environ["REQUEST_METHOD"] == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return None
+            if length <= 0 or length > self.max_body:
+                return None
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it again on a miss
+        return digest(
+            environ["REQUEST_METHOD"],
+            environ.get("QUERY_STRING", ""),
+            environ.get("CONTENT_TYPE", ""),
+            body,
+            environ.get("HTTP_ACCEPT", ""),
+        )
+
+    def _put(self, key: str, value: tuple[str, list, bytes]) -> None:
+        status, headers, payload = value
+        size = len(key) + len(status) + len(payload) + sum(len(n) + len(v) for n, v in headers)
+        self._lru.put(key, value, size)

@@ -1,7 +1,9 @@
 """`POST /api/prescribe`: a presentation in, ranked and explained recommendations out (JSON-LD).
 
-Thin: reads the body within the app's size cap, calls `service.prescribe.engine`, maps its errors to
-4xx. Every answer, errors included, carries the decision-support disclaimer.
+Thin: reads the body within the app's size cap and hands it to a sandboxed query worker
+(`Store.call`), where the JSON is read (nesting bounded) and `service.prescribe` runs under the
+same deadline and memory cap as a query; its errors map to 4xx, a limit to 503. Every answer,
+errors included, carries the decision-support disclaimer.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.prescribe.engine import (
     DISCLAIMER,
-    KnowledgeBase,
     error_document,
     knowledge_base,
     prescribe_json,
     render,
 )
 from service.prescribe.presentation import InvalidPresentation
+from service.store.backends import Call, StoreError
 
 bp = Blueprint("prescribe", __name__)
 log = logging.getLogger("cmpkg.prescribe")
@@ -30,24 +32,76 @@ log = logging.getLogger("cmpkg.prescribe")
 ACCEPTED_TYPES = ("application/json", "application/ld+json")
 
 
-def _kb() -> KnowledgeBase:
-    # The artifact the service is serving (checked against its manifest when it was loaded),
-    # or the one PRESCRIBE_ARTIFACT pins (tests). A request never builds: with no served
-    # artifact there is nothing to reason over, and the caller answers 503.
+MAX_JSON_DEPTH = 32  # a presentation nests three levels; '[' * 100000 must not recurse
+
+
+def _artifact() -> str | None:
+    """The artifact the service is serving (checked against its manifest when it was loaded),
+    or the one PRESCRIBE_ARTIFACT pins (tests). A request never builds: with no served
+    artifact there is nothing to reason over, and the worker answers 503."""
     from service.web import state
 
     artifact = current_app.config.get("PRESCRIBE_ARTIFACT") or state(current_app).artifact
-    if artifact is None:
-        raise LookupError("no built knowledge graph is served (remote store without a build)")
-    return knowledge_base(Path(artifact))
+    return str(artifact) if artifact else None
 
 
-def _json(document: dict[str, Any], status: int) -> Response:
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text, brackets inside strings ignored."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot nest deeper than the limit: skip the scan
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def answer_in_worker(raw: bytes, artifact: str | None) -> tuple[int, bytes]:
+    """In a query worker: the prescription document (or error document) and its status."""
+    try:
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise InvalidPresentation(
+                400, f"request body nests JSON more than {MAX_JSON_DEPTH} levels deep"
+            )
+        if artifact is None:
+            raise LookupError("no built knowledge graph")
+        try:
+            kb = knowledge_base(Path(artifact))
+        except Exception as err:  # no usable build: the service cannot answer
+            log.error('{"event": "prescribe-unavailable", "error": %s}', json.dumps(str(err)))
+            raise LookupError(str(err)) from None
+        document = prescribe_json(raw, kb)
+    except InvalidPresentation as err:
+        return err.status, render(error_document(err))
+    except LookupError:
+        unavailable = InvalidPresentation(503, "the knowledge graph could not be loaded; try later")
+        return 503, render(error_document(unavailable))
+    return 200, render(document)
+
+
+def _mimetype(status: int) -> str:
     accept = (request.headers.get("Accept") or "").lower()
     mimetype = "application/ld+json" if "ld+json" in accept or status == 200 else "application/json"
     if status == 200 and "application/json" in accept and "ld+json" not in accept:
         mimetype = "application/json"
-    return Response(render(document), status=status, mimetype=mimetype)
+    return mimetype
+
+
+def _json(document: dict[str, Any], status: int) -> Response:
+    return Response(render(document), status=status, mimetype=_mimetype(status))
 
 
 def _error(status: int, message: str) -> Response:
@@ -64,16 +118,16 @@ def prescribe_view() -> Response:
     mimetype = (request.mimetype or "").lower()
     if mimetype and mimetype not in ACCEPTED_TYPES:
         return _error(415, "send the presentation as application/json or application/ld+json")
+    from service.web import state
+
+    timeout = float(current_app.config["SPARQL_TIMEOUT"])
     try:
-        kb = _kb()
-    except Exception as err:  # no usable build: the service cannot answer, the client is not wrong
-        log.error('{"event": "prescribe-unavailable", "error": %s}', json.dumps(str(err)))
-        return _error(503, "the knowledge graph could not be loaded; try again later")
-    try:
-        document = prescribe_json(raw, kb)
-    except InvalidPresentation as err:
-        return _json(error_document(err), err.status)
-    return _json(document, 200)
+        status, body = state(current_app).store.call(
+            Call(answer_in_worker, (raw, _artifact())), timeout
+        )
+    except StoreError as err:  # the deadline or the memory cap of the worker
+        return _error(err.status if err.status >= 500 else 503, err.message)
+    return Response(body, status=status, mimetype=_mimetype(status))
 
 
 @bp.route("/api/prescribe", methods=["GET", "PUT", "PATCH", "DELETE"])

@@ -28,6 +28,7 @@ from typing import Any
 from service import config
 from service.kb import build
 from service.store.backends import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
+from service.store.pool import Limits
 
 log = logging.getLogger("cmpkg.serve")
 
@@ -44,6 +45,8 @@ class Settings:
     row_cap: int = config.default("row_cap")
     max_body: int = config.default("max_body")
     cache_bytes: int = config.default("cache_mb") * config.MIB
+    # per query worker, on top of the data it shares with the server
+    worker_memory_bytes: int = config.default("worker_memory_mb") * config.MIB
     log_level: str = config.default("log_level")
     artifact: Path | None = None
     data: dict[Path, str] = field(default_factory=dict)  # extra file -> named graph IRI
@@ -154,7 +157,9 @@ def load_verified(
         oxstore = load_embedded(snapshot, settings.data)
     except RDFSyntaxError as err:
         raise ArtifactRefused(f"{artifact} cannot be parsed: {err}") from None
-    store = EmbeddedStore(oxstore, served_id, workers=settings.workers)
+    store = EmbeddedStore(
+        oxstore, served_id, workers=settings.workers, limits=Limits(settings.worker_memory_bytes)
+    )
     return store, Loaded(snapshot, build_id, artifact, manifest)
 
 
@@ -299,7 +304,12 @@ def run(settings: Settings) -> None:
     notice: str | None = None
     try:
         if settings.store_url:
-            store = RemoteStore(settings.store_url, timeout=settings.timeout)
+            store = RemoteStore(
+                settings.store_url,
+                timeout=settings.timeout,
+                workers=settings.workers,
+                limits=Limits(settings.worker_memory_bytes),
+            )
         else:
             artifact, notice = initial_artifact(settings)
             try:

@@ -1,4 +1,9 @@
-"""`/sparql`: the query operation of SPARQL 1.1 Protocol, read-only, with cached answers."""
+"""`/sparql`: the query operation of SPARQL 1.1 Protocol, read-only, with cached answers.
+
+The query text is never parsed in this process: the answer format is negotiated for both
+kinds of result up front (solutions and booleans, or a graph), the cache is keyed by the text's
+digest, and a sandboxed worker checks, parses, evaluates and serialises (service.store.backends).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from flask import Blueprint, Response, current_app, g, request
 
 from service.store.backends import QueryJob, StoreError
 from service.store.results import GRAPH_FORMATS
-from service.store.safety import QueryRejected, analyze, select_dataset
-from service.web.cache import CacheKey, normalize
+from service.store.safety import select_dataset
+from service.web.cache import CacheKey, digest, normalize
 from service.web.protocol import (
     CORS_HEADERS,
     GRAPH_MEDIA,
@@ -55,26 +60,29 @@ def sparql() -> Response:
         return _answer(parsed.query, parsed, accept)
     except ProtocolError as err:
         return error_response(err.status, err.message, accept, err.headers)
-    except QueryRejected as err:
-        return error_response(err.status, err.message, accept)
     except StoreError as err:
         return error_response(err.status, err.message, accept)
+
+
+def _negotiate(fmt: str | None, accept: str | None, offered: list[str]) -> tuple[str | None, str]:
+    """The format for one kind of result, or None and the 406 message should it be that kind."""
+    try:
+        return choose_format(fmt, accept, offered), ""
+    except ProtocolError as err:
+        return None, err.message
 
 
 def _answer(query: str, parsed, accept: str | None) -> Response:
     from service.web import state
 
     service = state(current_app)
-    analysis = analyze(query)
-    offered = GRAPH_MEDIA if analysis.returns_graph else SOLUTION_MEDIA
-    media = choose_format(parsed.format, accept, offered)
+    solutions_media, solutions_refusal = _negotiate(parsed.format, accept, SOLUTION_MEDIA)
+    graph_media, graph_refusal = _negotiate(parsed.format, accept, GRAPH_MEDIA)
     dataset = select_dataset(
-        analysis,
-        parsed.default_graph_uris,
-        parsed.named_graph_uris,
-        service.store.graph_counts(),
+        parsed.default_graph_uris, parsed.named_graph_uris, service.store.graph_counts()
     )
-    key = CacheKey(service.store.build_id, normalize(query), dataset, media)
+    formats = f"{solutions_media or '-'} {graph_media or '-'}"
+    key = CacheKey(service.store.build_id, digest(normalize(query)), dataset, formats)
     etag = key.etag()
     headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "public, no-cache"}
     # werkzeug's If-None-Match parsing, as for every other route (weak comparison, "*");
@@ -87,17 +95,19 @@ def _answer(query: str, parsed, accept: str | None) -> Response:
     if answer is None:
         job = QueryJob(
             query,
-            analysis.form,
+            None,  # untrusted: the worker checks it and its result decides the format
             dataset,
-            media,
+            solutions_media,
             current_app.config["SPARQL_ROW_CAP"],
+            graph_media_type=graph_media,
+            refusals=(solutions_refusal, graph_refusal),
             base_iri=request.base_url,  # relative IRIs resolve against the endpoint URL
         )
         answer = service.store.execute(job, float(current_app.config["SPARQL_TIMEOUT"]))
         service.cache.put(key, answer)
     if answer.truncated:
         headers["X-Result-Truncated"] = f"row cap {current_app.config['SPARQL_ROW_CAP']} reached"
-    return Response(answer.body, content_type=_content_type(media), headers=headers)
+    return Response(answer.body, content_type=_content_type(answer.media_type), headers=headers)
 
 
 def _content_type(media: str) -> str:

@@ -1,0 +1,67 @@
+"""Issue 11's probes against `POST /api/prescribe`: bounded nesting and a deadline.
+
+Before, the body was parsed and the prescription computed in the server process, with no
+deadline: `'[' * 100000` was a 500 (RecursionError) and 6,000 pathologies ran for 12 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pyoxigraph as ox
+import pytest
+from flask.testing import FlaskClient
+
+from service.kb.build import ensure_artifact
+from service.kb.sources import parse_file
+from service.store.backends import EmbeddedStore
+from service.web import create_app
+from service.web.prescribe import MAX_JSON_DEPTH, json_depth
+
+FIBROMYALGIA = {"conditions": ["fibromyalgia"], "goals": ["physical function"]}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[FlaskClient]:
+    artifact = ensure_artifact()
+    store = ox.Store()
+    store.extend(parse_file(artifact))
+    embedded = EmbeddedStore(store, "test-attack-prescribe", workers=1)
+    try:
+        app = create_app(embedded, {"PRESCRIBE_ARTIFACT": str(artifact), "SPARQL_TIMEOUT": 5.0})
+        yield app.test_client()
+    finally:
+        embedded.close()
+
+
+def post(client: FlaskClient, data: bytes):
+    return client.post("/api/prescribe", data=data, content_type="application/json")
+
+
+def test_deeply_nested_json_is_a_clear_400(client):
+    for body in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        response = post(client, body)
+        assert response.status_code == 400
+        text = response.get_data(as_text=True)
+        assert f"nests JSON more than {MAX_JSON_DEPTH} levels" in text and "disclaimer" in text
+    assert post(client, json.dumps(FIBROMYALGIA).encode()).status_code == 200
+
+
+def test_json_depth_ignores_brackets_in_strings():
+    assert json_depth(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') <= 1
+    assert json_depth(b'{"a": "\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "b": [[1]]}') == 3
+
+
+def test_a_huge_presentation_is_stopped_at_the_deadline(client):
+    body = {
+        **FIBROMYALGIA,
+        "pathologies": [{"pathology": "fear of movement", "elevated": True}] * 6000,
+    }
+    started = time.monotonic()
+    response = post(client, json.dumps(body).encode())
+    assert response.status_code == 503
+    assert "5 s limit" in response.get_data(as_text=True)
+    assert time.monotonic() - started < 15
+    assert post(client, json.dumps(FIBROMYALGIA).encode()).status_code == 200
