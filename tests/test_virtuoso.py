@@ -82,7 +82,8 @@ def virtuoso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             assert time.monotonic() < deadline, "Virtuoso did not start in 180 s"
             time.sleep(1)
         # The Graph Store Protocol endpoint writes as the anonymous SPARQL user: allowed on
-        # this throwaway loopback instance only (see README, "Running on an existing SPARQL store" for a real one).
+        # this throwaway loopback instance only (the README, "Running on an existing SPARQL
+        # store", says how to set up a real one).
         _isql('GRANT SPARQL_UPDATE TO "SPARQL";')
         yield base
     finally:
