@@ -1,4 +1,4 @@
-"""`cmpkg export`: the built knowledge graph as JSON-LD, Turtle or N-Quads."""
+"""`cmpkg export`: the built knowledge graph as JSON-LD, Turtle, N-Quads or FHIR R5."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from service.sources import RDFSyntaxError
 @click.command("export")
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="jsonld", show_default=True,
-    help="jsonld and ttl: the union of the graphs as triples; nq: the named graphs kept.",
+    help="jsonld and ttl: the union of the graphs as triples; nq: the named graphs kept; "
+    "fhir: the evidence as a FHIR R5 Bundle (docs/FHIR.md).",
 )  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of standard output.")  # fmt: skip
