@@ -100,7 +100,8 @@ def read_graph(select: Select) -> Graph:
     bodies = _nodes(select, "?s a cmp:EvidenceBody .")
     rating_downs = _nodes(select, "?b a cmp:EvidenceBody ; cmp:ratingDown ?s .")
     findings = _nodes(select, "?b a cmp:EvidenceBody ; cmp:certaintyCappedBy ?s .")
-    sources = _nodes(select, "?s a cmp:Source .")
+    # the class path also finds sources in a graph that OWL RL has not typed (a draft)
+    sources = _nodes(select, "?s a/rdfs:subClassOf* cmp:Source .")
     terms = _nodes(
         select,
         "VALUES ?k { cmp:EvidenceClaim cmp:EvidenceBody }\n"
@@ -112,7 +113,7 @@ def read_graph(select: Select) -> Graph:
         select,
         "{ VALUES ?k { cmp:CertaintyLevel cmp:CertaintyDomain cmp:EffectMeasure "
         "cmp:CurationStatus cmp:Conclusion } ?s a ?k . }\n"
-        "  UNION { ?x a cmp:Source ; a ?s . FILTER(isIRI(?s)) }",
+        "  UNION { ?x a/rdfs:subClassOf* cmp:Source ; a ?s . FILTER(isIRI(?s)) }",
         _VALUE_PROPERTIES,
     )
     return Graph(claims, bodies, rating_downs, findings, sources, terms, values)

@@ -58,6 +58,8 @@ def create_app(store: Store, config: Mapping[str, Any] | None = None) -> Flask:
     from service.web import prescribe  # POST /api/prescribe (issue 6)
 
     app.register_blueprint(prescribe.bp)
+    from service.web import fhir  # /fhir: FHIR R5 resources (issue 16)
+    app.register_blueprint(fhir.bp)
     ops.install_access_log(app)
 
     @app.errorhandler(HTTPException)
