@@ -43,7 +43,9 @@ PREFIXES: dict[str, str] = {
     "dir": NS + "direction/",
     "sig": NS + "significance/",
     # nodes the build and the prescription mint (rules' output, derivation records, shapes)
-    "support": NS + "support/",
+    "body": NS + "body/",
+    "concl": NS + "conclusion/",
+    "rating-down": NS + "rating-down/",
     "caution": NS + "caution/",
     "prescription-component": NS + "prescription-component/",
     "derivation": NS + "derivation/",

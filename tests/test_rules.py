@@ -164,45 +164,122 @@ def test_imprecision_concern_negative(rules, fixture_ontology):
         assert not out.objects(claim, "cmp:imprecisionConcern"), claim
 
 
-# --- support -----------------------------------------------------------------------------------
-def test_supported_positive(rules, fixture_ontology):
-    out = run("supported-positive.ttl", rules, fixture_ontology)
-    direct = iri("support:aerobic-exercise--physical-function--fibromyalgia")
-    assert direct.value in out.of_type("cmp:Support")
-    assert out.objects(direct, "cmp:certainty") == {iri("cert:moderate").value}  # best of two
-    assert out.objects(direct, "cmp:restsOn") == {
-        iri("claim:t-fm-moderate").value,
-        iri("claim:t-fm-low").value,
-    }
-    assert out.objects(direct, "cmp:evidenceDirectness") == {"direct"}
-    assert out.objects(direct, "prov:wasGeneratedBy") == {iri("rule:supported-direct").value}
-    # Knee-OA evidence answers the osteoarthritis question, marked as indirect.
-    indirect = iri("support:exercise--physical-function--osteoarthritis--indirect")
-    assert out.objects(indirect, "cmp:condition") == {iri("cond:osteoarthritis").value}
-    assert out.objects(indirect, "cmp:evidenceDirectness") == {"indirect"}
-    assert out.objects(indirect, "cmp:restsOn") == {iri("claim:t-knee-function").value}
+# --- bodies of evidence (issue 12) -------------------------------------------------------------
+def body(out: Inferred, key: str) -> dict[str, set[str]]:
+    """The facts of one body, by short property name (empty sets when the body is absent)."""
+    node = iri("body:" + key)
+    props = ("conclusion", "certainty", "evidenceDirectness", "curationStatus", "carriedBy",
+             "includesClaim", "projectRatedDownFor", "certaintyCappedBy", "ratedDownFor",
+             "ratingDown")  # fmt: skip
+    return {p: out.objects(node, "cmp:" + p) for p in props}
 
 
-def test_supported_negative(rules, fixture_ontology):
-    out = run("supported-negative.ttl", rules, fixture_ontology)
-    conditions_with_support = {
-        (
-            next(iter(out.objects(ox.NamedNode(s), "cmp:condition"))),
-            next(iter(out.objects(ox.NamedNode(s), "cmp:outcome"))),
-        )
-        for s in out.of_type("cmp:Support")
+def v(*curies: str) -> set[str]:
+    return {iri(c).value for c in curies}
+
+
+def test_body_positive(rules, fixture_ontology):
+    out = run("body-positive.ttl", rules, fixture_ontology)
+    # Q1: benefit from two direct claims; the certainty is the lowest of them (low), not the
+    # best (moderate), as a support statement used to give. The narrower-outcome claim rated
+    # high is in the body but does not carry: direct evidence exists.
+    q1 = body(out, "aerobic-exercise--physical-function--fibromyalgia")
+    assert q1["conclusion"] == v("concl:benefit")
+    assert q1["certainty"] == v("cert:low")
+    assert q1["evidenceDirectness"] == {"direct"}
+    assert q1["carriedBy"] == v("claim:t-fm-moderate", "claim:t-fm-low")
+    assert q1["includesClaim"] == v("claim:t-fm-moderate", "claim:t-fm-low", "claim:t-fm-disability")
+    assert q1["projectRatedDownFor"] == set() and q1["curationStatus"] == v("status:confirmed")
+    node = iri("body:aerobic-exercise--physical-function--fibromyalgia")
+    assert out.objects(node, "prov:wasGeneratedBy") == v("rule:body-of-evidence")
+    assert v("claim:t-fm-disability") <= out.objects(node, "prov:wasDerivedFrom")
+    # Q2: the claims disagree (one crosses zero): inconsistent, both carry, rated down once.
+    q2 = body(out, "aerobic-exercise--pain-severity--fibromyalgia")
+    assert q2["conclusion"] == v("concl:inconsistent")
+    assert q2["carriedBy"] == v("claim:t-pain-crosses", "claim:t-pain-benefit")
+    assert q2["projectRatedDownFor"] == v("dom:inconsistency")
+    assert q2["certainty"] == v("cert:low")  # moderate - 1
+    (down,) = q2["ratingDown"]
+    assert down == iri("rating-down:aerobic-exercise--pain-severity--fibromyalgia--inconsistency").value
+    assert out.objects(ox.NamedNode(down), "cmp:domain") == v("dom:inconsistency")
+    assert out.objects(ox.NamedNode(down), "cmp:reason") == {
+        "the claims this conclusion rests on disagree, unexplained: 1 with a clear benefit; "
+        "1 with no clear difference"
     }
-    pain, function = iri("out:pain-severity").value, iri("out:physical-function").value
-    assert (iri("cond:fibromyalgia").value, pain) not in conditions_with_support  # CI crosses 0
-    assert (iri("cond:hip-osteoarthritis").value, pain) not in conditions_with_support  # harm
-    assert (iri("cond:chronic-widespread-pain").value, function) not in conditions_with_support
-    assert (iri("cond:knee-osteoarthritis").value, function) not in conditions_with_support
-    # Head-to-head with low-intensity exercise: significant, beneficial, but no support.
-    assert out.has("claim:t-head-to-head", "cmp:direction", "dir:benefit")
-    assert (iri("cond:knee-osteoarthritis").value, pain) not in conditions_with_support
-    assert (iri("cond:osteoarthritis").value, pain) not in conditions_with_support
-    # The one significant beneficial confirmed claim does support its own condition.
-    assert (iri("cond:osteoarthritis").value, function) in conditions_with_support
+    assert out.objects(ox.NamedNode(down), "prov:wasDerivedFrom") == q2["carriedBy"]
+    assert out.objects(ox.NamedNode(down), "dcterms:source") == v("src:guyatt-2011-inconsistency")
+    # Q3: resting only on secondary figures, unrated: the body says so itself.
+    q3 = body(out, "exercise--physical-function--knee-osteoarthritis")
+    assert q3["conclusion"] == v("concl:benefit") and q3["evidenceDirectness"] == {"direct"}
+    assert q3["certainty"] == v("cert:not-reported")
+    assert q3["curationStatus"] == v("status:secondary-source")
+    oa = body(out, "exercise--physical-function--osteoarthritis")
+    assert oa["evidenceDirectness"] == {"indirect"}
+    # Not rated stays not rated: the indirectness is recorded, the level is not invented.
+    assert oa["certainty"] == v("cert:not-reported")
+    assert oa["projectRatedDownFor"] == v("dom:indirectness")
+    (oa_down,) = oa["ratingDown"]
+    assert out.objects(ox.NamedNode(oa_down), "cmp:reason") == {
+        "evidence from knee osteoarthritis applied to osteoarthritis"
+    }
+    assert out.objects(ox.NamedNode(oa_down), "dcterms:source") == v("src:guyatt-2011-indirectness")
+    # Q4: hip OA rated high applied to chronic pain: high - 1 = moderate, capped at low by the
+    # finding that rates exercise for chronic pain low; the cap is named.
+    q4 = body(out, "exercise--pain-severity--chronic-pain")
+    assert q4["certainty"] == v("cert:low")
+    assert q4["certaintyCappedBy"] == v("finding:t-chronic-pain-low")
+    assert q4["projectRatedDownFor"] == v("dom:indirectness")
+    assert body(out, "exercise--pain-severity--osteoarthritis")["certainty"] == v("cert:moderate")
+    assert body(out, "exercise--pain-severity--osteoarthritis")["certaintyCappedBy"] == set()
+    assert body(out, "exercise--pain-severity--hip-osteoarthritis")["certainty"] == v("cert:high")
+    # Q5: significant, judged not clinically important: no important effect; for hip OA it is
+    # a broader pooled population, so indirect, with the reason in words.
+    q5 = body(out, "exercise--stiffness--osteoarthritis")
+    assert q5["conclusion"] == v("concl:no-important-effect")
+    hip = body(out, "exercise--stiffness--hip-osteoarthritis")
+    assert hip["conclusion"] == v("concl:no-important-effect")
+    assert hip["evidenceDirectness"] == {"indirect"}
+    (hip_down,) = hip["ratingDown"]
+    assert out.objects(ox.NamedNode(hip_down), "cmp:reason") == {
+        "evidence from osteoarthritis, a broader population, applied to hip osteoarthritis"
+    }
+    # Q6: harm; the source's rated-down-for stays on its claim, never on the body.
+    q6 = body(out, "exercise--fatigue--fibromyalgia")
+    assert q6["conclusion"] == v("concl:harm") and q6["certainty"] == v("cert:low")
+    assert q6["ratedDownFor"] == set() and q6["projectRatedDownFor"] == set()
+    # Narrower outcome and narrower condition, both named as reasons.
+    cwp = body(out, "aerobic-exercise--physical-function--chronic-widespread-pain")
+    assert cwp["carriedBy"] == v("claim:t-fm-moderate", "claim:t-fm-low", "claim:t-fm-disability")
+    (cwp_down,) = cwp["ratingDown"]
+    assert out.objects(ox.NamedNode(cwp_down), "cmp:reason") == {
+        "evidence from fibromyalgia applied to chronic widespread pain",
+        "evidence measured as disability, a narrower outcome, applied to physical function",
+    }
+    assert cwp["certainty"] == v("cert:very-low")  # lowest carrying rating low, - 1
+
+
+def test_body_negative(rules, fixture_ontology):
+    out = run("body-negative.ttl", rules, fixture_ontology)
+    unconfirmed = body(out, "exercise--physical-function--chronic-widespread-pain")
+    assert unconfirmed["includesClaim"] == v("claim:t-unconfirmed")
+    assert unconfirmed["carriedBy"] == set()
+    assert unconfirmed["conclusion"] == v("concl:inconclusive")
+    assert unconfirmed["certainty"] == v("cert:not-reported")  # never the claim's "high"
+    assert unconfirmed["curationStatus"] == v("status:unconfirmed")
+    bodies = out.of_type("cmp:EvidenceBody")
+    # No broader question is asked from an unconfirmed claim or a narrative one.
+    assert iri("body:exercise--physical-function--chronic-musculoskeletal-pain").value not in bodies
+    assert iri("body:exercise--quality-of-life--chronic-widespread-pain").value not in bodies
+    # Head-to-head comparisons belong to no body; siblings never inform each other.
+    assert not any(
+        t.predicate == iri("cmp:includesClaim") and t.object == iri("claim:t-head-to-head")
+        for t in out.triples
+    )
+    assert iri("body:aerobic-exercise--physical-function--knee-osteoarthritis").value not in bodies
+    assert iri("body:aerobic-exercise--physical-function--hip-osteoarthritis").value in bodies
+    narrative = body(out, "exercise--quality-of-life--fibromyalgia")
+    assert narrative["includesClaim"] == v("claim:t-narrative") and not narrative["carriedBy"]
+    assert narrative["conclusion"] == v("concl:inconclusive")
 
 
 # --- prescription components ------------------------------------------------------------------
@@ -249,6 +326,13 @@ def test_exercise_caution_positive(rules, fixture_ontology):
         "A single bout of exercise can increase pain."
     )
     assert "Project reading, not a source statement: in fibromyalgia, start" in text
+    # A caution resting on the curators' reading (issue 12) says so and never reads as what
+    # the source reports; the status travels to the caution itself.
+    (eih_text,) = out.objects(fm_eih, "cmp:cautionText")
+    assert eih_text.startswith("Curators' reading of Naugle 2012 (about fibromyalgia)")
+    assert "Naugle 2012 reports" not in eih_text
+    assert out.objects(fm_eih, "cmp:curationStatus") == {iri("status:curator-interpretation").value}
+    assert out.objects(fm_inherited, "cmp:curationStatus") == {iri("status:confirmed").value}
     assert out.objects(fm_inherited, "cmp:inheritedFrom") == {
         iri("cond:chronic-musculoskeletal-pain").value
     }
@@ -362,16 +446,23 @@ def test_each_rule_file_describes_one_documented_rule():
         assert bool(facts), path.name
 
 
-def test_which_rules_derive_support_is_a_sparql_question():
+def test_which_rules_rate_bodies_is_a_sparql_question():
     store = ox.Store()
     store.extend(load_rule_statements(ROOT))
     rows = store.query(
-        "SELECT ?r WHERE { ?r a cmp:Rule ; cmp:derives cmp:Support } ORDER BY ?r", prefixes=PREFIXES
+        "SELECT ?r WHERE { ?r a cmp:Rule ; cmp:derives cmp:certainty } ORDER BY ?r",
+        prefixes=PREFIXES,
     )
-    assert [row["r"].value for row in rows] == [
-        NS + "rule/supported-direct",
-        NS + "rule/supported-indirect",
-    ]
+    assert [row["r"].value for row in rows] == [NS + "rule/body-certainty"]
+    # The rules that encode a GRADE method paper cite it (reference notes give these papers).
+    cites = {
+        (row["r"].value, row["s"].value)
+        for row in store.query(
+            "SELECT ?r ?s WHERE { ?r a cmp:Rule ; dcterms:source ?s }", prefixes=PREFIXES
+        )
+    }
+    assert (NS + "rule/body-indirectness", NS + "source/guyatt-2011-indirectness") in cites
+    assert (NS + "rule/body-inconsistency", NS + "source/guyatt-2011-inconsistency") in cites
     # Rules that encode clinical knowledge name their source.
     sourced = {
         row["r"].value
