@@ -37,14 +37,6 @@ STATISTIC_TYPE = HL7 + "statistic-type"
 ATTRIBUTE_ESTIMATE_TYPE = HL7 + "attribute-estimate-type"
 VARIABLE_ROLE = HL7 + "variable-role"
 
-# The prefixes the bodies-of-evidence contract adds (docs: /work/contract-bodies.md); taken
-# from service.sources once that module declares them.
-CONTRACT_PREFIXES = {
-    "body": NS + "body/",
-    "concl": NS + "conclusion/",
-    "rating-down": NS + "rating-down/",
-}
-ID_PREFIXES = {**CONTRACT_PREFIXES, **PREFIXES}
 
 # Effect measures with an HL7 statistic-type code. NNTB and "points of improvement" have no
 # code there, so their statisticType is text only (the binding is extensible).
@@ -90,7 +82,7 @@ def resource_id(iri: str) -> str:
     FHIR ids are at most 64 characters of [A-Za-z0-9.-]; a longer one keeps its first 55
     characters and gets 8 hex digits of the IRI's SHA-1, so it stays readable and unique.
     """
-    name = curie(iri, ID_PREFIXES)
+    name = curie(iri)
     text = name.replace(":", "-", 1) if name else "iri-" + local_name(iri)
     text = re.sub(r"[^A-Za-z0-9.-]", "-", text)
     if _FHIR_ID.match(text):

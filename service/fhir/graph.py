@@ -12,8 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.fhir.codes import ID_PREFIXES
-from service.sources import PREFIXES
+from service.sources import PREFIXES, sparql_prefixes
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]
@@ -21,7 +20,7 @@ Select = Callable[[str], list[Row]]
 
 def expand(name: str) -> str:
     prefix, _, local = name.partition(":")
-    return ID_PREFIXES[prefix] + local
+    return PREFIXES[prefix] + local
 
 
 @dataclass
@@ -51,6 +50,8 @@ class Graph:
     sources: Nodes
     terms: Nodes  # conditions, modalities, comparators and outcomes claims or bodies name
     values: Nodes  # certainty levels and domains, measures, statuses, conclusions, classes
+    # the derivation records of derived triples on bodies: predicate IRI -> rules, per body
+    derived_by: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def label(self, iri: str | None) -> str | None:
         if iri is None:
@@ -61,17 +62,13 @@ class Graph:
         return None
 
 
-def _prefixes() -> str:
-    return "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in {**PREFIXES, **ID_PREFIXES}.items())
-
-
 def _nodes(select: Select, where: str, properties: tuple[str, ...] = ()) -> Nodes:
     """Every statement about the subjects `where` binds to ?s."""
     only = ""
     if properties:
         only = "VALUES ?p { " + " ".join(properties) + " }"
     rows = select(
-        _prefixes() + f"SELECT DISTINCT ?s ?p ?o WHERE {{\n  {where}\n  ?s ?p ?o . {only}\n}}"
+        sparql_prefixes() + f"SELECT DISTINCT ?s ?p ?o WHERE {{\n  {where}\n  ?s ?p ?o . {only}\n}}"
     )
     grouped: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for row in rows:
@@ -116,4 +113,13 @@ def read_graph(select: Select) -> Graph:
         "  UNION { ?x a/rdfs:subClassOf* cmp:Source ; a ?s . FILTER(isIRI(?s)) }",
         _VALUE_PROPERTIES,
     )
-    return Graph(claims, bodies, rating_downs, findings, sources, terms, values)
+    derived_by: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for row in select(
+        sparql_prefixes() + "SELECT DISTINCT ?s ?p ?rule WHERE {\n  ?s a cmp:EvidenceBody .\n"
+        "  ?d rdf:subject ?s ; rdf:predicate ?p ; prov:wasGeneratedBy ?rule .\n} "
+        "ORDER BY ?s ?p ?rule"
+    ):
+        if row.get("s") and row.get("p") and row.get("rule"):
+            derived_by[str(row["s"])][str(row["p"])].append(str(row["rule"]))
+    derived = {s: dict(by) for s, by in derived_by.items()}
+    return Graph(claims, bodies, rating_downs, findings, sources, terms, values, derived)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.fhir import codes
-from service.fhir.graph import Graph, Node
+from service.fhir.graph import Graph, Node, expand
 from service.sources import PREFIXES
 
 Resource = dict[str, Any]
@@ -407,9 +407,9 @@ def _project_downgrade(node: Node, graph: Graph) -> dict[str, Any]:
         extension(codes.EXT_GENERATED_BY, "Uri", r) for r in node.all("prov:wasGeneratedBy")
     ]
     entry: dict[str, Any] = {"extension": extensions}
-    reason = node.first("cmp:reason")
-    if reason:
-        entry["description"] = reason
+    reasons = node.all("cmp:reason")  # one per mismatch (population, outcome)
+    if reasons:
+        entry["description"] = "\n\n".join(reasons)  # markdown: one paragraph each
     method = [
         f"Method: {graph.label(s) or s}"
         + (f" (doi:{doi})" if (doi := graph.sources[s].first("cmp:doi")) else "")
@@ -421,7 +421,9 @@ def _project_downgrade(node: Node, graph: Graph) -> dict[str, Any]:
         entry["note"] = _notes(method)
     domains = node.all("cmp:domain")
     entry["type"] = domain(domains[0], graph) if domains else {"text": "rating down"}
-    entry["rating"] = {"text": "rated down by the project"}
+    # body-certainty lowers one level per rating-down (rule:body-certainty)
+    entry["rating"] = concept(codes.CERTAINTY_RATING, "downcode1", "reduce rating: -1")
+    entry["rating"]["text"] = "rated down one level by the project"
     entry["rater"] = PROJECT
     return entry
 
@@ -482,9 +484,10 @@ def body_evidence(node: Node, graph: Graph) -> Entry:
         },
     )
     resource["variableDefinition"] = definitions
+    rules = graph.derived_by.get(node.iri, {}).get(expand("cmp:certainty"), [])
     overall: dict[str, Any] = {
         "extension": [origin("project")]
-        + [extension(codes.EXT_GENERATED_BY, "Uri", r) for r in node.all("prov:wasGeneratedBy")],
+        + [extension(codes.EXT_GENERATED_BY, "Uri", r) for r in rules],
         "description": "Rated by the project's rules for this question; never above a "
         "source's own rating of the same question.",
         "type": OVERALL,
@@ -508,8 +511,8 @@ def body_evidence(node: Node, graph: Graph) -> Entry:
             finding.first("cmp:certainty"), sources[0] if sources else None, graph
         )
         entry["description"] = (
-            f"{finding.first('rdfs:label') or finding_iri}: the source's own rating of this "
-            "question, which caps the project's rating."
+            "The source's own rating of this question, which caps the project's rating ("
+            f"{finding.first('rdfs:label') or finding_iri})."
         )
         certainty.append(entry)
     resource["certainty"] = certainty
