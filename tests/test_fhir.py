@@ -82,7 +82,7 @@ def exported(quads: dict[str, list[ox.Quad]]) -> dict[str, bytes]:
 GRAPHS = ("shipped", "fixture")
 
 
-def select(store: ox.Store, text: str) -> list[dict[str, str | None]]:
+def select(store: ox.Store, text: str) -> list[dict[str, Any]]:
     result = store.query(sparql_prefixes() + EXTRA_PREFIXES + text, use_default_graph_as_union=True)
     assert isinstance(result, ox.QuerySolutions)
     names = [v.value for v in result.variables]
@@ -142,7 +142,7 @@ def test_every_exported_resource_validates_with_r5_models(graph, exported) -> No
     Bundle.model_validate_json(data)  # the whole Bundle, every nested resource with it
     bundle = read_bundle(data)
     assert bundle["type"] == "collection"
-    kinds = defaultdict(int)
+    kinds: dict[str, int] = defaultdict(int)
     for entry in json.loads(data)["entry"]:
         resource = entry["resource"]
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
@@ -286,7 +286,7 @@ def test_round_trip_every_claim(graph, stores, exported) -> None:
     terms: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for row in select(store, CLAIM_TERMS):
         terms[row["claim"]].add((row["role"], row["term"]))
-    downgrades: dict[str, set[str]] = defaultdict(set)
+    downgrades: dict[str, set[str | None]] = defaultdict(set)
     for row in select(store, CLAIM_DOWNGRADES):
         downgrades[row["claim"]].add(hl7(row["type"], HL7_TYPE))
     imprecise = {r["claim"] for r in select(store, IMPRECISE)}
@@ -522,6 +522,11 @@ SELECT DISTINCT ?e WHERE {
         "condition=fibromyalgia&intervention=aerobic%20exercise",
         "condition=FMS&intervention=mod:aerobic-exercise",  # a synonym and a CURIE
         "condition=MeSH:D005356&intervention=Aerobic-Exercise",  # a code; case and hyphens
+        # FHIR tokens as the EvidenceVariable codings write them
+        "condition=https://www.nlm.nih.gov/mesh|D005356"
+        "&intervention=urn:ietf:rfc:3986|https://w3id.org/cmpkg/modality/aerobic-exercise",
+        "condition=http://purl.obolibrary.org/obo/mondo.owl|MONDO:0005546"
+        "&intervention=aerobic%20exercise",
     ],
 )
 def test_search_resolves_terms_as_the_api_does(client, stores, query) -> None:
@@ -580,3 +585,5 @@ def test_repeated_search_parameter_is_400(client) -> None:
 def test_unknown_term_is_404_with_a_suggestion(client) -> None:
     issue = outcome(client, "/fhir/Evidence?condition=fibromyalgi", 404)
     assert issue["code"] == "not-found" and "'fibromyalgia'" in issue["diagnostics"]
+    issue = outcome(client, "/fhir/Evidence?condition=http://snomed.info/sct|203082005", 404)
+    assert "code system" in issue["diagnostics"]

@@ -66,6 +66,16 @@ def term_coding(iri: str) -> tuple[str, str]:
     return IRI_SYSTEM, iri
 
 
+def term_iri(system: str, code: str) -> str | None:
+    """The inverse of term_coding: the IRI a FHIR token `system|code` names, if we know how."""
+    if system == IRI_SYSTEM:
+        return code
+    for base, known, prefix in TERM_SYSTEMS:
+        if system == known and code.startswith(prefix):
+            return base + code[len(prefix) :]
+    return None
+
+
 def hl7_code(iri: str, system: str) -> str | None:
     """The code of an HL7 code-system IRI (`...CodeSystem/certainty-rating#moderate`)."""
     head, sep, code = iri.partition("#")

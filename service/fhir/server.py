@@ -11,8 +11,9 @@ from service.fhir.bundle import RESOURCE_TYPES, SEARCH_PARAMETERS
 CAPABILITY_DATE = "2026-12-01"
 
 _SEARCH_DOCS = {
-    "condition": "the population: a condition as label, synonym, CURIE, IRI or code "
-    "(MeSH:D005356); matches the condition the evidence is about, exactly",
+    "condition": "the population: a condition as label, synonym, CURIE, IRI, code "
+    "(MeSH:D005356) or token (https://www.nlm.nih.gov/mesh|D005356); matches the condition "
+    "the evidence is about exactly (no narrower conditions)",
     "intervention": "the exercise modality, named as for condition",
     "outcome": "the outcome, named as for condition",
 }

@@ -2,9 +2,10 @@
 
 GET /fhir/metadata (CapabilityStatement), /fhir/{type}/{id} (read) and /fhir/{type}?...
 (search: Evidence by condition, intervention, outcome; terms resolved by service.terms exactly
-as /api/queries resolves them). Answers are application/fhir+json; every error is an
-OperationOutcome: 404 for an unknown type, id or term, 400 for an unknown or repeated search
-parameter, 503 when no build can be read. The resources are mapped once per served build.
+as /api/queries resolves them, or given as a FHIR token `system|code`). Answers are
+application/fhir+json; every error is an OperationOutcome: 404 for an unknown type, id or
+term, 400 for an unknown or repeated search parameter, 503 when no build can be read. The
+resources are mapped once per served build.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from service.fhir.bundle import RESOURCE_TYPES, SEARCH_PARAMETERS, FhirIndex, searchset
-from service.fhir.codes import FHIR_JSON
+from service.fhir.codes import FHIR_JSON, term_iri
 from service.fhir.server import capability_statement, operation_outcome
 from service.queries import PARAMETER_CLASSES
 from service.store import StoreError
@@ -65,6 +66,18 @@ def _unknown_type(rtype: str) -> Response:
     )
 
 
+def _token(name: str, value: str) -> str:
+    """A FHIR token `system|code` (as our EvidenceVariable codings write it) as the IRI the
+    term resolver knows; any other value goes to the resolver as typed."""
+    system, bar, code = value.partition("|")
+    if not bar:
+        return value
+    iri = term_iri(system, code)
+    if iri is None:
+        raise UnknownTerm(value, name, [], "unknown code system in token")
+    return iri
+
+
 @bp.get("/metadata")
 def metadata() -> Response:
     return _fhir(capability_statement())
@@ -101,7 +114,7 @@ def search(rtype: str) -> Response:
     try:
         resolver = api.catalog().resolver
         terms = {
-            name: resolver.resolve(value, PARAMETER_CLASSES[name], name)
+            name: resolver.resolve(_token(name, value), PARAMETER_CLASSES[name], name)
             for name, value in request.args.items()
         }
         found = _index().search(rtype, terms)
