@@ -27,8 +27,8 @@ import pyoxigraph as ox
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.build import STAGES, BuildFailed, build  # noqa: E402
-from service.sources import PREFIXES, knowledge_files, load_triples  # noqa: E402
+from service.kb.build import STAGES, BuildFailed, build  # noqa: E402
+from service.kb.sources import PREFIXES, knowledge_files, load_triples  # noqa: E402
 
 TRIPLES_PER_CLAIM = 16  # what synthesise() writes per claim, including its source
 

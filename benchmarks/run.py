@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
 
-from service.sources import GRAPHS, sparql_prefixes  # noqa: E402
+from service.kb.sources import GRAPHS, sparql_prefixes  # noqa: E402
 
 REPRESENTATIVE = {
     "claims-by-condition": """SELECT ?claim ?cond ?outcome ?estimate ?lower ?upper ?certainty
@@ -62,7 +62,7 @@ def bind_defaults(text: str) -> str:
     A plain SPARQL client cannot pass SEP-0007 substitutions; inline VALUES at the top of the
     group gives the same answers (filters in the group see the bound value).
     """
-    from service.queries import parse_decorators
+    from service.query.named import parse_decorators
 
     defaults: dict[str, str] = {}
     for item in parse_decorators(text).get("defaults") or []:
@@ -108,7 +108,7 @@ def accept_for(query: str) -> str:
 def artifact_path(given: Path | None) -> Path:
     if given is not None:
         return given
-    from service.build import ensure_artifact  # builds the KG when no current artifact exists
+    from service.kb.build import ensure_artifact  # builds the KG when no current artifact exists
 
     return Path(ensure_artifact())
 

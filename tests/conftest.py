@@ -324,7 +324,7 @@ def readyz(base: str) -> dict:
 
 def shipped_client(store: object) -> Iterator[object]:
     """A Flask test client of the real app over an in-memory store, for module fixtures."""
-    from service.store import EmbeddedStore
+    from service.store.backends import EmbeddedStore
     from service.web import create_app
 
     served = EmbeddedStore(store, "test-shipped", workers=1)  # type: ignore[arg-type]

@@ -23,10 +23,10 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import sources
-from service.queries import load_queries, run_query
-from service.results import term_json
-from service.sources import PREFIXES, knowledge_files, load_store
+from service.kb import sources
+from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.query.named import load_queries, run_query
+from service.store.results import term_json
 
 QUERIES = load_queries()
 SHIPPED = load_store(knowledge_files())

@@ -12,7 +12,8 @@ import pyoxigraph as ox
 import pytest
 from click.testing import CliRunner
 
-from service.build import (
+from service.cli import main
+from service.kb.build import (
     ARTIFACT_NAME,
     MANIFEST_NAME,
     STAGES,
@@ -22,8 +23,7 @@ from service.build import (
     ensure_artifact,
     read_manifest,
 )
-from service.cli import main
-from service.sources import GRAPHS, PREFIXES
+from service.kb.sources import GRAPHS, PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "https://w3id.org/cmpkg/"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 
-from service.queries import NamedQuery, load_queries, run_query
-from service.sources import GRAPHS, PREFIXES, knowledge_files, load_store, parse_file
+from service.kb.sources import GRAPHS, PREFIXES, knowledge_files, load_store, parse_file
+from service.query.named import NamedQuery, load_queries, run_query
 
 QUERIES: dict[str, NamedQuery] = load_queries()
 XSD = PREFIXES["xsd"]
@@ -399,7 +399,7 @@ def test_term_search(store: ox.Store) -> None:
 
 @pytest.fixture(scope="module")
 def artifact_store() -> ox.Store:
-    from service.build import ensure_artifact
+    from service.kb.build import ensure_artifact
 
     built = ox.Store()
     built.extend(parse_file(ensure_artifact()))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 
-from service.sources import PREFIXES, knowledge_files, load_triples
+from service.kb.sources import PREFIXES, knowledge_files, load_triples
 
 ROOT = Path(__file__).resolve().parent.parent
 CMP = PREFIXES["cmp"]

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 from rdflib.compare import isomorphic
 
-from service import jsonld
-from service.sources import PREFIXES, knowledge_files, load_store, load_triples, to_rdflib_graph
+from service.kb.sources import PREFIXES, knowledge_files, load_store, load_triples, to_rdflib_graph
+from service.query import jsonld
 
 CMPKG = Path(sys.executable).parent / "cmpkg"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"

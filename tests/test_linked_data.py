@@ -13,7 +13,7 @@ from conftest import shipped_client
 from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 
-from service.sources import NS, PREFIXES, knowledge_files, load_store
+from service.kb.sources import NS, PREFIXES, knowledge_files, load_store
 
 SHIPPED = load_store(knowledge_files())
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.jsonld"

@@ -13,7 +13,7 @@ from collections import defaultdict
 import pyoxigraph as ox
 import pytest
 
-from service.sources import PREFIXES, knowledge_files, load_store, parse_file, sparql_prefixes
+from service.kb.sources import PREFIXES, knowledge_files, load_store, parse_file, sparql_prefixes
 
 NS = "https://w3id.org/cmpkg/"
 ONTOLOGY = NS + "ontology"

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service.queries import load_queries
-from service.sources import knowledge_files, load_store
+from service.kb.sources import knowledge_files, load_store
+from service.query.named import load_queries
 
 QUERIES = load_queries()
 

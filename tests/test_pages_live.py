@@ -15,7 +15,7 @@ from conftest import start_service, stop
 from playwright.sync_api import Page, expect
 from test_pages_e2e import assert_accessible, map_cell, screenshot
 
-from service.build import ensure_artifact
+from service.kb.build import ensure_artifact
 
 COND = "https://w3id.org/cmpkg/condition/"
 OUT = "https://w3id.org/cmpkg/outcome/"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 
-from service.prescribe import DISCLAIMER, KnowledgeBase, knowledge_base, prescribe, render
-from service.presentation import InvalidPresentation
-from service.reasoning import load_rules, reason
-from service.sources import parse_file
+from service.kb.reasoning import load_rules, reason
+from service.kb.sources import parse_file
+from service.prescribe.engine import DISCLAIMER, KnowledgeBase, knowledge_base, prescribe, render
+from service.prescribe.presentation import InvalidPresentation
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FIXTURES = ROOT / "tests" / "fixtures" / "rules"
@@ -367,7 +367,7 @@ def test_json_ld_reading_of_the_input_is_the_graph_the_rules_see(kb):
     """Expanding the input as JSON-LD with our context gives the triples presentation.py makes."""
     from pyld import jsonld
 
-    from service.presentation import build_presentation, load_context
+    from service.prescribe.presentation import build_presentation, load_context
 
     body = {
         "@type": "Presentation",
@@ -404,7 +404,7 @@ def test_json_ld_reading_of_the_input_is_the_graph_the_rules_see(kb):
 
 def test_prescribe_rules_on_fixtures():
     """The prescribe-* rules fire on a presentation and stay silent on near misses."""
-    from service.reasoning import load_rule_statements
+    from service.kb.reasoning import load_rule_statements
 
     rules = load_rules(load_rule_statements(ROOT))
     ontology = parse_file(RULE_FIXTURES / "ontology.ttl")

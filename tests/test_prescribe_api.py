@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.build import ensure_artifact
-from service.prescribe import DISCLAIMER
-from service.sources import parse_file
-from service.store import EmbeddedStore
+from service.kb.build import ensure_artifact
+from service.kb.sources import parse_file
+from service.prescribe.engine import DISCLAIMER
+from service.store.backends import EmbeddedStore
 from service.web import create_app
 
 FIBROMYALGIA = {

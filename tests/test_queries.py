@@ -9,7 +9,8 @@ import pyoxigraph as ox
 import pytest
 from rdflib.plugins.sparql import prepareQuery
 
-from service.queries import (
+from service.kb.sources import GRAPHS, PREFIXES, load_store
+from service.query.named import (
     NamedQuery,
     QueryFileError,
     UnknownTerm,
@@ -22,8 +23,7 @@ from service.queries import (
     resolver_for,
     run_query,
 )
-from service.sources import GRAPHS, PREFIXES, load_store
-from service.terms import TermResolver
+from service.query.terms import TermResolver
 
 FIXTURE = Path(__file__).parent / "fixtures" / "queries" / "mini-kg.ttl"
 CLAIM = PREFIXES["claim"]

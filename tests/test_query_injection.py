@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.queries import (
+from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.query.named import (
     NamedQuery,
     _segments,
     inline,
@@ -25,7 +26,6 @@ from service.queries import (
     prepare,
     resolver_for,
 )
-from service.sources import PREFIXES, knowledge_files, load_store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "queries" / "mini-kg.ttl"
 QUERIES = load_queries()

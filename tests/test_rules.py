@@ -9,7 +9,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 
-from service.reasoning import (
+from service.kb.reasoning import (
     DERIVATION_NS,
     Rule,
     RuleError,
@@ -21,7 +21,7 @@ from service.reasoning import (
     rule_files,
     run_rules,
 )
-from service.sources import (
+from service.kb.sources import (
     GRAPHS,
     PREFIXES,
     expand_curie,

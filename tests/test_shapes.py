@@ -13,8 +13,8 @@ from rdflib.collection import Collection
 from rdflib.compare import to_isomorphic
 from rdflib.namespace import RDF, SH
 
-from service.sources import knowledge_files, load_triples, to_rdflib_graph
-from service.validation import SHAPE_NS, run_shacl, shacl_engine
+from service.kb.sources import knowledge_files, load_triples, to_rdflib_graph
+from service.kb.validation import SHAPE_NS, run_shacl, shacl_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "tests" / "fixtures" / "broken"

@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 
 from conftest import http
 
-from service.results import Answer
+from service.store.results import Answer
+from service.store.safety import Dataset
 from service.web.cache import AnswerCache, CacheKey, etag_matches
-from service.web.safety import Dataset
 
 
 def key(query: str, build: str = "b1", media: str = "text/csv") -> CacheKey:

@@ -9,7 +9,7 @@ import pyoxigraph as ox
 import pytest
 from conftest import GRAPH, http, readyz
 
-from service.web.safety import (
+from service.store.safety import (
     Dataset,
     QueryRejected,
     analyze,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.sources import PREFIXES, knowledge_files, load_store
-from service.terms import TermResolver, UnknownTerm, normalise
+from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.query.terms import TermResolver, UnknownTerm, normalise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "queries" / "mini-kg.ttl"
 CMP = PREFIXES["cmp"]

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from rdflib.namespace import SH
 
 from service.cli import main
-from service.hermit import JavaNotFoundError, run_hermit
-from service.sources import knowledge_files, load_triples
-from service.validation import validate_graphs, validate_project
+from service.kb.hermit import JavaNotFoundError, run_hermit
+from service.kb.sources import knowledge_files, load_triples
+from service.kb.validation import validate_graphs, validate_project
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "tests" / "fixtures" / "broken"

@@ -1,9 +1,9 @@
-"""Page models (service/views.py), the evidence-map table and the pages blueprint.
+"""Page models (service/query/evidence.py), the evidence-map table and the pages blueprint.
 
 The app under test is a tiny Flask app built here: the pages blueprint over a pyoxigraph store
-loaded (through service.sources) from tests/fixtures/pages/ plus the real ontology/ files when
+loaded (through service.kb.sources) from tests/fixtures/pages/ plus the real ontology/ files when
 present, so the pages are checked against what the ontology really says; the question gallery
-runs a fixture .rq file through the real service.queries.
+runs a fixture .rq file through the real service.query.named.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pyoxigraph as ox
 import pytest
 from flask import Flask, Response, request
 
-from service import queries, views
-from service.evidence_map import render_table
-from service.sources import PREFIXES, knowledge_files, load_store
+from service.kb.sources import PREFIXES, knowledge_files, load_store
+from service.query import evidence as views
+from service.query import named as queries
+from service.web.evidence_map import render_table
 from service.web.pages import pages
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from werkzeug.exceptions import HTTPException
 from service.web.cache import AnswerCache, ResponseMemo
 from service.web.protocol import CORS_HEADERS, error_response
 
-if TYPE_CHECKING:  # service.store imports service.web.safety, so no runtime import here
-    from service.store import Store
+if TYPE_CHECKING:  # service.store.backends imports service.store.safety, so no runtime import here
+    from service.store.backends import Store
 
 DEFAULTS: dict[str, Any] = {
     "SPARQL_TIMEOUT": 10.0,  # seconds per query

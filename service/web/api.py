@@ -4,7 +4,7 @@ Values are resolved to our terms (IRI, CURIE, label, synonym, external code) and
 404 + suggestions when they name nothing. Resolved terms travel beside the query text as
 substitutions: the embedded store binds them in the engine (SEP-0007), and only the remote
 store, which the SPARQL protocol gives no way to bind, writes them in with
-`service.queries.inline` (Oxigraph's serialiser, variable positions only).
+`service.query.named.inline` (Oxigraph's serialiser, variable positions only).
 Answers: JSON-LD (default), SPARQL JSON, CSV; `page`/`per_page` for paginated queries.
 """
 
@@ -20,15 +20,15 @@ from urllib.parse import urlencode
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from service import jsonld
-from service.queries import NamedQuery, PreparedQuery, fill_enums, load_queries, prepare
-from service.results import JSON_RESULTS, term_json
-from service.sources import PREFIXES
-from service.store import QueryJob, Store, StoreError
-from service.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
-from service.views import rows_from_sparql_json
+from service.kb.sources import PREFIXES
+from service.query import jsonld
+from service.query.evidence import rows_from_sparql_json
+from service.query.named import NamedQuery, PreparedQuery, fill_enums, load_queries, prepare
+from service.query.terms import _INDEX_QUERY, _TYPE_QUERY, TermResolver, UnknownTerm
+from service.store.backends import QueryJob, Store, StoreError
+from service.store.results import JSON_RESULTS, term_json
+from service.store.safety import Dataset
 from service.web.protocol import ProtocolError, choose_format
-from service.web.safety import Dataset
 
 bp = Blueprint("api", __name__)
 
@@ -154,7 +154,7 @@ def run_named(name: str, values: Mapping[str, str]) -> list[dict[str, str | None
 
 def build_resolver(store: Store) -> TermResolver:
     """The same index `TermResolver.from_store` builds, asked through the store interface."""
-    from service.terms import _LABEL_RANK, _MATCH_RANK
+    from service.query.terms import _LABEL_RANK, _MATCH_RANK
 
     labels, matches = [], []
     for row in run_select(store, _INDEX_QUERY)["results"]["bindings"]:

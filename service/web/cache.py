@@ -11,8 +11,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from service.results import Answer
-from service.web.safety import Dataset
+from service.store.results import Answer
+from service.store.safety import Dataset
 
 
 def normalize(query: str) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 
-from service import jsonld
-from service.sources import NS, PREFIXES
-from service.store import StoreError
+from service.kb.sources import NS, PREFIXES
+from service.query import jsonld
+from service.store.backends import StoreError
 from service.web.api import context_url, run_construct, run_select
 from service.web.protocol import ProtocolError, choose_format, error_response
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, render_template
 
-from service import __version__, jsonld
-from service.queries import NamedQuery
+from service import __version__
+from service.query import jsonld
+from service.query.named import NamedQuery
 from service.web.api import API_MEDIA, CSV, JSONLD, MAX_PER_PAGE, catalog
 from service.web.linked_data import LD_MEDIA
 

@@ -20,10 +20,10 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 from flask.typing import ResponseReturnValue
 
-from service import views
-from service.evidence_map import render_legend, render_table
-from service.sources import PREFIXES, project_root
+from service.kb.sources import PREFIXES, project_root
+from service.query import evidence as views
 from service.web import api
+from service.web.evidence_map import render_legend, render_table
 
 pages = Blueprint(
     "pages",

@@ -1,6 +1,6 @@
 """`POST /api/prescribe`: a presentation in, ranked and explained recommendations out (JSON-LD).
 
-Thin: reads the body within the app's size cap, calls `service.prescribe`, maps its errors to
+Thin: reads the body within the app's size cap, calls `service.prescribe.engine`, maps its errors to
 4xx. Every answer, errors included, carries the decision-support disclaimer.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.prescribe import (
+from service.prescribe.engine import (
     DISCLAIMER,
     KnowledgeBase,
     error_document,
@@ -22,7 +22,7 @@ from service.prescribe import (
     prescribe_json,
     render,
 )
-from service.presentation import InvalidPresentation
+from service.prescribe.presentation import InvalidPresentation
 
 bp = Blueprint("prescribe", __name__)
 log = logging.getLogger("cmpkg.prescribe")
@@ -80,7 +80,7 @@ def wrong_method() -> Response:
 
 @bp.get("/api/prescribe/context.jsonld")
 def context_view() -> Response:
-    from service.presentation import load_context
+    from service.prescribe.presentation import load_context
 
     body = json.dumps({"@context": load_context()}, indent=2, sort_keys=True) + "\n"
     return Response(body, mimetype="application/ld+json")

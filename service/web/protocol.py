@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 from flask import Response
 
-from service.results import GRAPH_FORMATS, SOLUTION_FORMATS
+from service.store.results import GRAPH_FORMATS, SOLUTION_FORMATS
 
 # format= override: short names and file-extension style aliases.
 FORMAT_ALIASES: dict[str, str] = {

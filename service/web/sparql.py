@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyoxigraph as ox
 from flask import Blueprint, Response, current_app, g, request
 
-from service.results import GRAPH_FORMATS
-from service.store import QueryJob, StoreError
+from service.store.backends import QueryJob, StoreError
+from service.store.results import GRAPH_FORMATS
+from service.store.safety import QueryRejected, analyze, select_dataset
 from service.web.cache import CacheKey, etag_matches, normalize
 from service.web.protocol import (
     CORS_HEADERS,
@@ -17,7 +18,6 @@ from service.web.protocol import (
     error_response,
     parse_query_request,
 )
-from service.web.safety import QueryRejected, analyze, select_dataset
 
 bp = Blueprint("sparql", __name__)
 

@@ -1,4 +1,4 @@
-"""`cmpkg build` and `cmpkg explain`: thin wrappers over service.build and service.explain."""
+"""`cmpkg build` and `cmpkg explain`: thin wrappers over service.kb.build and service.kb.explain."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from service.build import ARTIFACT_NAME, BuildFailed, build_dir, ensure_artifact
-from service.build import build as run_build
+from service.kb.build import ARTIFACT_NAME, BuildFailed, build_dir, ensure_artifact
+from service.kb.build import build as run_build
 
 
 @click.command("build")
@@ -82,7 +82,7 @@ def explain(iri: str, artifact: Path | None, fmt: str, depth: int) -> None:
     IRI may be a full IRI or a CURIE, e.g.
     support:aerobic-exercise--physical-function--fibromyalgia
     """
-    from service import explain as ex
+    from service.kb import explain as ex
 
     try:
         target = ex.expand(iri)

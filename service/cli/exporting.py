@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from service.export import FORMATS, export_artifact
-from service.sources import RDFSyntaxError
+from service.kb.sources import RDFSyntaxError
+from service.query.export import FORMATS, export_artifact
 
 
 @click.command("export")
@@ -25,7 +25,7 @@ from service.sources import RDFSyntaxError
 def export(fmt: str, output: Path | None, artifact: Path | None) -> None:
     """Write the whole knowledge graph in one file."""
     if artifact is None:
-        from service.build import BuildFailed, ensure_artifact
+        from service.kb.build import BuildFailed, ensure_artifact
 
         try:
             artifact = Path(ensure_artifact())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from service.presentation import InvalidPresentation
+from service.prescribe.presentation import InvalidPresentation
 
 
 @click.command("prescribe")
@@ -32,8 +32,8 @@ def prescribe(file: Path, artifact: Path | None, fmt: str) -> None:
     Decision support for clinicians and guideline authors; not advice to patients.
     Exit codes: 0 answered, 2 invalid presentation, 3 knowledge graph unavailable.
     """
-    from service.build import BuildFailed
-    from service.prescribe import error_document, knowledge_base, prescribe_json, render
+    from service.kb.build import BuildFailed
+    from service.prescribe.engine import error_document, knowledge_base, prescribe_json, render
 
     raw = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
     try:

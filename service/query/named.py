@@ -6,7 +6,7 @@ BASIL convention grlc also reads: `?_name_iri` is a required IRI, `?__name_iri` 
 one, `?_name` a plain literal, `?_name_integer` (or `_decimal`, `_boolean`) a typed literal.
 A parameter with a default is optional too; the default is used when no value is given.
 
-Values are never spliced into the text. They are resolved to terms (`service.terms`) and
+Values are never spliced into the text. They are resolved to terms (`service.query.terms`) and
 handed to the engine as substitutions (SEP-0007), so the text the engine parses is the file's,
 byte for byte, plus a `LIMIT`/`OFFSET` tail computed from the page number alone.
 Oxigraph only substitutes variables a SELECT projects, so every parameter must be projected;
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.sources import PREFIXES, project_root
-from service.terms import TermResolver, UnknownTerm
+from service.kb.sources import PREFIXES, project_root
+from service.query.terms import TermResolver, UnknownTerm
 
 __all__ = [
     "NamedQuery",

@@ -1,6 +1,6 @@
 """A presentation as JSON (or JSON-LD with our context) -> the small RDF graph the rules read.
 
-Terms are resolved with `service.terms` (labels, synonyms, codes, CURIEs, IRIs). Structural
+Terms are resolved with `service.query.terms` (labels, synonyms, codes, CURIEs, IRIs). Structural
 problems that cannot become RDF (a list where a string is needed, an unknown field, a term we do
 not hold) are reported here; every value constraint (ranges, datatypes, closed value lists,
 cardinalities) is left to the SHACL shapes of `shapes/presentation.ttl`, so the rules live in
@@ -18,8 +18,8 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from service.sources import PREFIXES, project_root
-from service.terms import TermResolver, UnknownTerm
+from service.kb.sources import PREFIXES, project_root
+from service.query.terms import TermResolver, UnknownTerm
 
 CMP = PREFIXES["cmp"]
 MOD = PREFIXES["mod"]

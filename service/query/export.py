@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service import jsonld
-from service.sources import PREFIXES, parse_file
+from service.kb.sources import PREFIXES, parse_file
+from service.query import jsonld
 
 FORMATS = ("jsonld", "ttl", "nq", "fhir")
 MEDIA_TYPES = {

@@ -1,4 +1,4 @@
-"""`cmpkg serve` and `cmpkg push`: thin wrappers over service.serve and service.store."""
+"""`cmpkg serve` and `cmpkg push`: thin wrappers over service.web.server and the stores."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve the knowledge graph over SPARQL 1.1 Protocol at http://HOST:PORT/sparql."""
-    from service.serve import Settings, run
+    from service.web.server import Settings, run
 
     if store_url and data:
         raise click.UsageError(
@@ -144,9 +144,9 @@ def push(to: str, artifact: Path | None) -> None:
     """Load the build artifact into a SPARQL 1.1 store, one PUT per named graph."""
     import urllib.error
 
-    from service.serve import resolve_artifact
-    from service.store import StoreError
-    from service.store import push as push_graphs
+    from service.store.backends import StoreError
+    from service.store.backends import push as push_graphs
+    from service.web.server import resolve_artifact
 
     path, _ = resolve_artifact(artifact)
     try:

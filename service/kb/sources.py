@@ -80,7 +80,7 @@ _FORMATS = {
 
 def project_root() -> Path:
     """The repository root, overridable so tests can point at a copy."""
-    return Path(os.environ.get("CMPKG_ROOT", Path(__file__).resolve().parent.parent))
+    return Path(os.environ.get("CMPKG_ROOT", Path(__file__).resolve().parents[2]))
 
 
 @dataclass

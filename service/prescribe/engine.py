@@ -1,8 +1,8 @@
 """A presentation in, ranked and explained exercise recommendations out (pure library, no HTTP).
 
 The presentation graph is loaded beside the built knowledge graph (the artifact of
-`service.build.ensure_artifact()`), the rules of the artifact's rules graph (the domain rules
-plus `ontology/rules/prescribe-*.ttl`) run over it with the engine of `service.reasoning`, and
+`service.kb.build.ensure_artifact()`), the rules of the artifact's rules graph (the domain rules
+plus `ontology/rules/prescribe-*.ttl`) run over it with the engine of `service.kb.reasoning`, and
 this module only reads what the rules derived, ranks it and words it. Ranking, per stated
 condition and goal: directness (direct before indirect), then preference matches, then best
 certainty (`cmp:rank`), then the largest |SMD| among the supporting claims (only SMDs are
@@ -22,8 +22,10 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from service import sources
-from service.presentation import (
+from service.kb import sources
+from service.kb.reasoning import Rule, load_rules, run_rules
+from service.kb.sources import GRAPHS, PREFIXES, parse_file, project_root
+from service.prescribe.presentation import (
     FIELD_OF_PROPERTY,
     InvalidPresentation,
     Presentation,
@@ -32,9 +34,7 @@ from service.presentation import (
     load_context,
     parse_body,
 )
-from service.reasoning import Rule, load_rules, run_rules
-from service.sources import GRAPHS, PREFIXES, parse_file, project_root
-from service.terms import TermResolver
+from service.query.terms import TermResolver
 
 DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients."
 CMP = PREFIXES["cmp"]
@@ -123,7 +123,7 @@ _CACHE_LOCK = threading.Lock()
 def knowledge_base(artifact: Path | None = None, root: Path | None = None) -> KnowledgeBase:
     """The knowledge base of `artifact` (default: the current build, built if stale), cached."""
     if artifact is None:
-        from service.build import ensure_artifact
+        from service.kb.build import ensure_artifact
 
         artifact = ensure_artifact(root)
     artifact = Path(artifact)
@@ -138,7 +138,7 @@ def knowledge_base(artifact: Path | None = None, root: Path | None = None) -> Kn
 # --- validation --------------------------------------------------------------------------------
 def validate(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> None:
     """SHACL on the presentation graph; InvalidPresentation(422) naming field and shape."""
-    from service.validation import validate_graphs
+    from service.kb.validation import validate_graphs
 
     referenced = {t.object for t in pres.triples if isinstance(t.object, ox.NamedNode)}
     types = [

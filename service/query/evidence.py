@@ -20,8 +20,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
-from service import sources
-from service.sources import NS, PREFIXES, sparql_prefixes
+from service.kb import sources
+from service.kb.sources import NS, PREFIXES, sparql_prefixes
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]

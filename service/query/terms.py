@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
-from service.sources import PREFIXES
+from service.kb.sources import PREFIXES
 
 OBO = "http://purl.obolibrary.org/obo/"
 MESH = "http://id.nlm.nih.gov/mesh/"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.reasoning import HERMIT_RULE, OWL_RL_RULE
-from service.sources import PREFIXES, curie, expand_curie, load_dataset
+from service.kb.reasoning import HERMIT_RULE, OWL_RL_RULE
+from service.kb.sources import PREFIXES, curie, expand_curie, load_dataset
 
 _P = {
     "label": ox.NamedNode(PREFIXES["rdfs"] + "label"),

@@ -5,8 +5,8 @@
 - `RemoteStore`: an existing SPARQL 1.1 store (Oxigraph server, Fuseki, GraphDB, Virtuoso)
   reached through SPARQLWrapper; `push` loads an artifact into it with the Graph Store Protocol.
 
-Both receive only queries that already passed `service.web.safety`, and both produce answers
-through `service.results`, so the same query gives the same bytes on either backend.
+Both receive only queries that already passed `service.store.safety`, and both produce answers
+through `service.store.results`, so the same query gives the same bytes on either backend.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import pyoxigraph as ox
 from SPARQLWrapper import POST, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
 
-from service.pool import PoolBusy, WorkerCrashed, WorkerPool, WorkerTimeout
-from service.results import GRAPH_FORMATS, Answer, encode_result
-from service.sources import load_dataset, parse_file
-from service.web.safety import Dataset, strip_dataset_clauses
+from service.kb.sources import load_dataset, parse_file
+from service.store.pool import PoolBusy, WorkerCrashed, WorkerPool, WorkerTimeout
+from service.store.results import GRAPH_FORMATS, Answer, encode_result
+from service.store.safety import Dataset, strip_dataset_clauses
 
 # Stands for "an empty graph" when a dataset selects no graph we hold; a URN is never fetched.
 EMPTY_GRAPH = "urn:cmpkg:empty-graph"
@@ -220,7 +220,7 @@ class RemoteStore:
         accept = "application/n-triples" if graph else "application/sparql-results+json"
         text = job.query
         if job.substitutions:  # SPARQL 1.1 Protocol has no binding: write the terms safely
-            from service.queries import PreparedQuery, inline
+            from service.query.named import PreparedQuery, inline
 
             bound = {ox.Variable(k): v for k, v in job.substitutions.items()}
             text = inline(PreparedQuery(text, bound))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from service.sources import PREFIXES, project_root
+from service.kb.sources import PREFIXES, project_root
 
 CONTEXT_URL_PATH = "/context.jsonld"
 DISCLAIMER = "Decision support for clinicians and guideline authors; not advice to patients"

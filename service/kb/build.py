@@ -24,7 +24,7 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from service import __version__
-from service.reasoning import (
+from service.kb.reasoning import (
     HERMIT_RULE,
     derivation_records,
     is_provenance,
@@ -32,7 +32,7 @@ from service.reasoning import (
     reason,
     rule_files,
 )
-from service.sources import (
+from service.kb.sources import (
     GRAPH_NAMES,
     GRAPHS,
     RDFSyntaxError,
@@ -312,7 +312,7 @@ def _classify(
     base: list[ox.Triple], inferred: list[ox.Triple]
 ) -> tuple[list[ox.Triple], list[ox.Triple]]:
     """HermiT consistency + classification; new subclass links join the inferred graph."""
-    from service.hermit import JavaNotFoundError, run_hermit
+    from service.kb.hermit import JavaNotFoundError, run_hermit
 
     logical = [t for t in inferred if not is_provenance(t)]
     try:
@@ -339,7 +339,7 @@ def _validate(
     file_of: dict[str, str],
 ) -> dict[str, int]:
     """SHACL on asserted + inferred (the ontology and rule vocabulary as schema)."""
-    from service.validation import validate_graphs
+    from service.kb.validation import validate_graphs
 
     report = validate_graphs(
         data=graph_triples["asserted"] + inferred,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from service.hermit import HermitError
-from service.sources import RDFSyntaxError, project_root
-from service.validation import Finding, ValidationReport, display_path, validate_project
+from service.kb.hermit import HermitError
+from service.kb.sources import RDFSyntaxError, project_root
+from service.kb.validation import Finding, ValidationReport, display_path, validate_project
 
 EXIT_UNREADABLE = 2
 EXIT_CANNOT_CHECK = 3  # the OWL check itself could not run (no Java, HermiT failure)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from service.views import Cell, EvidenceMap, Term
+from service.query.evidence import Cell, EvidenceMap, Term
 
 # GRADE's usual circles, hidden from screen readers (the level is also written out).
 _CIRCLES = {4: "⊕⊕⊕⊕", 3: "⊕⊕⊕◯", 2: "⊕⊕◯◯", 1: "⊕◯◯◯"}

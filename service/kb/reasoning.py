@@ -17,7 +17,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from service.sources import GRAPHS, PREFIXES, parse_file, project_root, to_rdflib_graph
+from service.kb.sources import GRAPHS, PREFIXES, parse_file, project_root, to_rdflib_graph
 
 NS = "https://w3id.org/cmpkg/"
 DERIVATION_NS = NS + "derivation/"

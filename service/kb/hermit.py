@@ -18,7 +18,7 @@ from pathlib import Path
 import owlready2
 import pyoxigraph as ox
 
-from service.sources import PREFIXES, curie
+from service.kb.sources import PREFIXES, curie
 
 RDF_TYPE = PREFIXES["rdf"] + "type"
 RDF_FIRST = PREFIXES["rdf"] + "first"

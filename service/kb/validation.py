@@ -20,7 +20,7 @@ import pyshacl_turbo
 import rdflib
 from rdflib.namespace import RDF, RDFS, SH
 
-from service.hermit import (
+from service.kb.hermit import (
     Clash,
     HermitError,
     HermitResult,
@@ -29,7 +29,7 @@ from service.hermit import (
     describe_literal_clash,
     run_hermit,
 )
-from service.sources import (
+from service.kb.sources import (
     PREFIXES,
     knowledge_files,
     parse_file,
@@ -432,7 +432,7 @@ def validate_project(
 ) -> ValidationReport:
     """Validate the shipped ontology + data (+ draft files) against shapes/.
 
-    Raises service.sources.RDFSyntaxError for a file that cannot be parsed."""
+    Raises service.kb.sources.RDFSyntaxError for a file that cannot be parsed."""
     root = root or project_root()
     files = knowledge_files(root)
     parsed: dict[str, dict[Path, list[ox.Quad]]] = {

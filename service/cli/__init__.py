@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from service import __version__
-from service.cli_build import build, explain
-from service.cli_export import export
-from service.cli_prescribe import prescribe
-from service.cli_serve import push, serve
-from service.cli_validate import validate
+from service.cli.building import build, explain
+from service.cli.exporting import export
+from service.cli.prescribing import prescribe
+from service.cli.serving import push, serve
+from service.cli.validating import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

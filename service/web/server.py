@@ -8,7 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.store import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
+from service.kb import build
+from service.store.backends import EmbeddedStore, RemoteStore, Store, content_hash, load_embedded
 
 log = logging.getLogger("cmpkg.serve")
 
@@ -34,20 +35,14 @@ def resolve_artifact(artifact: Path | None) -> tuple[Path, str | None]:
 
     Without --artifact the KG is built first when no current artifact exists.
     """
-    try:
-        from service import build  # written alongside; imported lazily
-    except ImportError:
-        build = None
     if artifact is None:
-        if build is None:
-            raise SystemExit("no build pipeline available yet: pass --artifact FILE (N-Quads/TriG)")
         try:
             artifact = Path(build.ensure_artifact())
         except Exception as err:  # the build's own error says what is wrong with the inputs
             raise SystemExit(f"cannot serve: the knowledge graph does not build:\n{err}") from None
     manifest = artifact.parent / "manifest.json"
     build_id = None
-    if build is not None and manifest.exists():
+    if manifest.exists():
         try:
             build_id = str(build.read_manifest(manifest)["build_id"])
         except (KeyError, ValueError, OSError):
