@@ -26,14 +26,14 @@ from fhir.resources import get_fhir_model_class
 from fhir.resources.bundle import Bundle
 from flask.testing import FlaskClient
 
-from service.export import export
 from service.fhir.codes import (
     ATTRIBUTE_ESTIMATE_TYPE,
     CERTAINTY_RATING,
     CERTAINTY_TYPE,
     EXT_RATING_ORIGIN,
 )
-from service.sources import knowledge_files, load_store, parse_file, sparql_prefixes
+from service.kb.sources import knowledge_files, load_store, parse_file, sparql_prefixes
+from service.query.export import export
 
 ROOT = Path(__file__).resolve().parent.parent
 BODIES = ROOT / "tests" / "fixtures" / "fhir" / "bodies.trig"
@@ -54,7 +54,7 @@ def _fixture_quads() -> list[ox.Quad]:
 
 @pytest.fixture(scope="module")
 def artifact() -> Path:
-    from service.build import ensure_artifact
+    from service.kb.build import ensure_artifact
 
     return Path(ensure_artifact())
 

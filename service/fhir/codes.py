@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from service.sources import NS, PREFIXES, curie
+from service.kb.sources import NS, PREFIXES, curie
 
 FHIR_VERSION = "5.0.0"
 FHIR_JSON = "application/fhir+json"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.sources import PREFIXES, sparql_prefixes
+from service.kb.sources import PREFIXES, sparql_prefixes
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]

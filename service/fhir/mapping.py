@@ -17,7 +17,7 @@ from typing import Any
 
 from service.fhir import codes
 from service.fhir.graph import Graph, Node, expand
-from service.sources import PREFIXES
+from service.kb.sources import PREFIXES
 
 Resource = dict[str, Any]
 

@@ -19,9 +19,9 @@ from flask import Blueprint, Response, current_app, request
 from service.fhir.bundle import RESOURCE_TYPES, SEARCH_PARAMETERS, FhirIndex, searchset
 from service.fhir.codes import FHIR_JSON, term_iri
 from service.fhir.server import capability_statement, operation_outcome
-from service.queries import PARAMETER_CLASSES
-from service.store import StoreError
-from service.terms import UnknownTerm
+from service.query.named import PARAMETER_CLASSES
+from service.query.terms import UnknownTerm
+from service.store.backends import StoreError
 from service.web import api
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
