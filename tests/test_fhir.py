@@ -149,7 +149,40 @@ def test_every_exported_resource_validates_with_r5_models(graph, exported) -> No
         assert entry["fullUrl"].endswith(f"/{resource['resourceType']}/{resource['id']}")
         assert len(resource["id"]) <= 64
         kinds[resource["resourceType"]] += 1
-    assert set(kinds) == {"Citation", "EvidenceVariable", "Evidence"}
+    assert set(kinds) == {"Citation", "EvidenceVariable", "Evidence", "StructureDefinition"}
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_every_extension_used_is_defined_in_the_bundle(graph, exported) -> None:
+    bundle = read_bundle(exported[graph])
+    defined = {
+        r["url"]: r["differential"]["element"][-1]["type"][0]["code"]
+        for r in resources(bundle, "StructureDefinition")
+    }
+    used: set[tuple[str, str]] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for ext in node.get("extension", []):
+                [value] = [k for k in ext if k.startswith("value")]
+                used.add((ext["url"], value.removeprefix("value")))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(
+        [
+            r
+            for r in (e["resource"] for e in bundle["entry"])
+            if r["resourceType"] != "StructureDefinition"
+        ]
+    )
+    assert used
+    assert {url for url, _ in used} == set(defined)  # each definition is used somewhere
+    for url, kind in used:  # and each use has the defined type (valueCode <-> code)
+        assert kind.lower() == defined[url].lower(), url
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
@@ -491,7 +524,7 @@ def test_metadata_is_a_capability_statement(client) -> None:
     assert body["fhirVersion"] == "5.0.0" and FHIR_JSON in body["format"]
     [rest] = body["rest"]
     served = {r["type"]: r for r in rest["resource"]}
-    assert set(served) == {"Citation", "Evidence", "EvidenceVariable"}
+    assert set(served) == {"Citation", "Evidence", "EvidenceVariable", "StructureDefinition"}
     assert {p["name"] for p in served["Evidence"]["searchParam"]} == {
         "condition",
         "intervention",

@@ -20,11 +20,12 @@ from service.fhir import codes
 from service.fhir.graph import Select, read_graph
 from service.fhir.mapping import Entry, Resource, entries
 
-RESOURCE_TYPES = ("Citation", "Evidence", "EvidenceVariable")
+RESOURCE_TYPES = ("Citation", "Evidence", "EvidenceVariable", "StructureDefinition")
 SEARCH_PARAMETERS: dict[str, tuple[str, ...]] = {
     "Evidence": ("condition", "intervention", "outcome"),
     "Citation": (),
     "EvidenceVariable": (),
+    "StructureDefinition": (),
 }
 
 

@@ -1,7 +1,8 @@
 """Graph nodes -> FHIR R5 resources (plain JSON dicts; service.fhir.bundle validates them).
 
 One Citation per source, one EvidenceVariable per condition, modality, comparator and outcome
-that a claim or body names, one Evidence per claim and one Evidence per body of evidence.
+that a claim or body names, one Evidence per claim and one Evidence per body of evidence, and
+a StructureDefinition per extension the others use (service.fhir.extensions).
 The table "our property -> FHIR path" in docs/FHIR.md is the specification of this module.
 
 Certainty is kept apart by who rated it: every `certainty` entry carries the rating-origin
@@ -16,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.fhir import codes
+from service.fhir.extensions import EXTENSIONS, structure_definition
 from service.fhir.graph import Graph, Node, expand
 from service.kb.sources import PREFIXES
 
@@ -544,7 +546,8 @@ def entries(graph: Graph) -> list[Entry]:
     found += [variable(n, graph) for n in terms]
     found += [claim_evidence(n, graph) for n in graph.claims.values()]
     found += [body_evidence(n, graph) for n in graph.bodies.values()]
-    order = {"Citation": 0, "EvidenceVariable": 1, "Evidence": 2}
+    found += [Entry(structure_definition(spec)) for spec in EXTENSIONS]
+    order = {"Citation": 0, "EvidenceVariable": 1, "Evidence": 2, "StructureDefinition": 3}
     found.sort(key=lambda e: (order[e.type], e.id))
     seen: dict[tuple[str, str], str] = {}
     for entry in found:

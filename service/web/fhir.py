@@ -16,7 +16,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from service.fhir.bundle import RESOURCE_TYPES, SEARCH_PARAMETERS, FhirIndex, searchset
+from service.fhir.bundle import (
+    RESOURCE_TYPES,
+    SEARCH_PARAMETERS,
+    FhirIndex,
+    InvalidResource,
+    searchset,
+)
 from service.fhir.codes import FHIR_JSON, term_iri
 from service.fhir.server import capability_statement, operation_outcome
 from service.query.named import PARAMETER_CLASSES
@@ -91,6 +97,8 @@ def read(rtype: str, rid: str) -> Response:
         resource = _index().read(rtype, rid)
     except StoreError as err:
         return _outcome(err.status, "transient", err.message)
+    except InvalidResource as err:  # a mapping bug: say so rather than serve invalid FHIR
+        return _outcome(500, "exception", str(err))
     if resource is None:
         return _outcome(404, "not-found", f"no {rtype} with id {rid!r}")
     return _fhir(resource)
@@ -122,4 +130,6 @@ def search(rtype: str) -> Response:
         return _outcome(404, "not-found", str(err))
     except StoreError as err:
         return _outcome(err.status, "transient", err.message)
+    except InvalidResource as err:
+        return _outcome(500, "exception", str(err))
     return _fhir(searchset(found, request.url))
