@@ -27,7 +27,8 @@ from service.kb.sources import GRAPHS, PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "https://w3id.org/cmpkg/"
-SUPPORT = "support:aerobic-exercise--physical-function--fibromyalgia"
+# Issue 12: bodies of evidence replaced support statements (cmp:Support is gone).
+BODY = "body:aerobic-exercise--physical-function--fibromyalgia"
 BUSCH_CLAIM = "claim:busch-2007-aerobic-physical-function"
 BUSCH_DOI = "10.1002/14651858.CD003786.pub2"
 QUERY_PREFIXES = {**PREFIXES, "deriv": NS + "derivation/"}
@@ -84,7 +85,7 @@ def test_manifest_describes_the_artifact(shipped, artifact):
         assert in_graph == manifest.triples[name], name
         assert in_graph > 0 or name == "asserted", name
     # Input hashes are of relative paths, and cover data and rules.
-    assert "ontology/rules/supported-direct.ttl" in manifest.inputs
+    assert "ontology/rules/body-of-evidence.ttl" in manifest.inputs
     assert all(not Path(p).is_absolute() for p in manifest.inputs)
     assert manifest.inputs == {
         p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in manifest.inputs
@@ -178,12 +179,13 @@ def test_knee_osteoarthritis_evidence_answers_osteoarthritis(store):
         }""",
     )
     assert rows
-    # ... and a question about osteoarthritis finds support resting on them ...
+    # ... and the body of evidence about osteoarthritis rests on them, as indirect evidence
+    # (exercise and pain: only Fransen 2015's knee claims carry it) ...
     assert ask(
         store,
         """
-        ASK { ?s a cmp:Support ; cmp:condition cond:osteoarthritis ;
-                 cmp:evidenceDirectness "indirect" ; cmp:restsOn ?claim .
+        ASK { ?b a cmp:EvidenceBody ; cmp:condition cond:osteoarthritis ;
+                 cmp:evidenceDirectness "indirect" ; cmp:carriedBy ?claim .
               ?claim cmp:condition cond:knee-osteoarthritis . }""",
     )
     # ... but evidence never flows down the hierarchy.
@@ -214,42 +216,39 @@ def test_rules_are_queryable_in_the_artifact(store):
     rows = select(
         store,
         """
-        SELECT ?r WHERE { GRAPH graph:rules { ?r a cmp:Rule ; cmp:derives cmp:Support } }
+        SELECT ?r WHERE { GRAPH graph:rules { ?r a cmp:Rule ; cmp:derives cmp:EvidenceBody } }
         ORDER BY ?r""",
     )
-    assert [row["r"].value for row in rows] == [
-        f"{NS}rule/supported-direct",
-        f"{NS}rule/supported-indirect",
-    ]
+    assert [row["r"].value for row in rows] == [f"{NS}rule/body-of-evidence"]
 
 
 # --- explain --------------------------------------------------------------------------------------
 def test_explain_reaches_busch_2007_and_its_doi(artifact):
-    result = CliRunner().invoke(main, ["explain", SUPPORT, "--artifact", str(artifact)])
+    result = CliRunner().invoke(main, ["explain", BODY, "--artifact", str(artifact)])
     assert result.exit_code == 0, result.output
     assert BUSCH_CLAIM in result.output
     assert BUSCH_DOI in result.output
-    assert "rule:supported-direct" in result.output
+    assert "rule:body-of-evidence" in result.output
     assert "rule:significance-direction" in result.output
 
 
 def test_explain_json_tree_ends_in_asserted_claims(artifact):
     result = CliRunner().invoke(
-        main, ["explain", SUPPORT, "--artifact", str(artifact), "--format", "json"]
+        main, ["explain", BODY, "--artifact", str(artifact), "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     tree = json.loads(result.output)
-    assert tree["kind"] == "derived" and tree["rule"] == "rule:supported-direct"
+    assert tree["kind"] == "derived" and tree["rule"] == "rule:body-of-evidence"
     claims = {c["iri"]: c for c in tree["children"] if c["kind"] == "asserted"}
     busch = claims[f"{NS}claim/busch-2007-aerobic-physical-function"]
     assert busch["doi"] == BUSCH_DOI
-    # Every premise of the support is an asserted claim with a source.
+    # Every claim the body includes is an asserted claim with a source.
     assert claims and all(c.get("source") for c in claims.values())
 
 
 def test_explain_unknown_iri_fails_cleanly(artifact):
     result = CliRunner().invoke(
-        main, ["explain", "support:no-such--thing--here", "--artifact", str(artifact)]
+        main, ["explain", "body:no-such--thing--here", "--artifact", str(artifact)]
     )
     assert result.exit_code == 2
     assert "not described" in result.output

@@ -19,7 +19,15 @@ from flask.testing import FlaskClient
 from pyld import jsonld as pyld
 from rdflib.compare import isomorphic
 
-from service.kb.sources import PREFIXES, knowledge_files, load_store, load_triples, to_rdflib_graph
+from service.kb.build import ensure_artifact
+from service.kb.sources import (
+    PREFIXES,
+    knowledge_files,
+    load_dataset,
+    load_store,
+    load_triples,
+    to_rdflib_graph,
+)
 from service.query import jsonld
 
 CMPKG = Path(sys.executable).parent / "cmpkg"
@@ -27,6 +35,9 @@ CONTEXT_FILE = Path(__file__).resolve().parent.parent / "ontology" / "context.js
 CMP = PREFIXES["cmp"]
 XSD = PREFIXES["xsd"]
 SHIPPED = load_store(knowledge_files())
+# The built artifact (asserted + inferred) for the API: since issue 12,
+# modalities-improving-outcome reads the bodies of evidence the rules derive.
+BUILT = load_dataset(ensure_artifact())
 BUSCH = PREFIXES["claim"] + "busch-2007-aerobic-physical-function"
 
 
@@ -137,7 +148,7 @@ def test_a_claim_is_framed_with_source_certainty_and_ci() -> None:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[FlaskClient]:
-    yield from shipped_client(SHIPPED)
+    yield from shipped_client(BUILT)
 
 
 def test_context_is_served(client: FlaskClient) -> None:
@@ -160,7 +171,7 @@ def test_an_api_answer_expands_to_triples_of_the_graph(client: FlaskClient) -> N
     assert expected <= triples
     statements = {t for t in triples if t.subject == claim}
     # the claim comes out whole: every statement the graph makes about it, nothing else
-    assert statements == {q.triple for q in SHIPPED.quads_for_pattern(claim, None, None)}
+    assert statements == {q.triple for q in BUILT.quads_for_pattern(claim, None, None)}
     disclaimer = ox.NamedNode(PREFIXES["dcterms"] + "rights")
     assert any(t.predicate == disclaimer for t in triples)
 

@@ -80,7 +80,8 @@ def explain(iri: str, artifact: Path | None, fmt: str, depth: int) -> None:
     """Print how a derived statement was reached, down to asserted claims and their DOIs.
 
     IRI may be a full IRI or a CURIE, e.g.
-    support:aerobic-exercise--physical-function--fibromyalgia
+    body:aerobic-exercise--physical-function--fibromyalgia (a body of evidence: its conclusion,
+    certainty and each rating-down with its reason and claims)
     """
     from service.kb import explain as ex
 

@@ -36,7 +36,17 @@ _P = {
     "dc_source": ox.NamedNode(PREFIXES["dcterms"] + "source"),
     "condition": ox.NamedNode(PREFIXES["cmp"] + "condition"),
     "indirectly_informs": ox.NamedNode(PREFIXES["cmp"] + "indirectlyInforms"),
+    "conclusion": ox.NamedNode(PREFIXES["cmp"] + "conclusion"),
+    "directness": ox.NamedNode(PREFIXES["cmp"] + "evidenceDirectness"),
+    "carried_by": ox.NamedNode(PREFIXES["cmp"] + "carriedBy"),
+    "includes": ox.NamedNode(PREFIXES["cmp"] + "includesClaim"),
+    "rating_down": ox.NamedNode(PREFIXES["cmp"] + "ratingDown"),
+    "capped_by": ox.NamedNode(PREFIXES["cmp"] + "certaintyCappedBy"),
+    "domain": ox.NamedNode(PREFIXES["cmp"] + "domain"),
+    "reason": ox.NamedNode(PREFIXES["cmp"] + "reason"),
+    "rated_down_for": ox.NamedNode(PREFIXES["cmp"] + "ratedDownFor"),
 }
+BODY = ox.NamedNode(PREFIXES["cmp"] + "EvidenceBody")
 # Reasoner steps record no premises and tag every claim with generic types; leaving them out
 # keeps a tree to the facts a domain rule used.
 _QUIET_RULES = {OWL_RL_RULE, HERMIT_RULE}
@@ -72,7 +82,7 @@ class Step:
 
 
 def expand(text: str) -> str:
-    """A full IRI from `<iri>`, an absolute IRI, or a CURIE such as `support:a--b--c`."""
+    """A full IRI from `<iri>`, an absolute IRI, or a CURIE such as `body:a--b--c`."""
     text = text.strip()
     if text.startswith("<") and text.endswith(">"):
         return text[1:-1]
@@ -161,12 +171,21 @@ def _step(
     elif graph.one(node, _P["generated"]) is not None:  # a node minted by a rule
         step = Step(node.value, "derived", graph.label(node))
         _rule_step(graph, step, node)
+        is_body = BODY in graph.objects(node, _P["type"])
         certainty = graph.one(node, _P["certainty"])
-        if certainty is not None:
-            step.details.append(f"best certainty: {graph.label(certainty)}")
+        if certainty is not None and not is_body:
+            step.details.append(f"certainty: {graph.label(certainty)}")
+        domain = graph.one(node, _P["domain"])
+        if domain is not None:  # a rating-down: the project's, never the source's
+            step.details.append(f"rated down one level by the project for {graph.label(domain)}")
+            step.details += [f"reason: {r.value}" for r in graph.objects(node, _P["reason"])]
         for src in graph.objects(node, _P["dc_source"]):
             step.details.append(f"source: {_source_text(graph, src)}")
         premises = graph.objects(node, _P["derived_from"])
+        if is_body:
+            step.details += _body_details(graph, node)
+            # Rating-downs first (each with the claims behind it), then every included claim.
+            premises = graph.objects(node, _P["rating_down"]) + premises
         condition = graph.one(node, _P["condition"]) or condition
     elif graph.one(node, _P["source"]) is not None:  # an asserted sourced statement
         src = graph.one(node, _P["source"])
@@ -182,6 +201,12 @@ def _step(
         status = graph.one(node, _P["status"])
         if status is not None:
             step.details.append(f"curation status: {graph.label(status)}")
+        certainty = graph.one(node, _P["certainty"])
+        if certainty is not None:
+            step.details.append(f"certainty given by the source: {graph.label(certainty)}")
+        rated = [graph.label(d) for d in graph.objects(node, _P["rated_down_for"])]
+        if rated:
+            step.details.append("rated down by the source for: " + ", ".join(rated))
         for secondary in graph.objects(node, _P["reported_in"]):
             step.details.append(f"figures as reported in: {_source_text(graph, secondary)}")
         # What the rules concluded about this statement on the way up (significance, ...).
@@ -203,7 +228,36 @@ def _step(
             for p in premises
             if isinstance(p, ox.NamedNode) and p.value not in seen
         ]
+        carriers = {c.value for c in graph.objects(node, _P["carried_by"])}
+        for child in step.children:
+            if child.iri in carriers:
+                child.details.insert(0, "carries the conclusion of this body of evidence")
     return step
+
+
+def _body_details(graph: _Graph, node: ox.NamedNode) -> list[str]:
+    """What a body concludes and how certain the project rates it, with the cap that set it."""
+    details = []
+    for key, text in (("conclusion", "conclusion"), ("directness", "evidence")):
+        value = graph.one(node, _P[key])
+        if value is not None:
+            details.append(f"{text}: {graph.label(value).strip(chr(34))}")
+    certainty = graph.one(node, _P["certainty"])
+    if certainty is not None:
+        details.append(f"certainty (derived for this question): {graph.label(certainty)}")
+    for capper in graph.objects(node, _P["capped_by"]):
+        level = graph.one(capper, _P["certainty"])
+        rated = f" rates it {graph.label(level)}" if level is not None else ""
+        details.append(f"capped: {compact(capper)}{rated} (a source's rating of this question)")
+    status = graph.one(node, _P["status"])
+    if status is not None:
+        details.append(f"curation status: {graph.label(status)}")
+    carried = graph.objects(node, _P["carried_by"])
+    details.append(
+        f"{len(graph.objects(node, _P['includes']))} claim(s) included, {len(carried)} carry"
+        " the conclusion"
+    )
+    return details
 
 
 def _source_text(graph: _Graph, src: ox.NamedNode) -> str:

@@ -2,11 +2,15 @@
 
 The presentation graph is loaded beside the built knowledge graph (the artifact of
 `service.kb.build.ensure_artifact()`), the rules of the artifact's rules graph (the domain rules
-plus `ontology/rules/prescribe-*.ttl`) run over it with the engine of `service.kb.reasoning`, and
-this module only reads what the rules derived, ranks it and words it. Ranking, per stated
-condition and goal: directness (direct before indirect), then preference matches, then best
-certainty (`cmp:rank`), then the largest |SMD| among the supporting claims (only SMDs are
-compared), then the modality label, so the same input always gives the same bytes.
+plus `ontology/rules/prescribe-*.ttl`) run over it with the engine of `service.kb.reasoning`,
+and this module only reads what the rules derived, ranks it and words it. Options come from the
+bodies of evidence (one per modality, goal and condition): their conclusion, directness,
+certainty and rating-downs are read, never re-derived here. Ranking, per stated condition and
+goal: directness (direct before indirect), then conclusion (benefit before inconsistent, which
+is shown with its warning), then preference matches, then the body's certainty (`cmp:rank`),
+then the largest |SMD| among the carrying claims (only SMDs are compared), then the modality
+label, so the same input always gives the same bytes. Bodies that conclude no important
+effect, inconclusive or harm are listed as not an option, with the reason.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ PRESENTATION_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation")
 DERIVED_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation-inferred")
 SHAPE_FILES = ("prefixes.ttl", "presentation.ttl")
 DIRECTNESS_ORDER = {"direct": 0, "indirect": 1}
+CONCLUSION_ORDER = {"benefit": 0, "inconsistent": 1}
+INCONSISTENT_WARNING = (
+    "Inconsistent evidence: the claims this option rests on disagree (some show a clear "
+    "benefit, others no clear or no important difference); read each claim before relying on it."
+)
+IMPRECISION_HEURISTIC = (
+    "project heuristic, not a source's judgement: at least one carrying pooled estimate of a "
+    "continuous outcome rests on fewer than 400 participants (possible imprecision)"
+)
 
 
 @functools.cache
@@ -257,6 +270,8 @@ def _claim(store: ox.Store, kb: KnowledgeBase, iri: str) -> tuple[dict[str, Any]
         "reportedResult": one("reportedResult"),
         "certainty": _ref(kb, one("certainty")),
         "ratedDownFor": sorted(kb.label(_v(t)) for t in props.get(CMP + "ratedDownFor", [])),
+        "clinicallyImportant": one("clinicallyImportant"),
+        # The 400-participant flag is the project's heuristic, never the source's rating-down.
         "imprecisionConcern": one("imprecisionConcern") is True,
         "curationStatus": kb.label(one("curationStatus")) if one("curationStatus") else None,
         "source": {"@id": curie(source), "label": kb.label(source), "doi": doi} if source else None,
@@ -286,31 +301,111 @@ def _smd(claims: list[dict[str, Any]]) -> tuple[float | None, str | None]:
     return best
 
 
+def _local(iri: str) -> str:
+    return iri.rsplit("/", 1)[-1]
+
+
+def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
+    """What the rules derived for one body of evidence, as the answer shows it."""
+    (row,) = _select(
+        store,
+        """SELECT ?concl ?dir ?cert ?rank ?status ?o ?c ?m WHERE {
+             ?b_ cmp:conclusion ?concl ; cmp:evidenceDirectness ?dir ; cmp:certainty ?cert ;
+                 cmp:curationStatus ?status ; cmp:outcome ?o ; cmp:condition ?c ; cmp:modality ?m .
+             ?cert cmp:rank ?rank }""",
+        b=body,
+    )
+    carriers = sorted(
+        x["cl"].value for x in _select(store, "SELECT ?cl WHERE { ?b_ cmp:carriedBy ?cl }", b=body)
+    )
+    if not carriers:  # nothing carries: show what the body holds, so the reason can be read
+        carriers = sorted(
+            x["cl"].value
+            for x in _select(store, "SELECT ?cl WHERE { ?b_ cmp:includesClaim ?cl }", b=body)
+        )
+    claims, rules = [], set(_rules_of(store, body))
+    # The rules that added the body's conclusion, certainty, carriers and status.
+    rules |= {
+        _local(x["r"].value)
+        for x in _select(
+            store,
+            "SELECT DISTINCT ?r WHERE { ?d rdf:subject ?b_ ; prov:wasGeneratedBy ?r }",
+            b=body,
+        )
+    }
+    for iri in carriers:
+        claim, claim_rules = _claim(store, kb, iri)
+        claims.append(claim)
+        rules |= claim_rules
+    downs = []
+    for r in _select(
+        store,
+        """SELECT ?r ?dom ?src WHERE { ?b_ cmp:ratingDown ?r . ?r cmp:domain ?dom .
+             OPTIONAL { ?r dcterms:source ?src } } ORDER BY ?r""",
+        b=body,
+    ):
+        down = r["r"].value
+        rules |= set(_rules_of(store, down))
+        reasons = sorted(
+            x["t"].value for x in _select(store, "SELECT ?t WHERE { ?r_ cmp:reason ?t }", r=down)
+        )
+        concerns = sorted(
+            curie(x["cl"].value)
+            for x in _select(store, "SELECT ?cl WHERE { ?r_ prov:wasDerivedFrom ?cl }", r=down)
+        )
+        entry: dict[str, Any] = {
+            "@id": curie(down),
+            "domain": _ref(kb, r["dom"].value),
+            "reasons": reasons,
+            "claims": concerns,
+        }
+        if "src" in r:
+            entry["source"] = _source(kb, r["src"].value)
+        downs.append(entry)
+    capped = [
+        {"@id": curie(x["k"].value), "label": kb.label(x["k"].value),
+         "certainty": _ref(kb, x["kc"].value), "source": _source(kb, x["src"].value)}
+        for x in _select(
+            store,
+            """SELECT ?k ?kc ?src WHERE { ?b_ cmp:certaintyCappedBy ?k .
+                 ?k cmp:certainty ?kc ; cmp:source ?src } ORDER BY ?k""",
+            b=body,
+        )
+    ]  # fmt: skip
+    size, size_claim = _smd(claims)
+    return {
+        "body": body,
+        "modality": row["m"].value,
+        "outcome": row["o"].value,
+        "bodyCondition": row["c"].value,
+        "conclusion": _local(row["concl"].value),
+        "conclusionIri": row["concl"].value,
+        "directness": row["dir"].value,
+        "certainty": row["cert"].value,
+        "rank": int(row["rank"].value),
+        "curationStatus": row["status"].value,
+        "claims": claims,
+        "ratingDowns": downs,
+        "cappedBy": capped,
+        "smd": size,
+        "smdClaim": size_claim,
+        "rules": rules,
+    }
+
+
 def _candidates(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[dict[str, Any]]:
     rows = _select(
         store,
-        """SELECT ?cand ?c ?g ?m ?s ?ec ?dir ?o ?cert ?rank WHERE {
+        """SELECT ?cand ?c ?g ?b WHERE {
              ?cand a cmp:CandidateRecommendation ; cmp:forPresentation ?p_ ; cmp:forCondition ?c ;
-                   cmp:forGoal ?g ; cmp:modality ?m ; cmp:basedOn ?s ; cmp:evidenceCondition ?ec ;
-                   cmp:evidenceDirectness ?dir .
-             ?s cmp:outcome ?o ; cmp:certainty ?cert . ?cert cmp:rank ?rank .
+                   cmp:forGoal ?g ; cmp:basedOn ?b .
            } ORDER BY ?cand""",
         p=pres.iri,
     )
     out = []
     for r in rows:
-        support = r["s"].value
-        claim_iris = sorted(
-            x["cl"].value
-            for x in _select(store, "SELECT ?cl WHERE { ?s_ cmp:restsOn ?cl }", s=support)
-        )
-        claims, rules = [], set(_rules_of(store, support)) | set(_rules_of(store, r["cand"].value))
-        for iri in claim_iris:
-            claim, claim_rules = _claim(store, kb, iri)
-            claims.append(claim)
-            rules |= claim_rules
-        if support.endswith("--indirect"):  # rests on claims about narrower conditions
-            rules.add("indirect-evidence")
+        body = _body(store, kb, r["b"].value)
+        body["rules"] |= set(_rules_of(store, r["cand"].value))
         prefs = sorted(
             x["pref"].value
             for x in _select(
@@ -318,105 +413,177 @@ def _candidates(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[
             )
         )
         if prefs:
-            rules.add("prescribe-preference")
-        size, size_claim = _smd(claims)
-        out.append(
-            {
-                "condition": r["c"].value,
-                "goal": r["g"].value,
-                "modality": r["m"].value,
-                "support": support,
-                "outcome": r["o"].value,
-                "evidenceCondition": r["ec"].value,
-                "directness": r["dir"].value,
-                "certainty": r["cert"].value,
-                "rank": int(r["rank"].value),
-                "smd": size,
-                "smdClaim": size_claim,
-                "claims": claims,
-                "rules": rules,
-                "preferences": prefs,
-            }
-        )
+            body["rules"].add("prescribe-preference")
+        out.append({**body, "condition": r["c"].value, "goal": r["g"].value, "preferences": prefs})
     return out
 
 
+def _excluded(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[dict[str, Any]]:
+    """Modalities whose body for a stated goal and condition does not conclude benefit."""
+    rows = _select(
+        store,
+        """SELECT ?x ?c ?g ?b WHERE {
+             ?x a cmp:ExcludedOption ; cmp:forPresentation ?p_ ; cmp:forCondition ?c ;
+                cmp:forGoal ?g ; cmp:basedOn ?b .
+           } ORDER BY ?x""",
+        p=pres.iri,
+    )
+    order = {c: i for i, c in enumerate(pres.conditions)}
+    goals = {g: i for i, g in enumerate(pres.goals)}
+    found = []
+    for r in rows:
+        body = _body(store, kb, r["b"].value)
+        body["rules"] |= set(_rules_of(store, r["x"].value))
+        found.append({**body, "condition": r["c"].value, "goal": r["g"].value})
+    found.sort(
+        key=lambda e: (
+            order.get(e["condition"], 99),
+            goals.get(e["goal"], 99),
+            kb.label(e["modality"]).casefold(),
+        )
+    )
+    return [
+        {
+            "condition": _ref(kb, e["condition"]),
+            "goal": _ref(kb, e["goal"]),
+            "exerciseModality": _ref(kb, e["modality"]),
+            "conclusion": _ref(kb, e["conclusionIri"]),
+            "reason": _excluded_reason(kb, e),
+            **_evidence(kb, e),
+            "rulesFired": sorted(e["rules"]),
+        }
+        for e in found
+    ]
+
+
+def _excluded_reason(kb: KnowledgeBase, e: dict[str, Any]) -> str:
+    what = {
+        "no-important-effect": "the effect the evidence shows was judged not clinically "
+        "important by its source",
+        "inconclusive": "the evidence neither shows nor rules out an effect"
+        + ("" if e["claims"] else " (no included claim gives a usable result)"),
+        "harm": "the evidence shows harm",
+    }[e["conclusion"]]
+    text = (
+        f"Not an option: {kb.label(e['modality'])} for {kb.label(e['goal'])} in "
+        f"{kb.label(e['condition'])}: {what}"
+    )
+    indirect = [r for d in e["ratingDowns"] for r in d["reasons"] if d["domain"]["@id"].endswith(
+        "indirectness")]  # fmt: skip
+    if indirect:
+        text += "; the evidence is indirect (" + "; ".join(indirect) + ")"
+    return text + "."
+
+
+def _evidence(kb: KnowledgeBase, c: dict[str, Any]) -> dict[str, Any]:
+    """The body an answer rests on: the audit trail a clinician reads."""
+    return {
+        "evidence": [
+            {
+                "evidenceBody": curie(c["body"]),
+                "statement": kb.label(c["body"]),
+                "conclusion": _ref(kb, c["conclusionIri"]),
+                "outcome": _ref(kb, c["outcome"]),
+                "evidenceCondition": _ref(kb, c["bodyCondition"]),
+                "directness": c["directness"],
+                "certainty": _ref(kb, c["certainty"]),
+                "curationStatus": kb.label(c["curationStatus"]),
+                "ratingDowns": c["ratingDowns"],
+                "certaintyCappedBy": c["cappedBy"],
+                "claims": c["claims"],
+            }
+        ],
+        "directness": c["directness"],
+        "certainty": _ref(kb, c["certainty"]),
+        "curationStatus": kb.label(c["curationStatus"]),
+    }
+
+
 def _certainty_reasons(kb: KnowledgeBase, best: dict[str, Any]) -> list[str]:
+    """Why to trust the option less; the project's judgements are always marked as such."""
     reasons = []
-    if best["directness"] == "indirect":
-        if best["evidenceCondition"] != best["condition"]:
+    for down in best["ratingDowns"]:
+        for reason in down["reasons"]:
             reasons.append(
-                f"indirect: the evidence is about {kb.label(best['evidenceCondition'])}, "
-                f"a broader condition that includes {kb.label(best['condition'])}"
+                f"rated down by the project for {down['domain']['label']}: {reason}"
             )
-        else:
-            reasons.append(
-                "indirect: the evidence is about narrower conditions within "
-                + kb.label(best["condition"])
-            )
+    for cap in best["cappedBy"]:
+        reasons.append(
+            f"capped at {cap['certainty']['label']}: {cap['source']['label']} rates this "
+            f"question {cap['certainty']['label']} ({cap['@id']})"
+        )
     if best["rank"] == 0:
-        reasons.append("the source gives no GRADE certainty for these claims")
+        reasons.append(
+            "not rated: the sources give no GRADE certainty for the claims this option rests on"
+        )
     rated = sorted({d for c in best["claims"] for d in c.get("ratedDownFor", [])})
     if rated:
         reasons.append("rated down by the source for: " + ", ".join(rated))
     if any(c.get("imprecisionConcern") for c in best["claims"]):
+        reasons.append(IMPRECISION_HEURISTIC)
+    status = best["curationStatus"]
+    if status.endswith("/secondary-source"):
         reasons.append(
-            "possible imprecision: at least one supporting pooled estimate rests on fewer "
-            "than 400 participants"
+            "rests only on figures taken from a secondary source (a summary quoting the "
+            "review), not checked against the review itself"
         )
-    if best["outcome"] != best["goal"]:
-        reasons.append(
-            f"measured as {kb.label(best['outcome'])}, "
-            f"a narrower outcome of {kb.label(best['goal'])}"
-        )
+    elif status.endswith("/curator-interpretation"):
+        reasons.append("rests only on the curators' reading of its sources")
     return reasons
 
 
 def _key(c: dict[str, Any], kb: KnowledgeBase) -> tuple:
     return (
         DIRECTNESS_ORDER.get(c["directness"], 9),
+        CONCLUSION_ORDER.get(c["conclusion"], 9),
         -len(c["preferences"]),
         -c["rank"],
         -(c["smd"] if c["smd"] is not None else -1.0),
         kb.label(c["modality"]).casefold(),
-        c["support"],
+        c["body"],
     )
 
 
 def _recommendations(
-    kb: KnowledgeBase, pres: Presentation, candidates: list[dict[str, Any]]
+    kb: KnowledgeBase,
+    pres: Presentation,
+    candidates: list[dict[str, Any]],
+    excluded: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in candidates:
-        grouped.setdefault((c["condition"], c["goal"], c["modality"]), []).append(c)
+        grouped.setdefault((c["condition"], c["goal"]), []).append(c)
     recs: list[dict[str, Any]] = []
     no_evidence: list[str] = []
     for cond in pres.conditions:
         for goal in pres.goals:
-            group = [
-                sorted(v, key=lambda c: _key(c, kb))
-                for (c, g, _m), v in grouped.items()
-                if c == cond and g == goal
-            ]
+            group = sorted(grouped.get((cond, goal), []), key=lambda c: _key(c, kb))
             if not group:
-                no_evidence.append(
-                    f"No evidence in the knowledge graph supports any exercise modality for "
-                    f"{kb.label(goal)} in {kb.label(cond)} (nor in a broader condition that "
-                    f"includes it)."
-                )
+                if any(
+                    e["condition"]["@id"] == curie(cond) and e["goal"]["@id"] == curie(goal)
+                    for e in excluded
+                ):
+                    no_evidence.append(
+                        f"No exercise modality is an option for {kb.label(goal)} in "
+                        f"{kb.label(cond)}: the evidence held does not conclude benefit "
+                        "(see notOptions for each modality and why)."
+                    )
+                else:
+                    no_evidence.append(
+                        f"No evidence in the knowledge graph supports any exercise modality for "
+                        f"{kb.label(goal)} in {kb.label(cond)} (nor in a broader condition that "
+                        f"includes it)."
+                    )
                 continue
-            group.sort(key=lambda cs: _key(cs[0], kb))
-            for rank, cs in enumerate(group, start=1):
-                best = cs[0]
-                local = "--".join(x.rsplit("/", 1)[-1] for x in (cond, goal, best["modality"]))
-                rules = sorted(set().union(*(c["rules"] for c in cs)))
+            for rank, best in enumerate(group, start=1):
+                local = "--".join(_local(x) for x in (cond, goal, best["modality"]))
                 effect: dict[str, Any] | None = None
                 if best["smd"] is not None:
                     effect = {
                         "measure": "SMD",
                         "absoluteValue": best["smd"],
                         "claim": best["smdClaim"],
-                        "note": "largest |SMD| among the claims of the best-ranked support; "
+                        "note": "largest |SMD| among the claims this option rests on; "
                         "only SMDs are compared across options",
                     }
                 recs.append(
@@ -427,28 +594,19 @@ def _recommendations(
                         "condition": _ref(kb, cond),
                         "goal": _ref(kb, goal),
                         "exerciseModality": _ref(kb, best["modality"]),
-                        "directness": best["directness"],
-                        "certainty": _ref(kb, best["certainty"]),
+                        "conclusion": _ref(kb, best["conclusionIri"]),
+                        "warning": INCONSISTENT_WARNING
+                        if best["conclusion"] == "inconsistent"
+                        else None,
+                        **_evidence(kb, best),
                         "certaintyReasons": _certainty_reasons(kb, best),
                         "effect": effect,
                         "effectNote": None
                         if effect
-                        else "no SMD among the supporting claims: effect sizes on other "
-                        "measures are shown with each claim but not compared",
+                        else "no SMD among the claims this option rests on: effect sizes on "
+                        "other measures are shown with each claim but not compared",
                         "preferenceMatches": [_ref(kb, p) for p in best["preferences"]],
-                        "evidence": [
-                            {
-                                "supportStatement": curie(c["support"]),
-                                "statement": kb.label(c["support"]),
-                                "outcome": _ref(kb, c["outcome"]),
-                                "evidenceCondition": _ref(kb, c["evidenceCondition"]),
-                                "directness": c["directness"],
-                                "certainty": _ref(kb, c["certainty"]),
-                                "claims": c["claims"],
-                            }
-                            for c in cs
-                        ],
-                        "rulesFired": rules,
+                        "rulesFired": sorted(best["rules"]),
                     }
                 )
     return [{k: v for k, v in r.items() if v is not None} for r in recs], no_evidence
@@ -629,6 +787,7 @@ def _summary(
     pres: Presentation,
     recs: list[dict[str, Any]],
     no_evidence: list[str],
+    excluded: list[dict[str, Any]],
     pathologies: list[dict[str, Any]],
     cautions: list[dict[str, Any]],
     notes: list[str],
@@ -646,12 +805,15 @@ def _summary(
             listed = "; ".join(
                 f"{r['rank']}. {r['exerciseModality']['label']} ({r['directness']} evidence, "
                 f"{r['certainty']['label']}"
+                + (", inconsistent: read the warning" if r.get("warning") else "")
+                + (f", {r['curationStatus']}" if r["curationStatus"] != "confirmed" else "")
                 + (", matches preference" if r.get("preferenceMatches") else "")
                 + ")"
                 for r in mine
             )
             parts.append(f"For {kb.label(goal)} in {kb.label(cond)}: {listed}.")
     parts += no_evidence
+    parts += [e["reason"] for e in excluded]
     components = sorted({c["component"]["label"] for p in pathologies for c in p["components"]})
     if components:
         parts.append(
@@ -678,13 +840,15 @@ def prescribe(body: Any, kb: KnowledgeBase) -> dict[str, Any]:
     validate(pres, kb, store)
     derive(pres, kb, store)
     candidates = _candidates(store, kb, pres)
-    recs, no_evidence = _recommendations(kb, pres, candidates)
+    excluded = _excluded(store, kb, pres)
+    recs, no_evidence = _recommendations(kb, pres, candidates, excluded)
     notes = _preference_notes(store, kb, pres, candidates)
     pathologies = _pathologies(store, kb, pres)
     principles = _principles(store, kb, pres)
     cautions = _cautions(store, kb, pres)
     fired = sorted(
         {r for rec in recs for r in rec["rulesFired"]}
+        | {r for e in excluded for r in e["rulesFired"]}
         | {r for p in pathologies for c in p["components"] for r in c["rulesFired"]}
         | {r for p in principles for r in p["rulesFired"]}
         | {r for c in cautions for r in c["rulesFired"]}
@@ -694,7 +858,7 @@ def prescribe(body: Any, kb: KnowledgeBase) -> dict[str, Any]:
         "@id": pres.iri,
         "@type": "Presentation",
         "disclaimer": DISCLAIMER,
-        "summary": _summary(kb, pres, recs, no_evidence, pathologies, cautions, notes),
+        "summary": _summary(kb, pres, recs, no_evidence, excluded, pathologies, cautions, notes),
         "input": {
             "conditions": [_ref(kb, c) for c in pres.conditions],
             "goals": [_ref(kb, g) for g in pres.goals],
@@ -709,6 +873,7 @@ def prescribe(body: Any, kb: KnowledgeBase) -> dict[str, Any]:
         },
         "recommendations": recs,
         "noEvidence": no_evidence,
+        "notOptions": excluded,
         "secondaryPathologies": pathologies,
         "principles": principles,
         "cautions": cautions,

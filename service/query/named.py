@@ -66,7 +66,7 @@ PARAMETER_CLASSES: dict[str, str] = {
     "guideline": CMP + "Guideline",
     "overview": CMP + "OverviewOfReviews",
     "claim": CMP + "EvidenceClaim",
-    "support": CMP + "Support",
+    "body": CMP + "EvidenceBody",
 }
 
 _LITERAL_KINDS = {
