@@ -489,7 +489,14 @@ def test_project_downgrades_never_show_as_the_sources(exported) -> None:
     [down] = rated["subcomponent"]
     assert code(down["type"], CERTAINTY_TYPE) == "Indirectness"
     assert "doi:10.1016/j.jclinepi.2011.04.014" in down["note"][0]["text"]
+    [method] = [a for a in body["relatedArtifact"] if a["type"] == "documentation"]
+    assert (
+        index[method["resourceReference"]["reference"]]["citedArtifact"]["identifier"][0]["value"]
+        == "10.1016/j.jclinepi.2011.04.014"
+    )
     for artifact in body["relatedArtifact"]:
+        if artifact["type"] == "documentation":
+            continue
         claim = index[artifact["resourceReference"]["reference"]]
         for certainty in claim["certainty"]:
             if origin(certainty) == "source":

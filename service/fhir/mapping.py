@@ -471,6 +471,23 @@ def body_evidence(node: Node, graph: Graph) -> Entry:
         }
         for c in sorted(carrying)
     ]
+    methods = sorted(
+        {
+            m
+            for r in node.all("cmp:ratingDown")
+            if r in graph.rating_downs
+            for m in graph.rating_downs[r].all("dcterms:source")
+            if m in graph.sources
+        }
+    )
+    artifacts += [
+        {
+            "type": "documentation",
+            "label": "method of a rating down",
+            "resourceReference": reference("Citation", m, graph),
+        }
+        for m in methods
+    ]
     if artifacts:
         resource["relatedArtifact"] = artifacts
     definitions = [
