@@ -1,4 +1,4 @@
-"""`cmpkg export`: the built knowledge graph as JSON-LD, Turtle or N-Quads."""
+"""`cmpkg export`: the built knowledge graph as JSON-LD, Turtle, N-Quads or FHIR R5."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from service.kb.sources import RDFSyntaxError
+from service.kb.sources import RDFSyntaxError, parse_file
 from service.query.export import FORMATS, export_artifact
 
 
 @click.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="jsonld", show_default=True,
-    help="jsonld and ttl: the union of the graphs as triples; nq: the named graphs kept.",
+    "--format", "fmt", type=click.Choice([*FORMATS, "fhir"]), default="jsonld", show_default=True,
+    help="jsonld and ttl: the union of the graphs as triples; nq: the named graphs kept; "
+    "fhir: the evidence as a FHIR R5 Bundle (docs/FHIR.md).",
 )  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of standard output.")  # fmt: skip
@@ -31,7 +32,12 @@ def export(fmt: str, output: Path | None, artifact: Path | None) -> None:
         except BuildFailed as err:
             raise click.ClickException(f"no artifact to export: the build failed: {err}") from None
     try:
-        data = export_artifact(artifact, fmt)
+        if fmt == "fhir":  # the FHIR layer sits above the query layer's RDF exports
+            from service.fhir.bundle import export_quads
+
+            data = export_quads(parse_file(artifact))
+        else:
+            data = export_artifact(artifact, fmt)
     except RDFSyntaxError as err:
         raise click.ClickException(str(err)) from None
     if output is None:

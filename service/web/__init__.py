@@ -175,6 +175,9 @@ def create_app(
     from service.web import prescribe  # POST /api/prescribe (issue 6)
 
     app.register_blueprint(prescribe.bp)
+    from service.web import fhir  # /fhir: FHIR R5 resources (issue 16)
+
+    app.register_blueprint(fhir.bp)
     ops.install_access_log(app)
 
     _install_error_handler(app)
