@@ -131,7 +131,11 @@ def test_wrong_types_are_4xx_with_a_message(client, body):
     response = post(client, body)
     assert response.status_code in (400, 422)
     doc = response.get_json()
-    assert doc["error"] and doc["disclaimer"] == DISCLAIMER
+    # Errors are RFC 9457 problem details now (issue 14, one error format): `detail`, not
+    # `error`, and the disclaimer as an extension member.
+    assert response.mimetype == "application/problem+json"
+    assert doc["status"] == response.status_code and doc["title"] and doc["type"]
+    assert doc["detail"] and doc["disclaimer"] == DISCLAIMER
 
 
 @pytest.mark.parametrize("raw", [b"", b"   ", b"{not json", b"\xff\xfe"])
@@ -145,7 +149,8 @@ def test_one_megabyte_body_is_413(client):
     padding = "x" * (1024 * 1024)
     response = post(client, json.dumps({**FIBROMYALGIA, "pad": padding}).encode())
     assert response.status_code == 413
-    assert "limit" in response.get_json()["error"]
+    # problem+json (issue 14): the message is the `detail` member.
+    assert "limit" in response.get_json()["detail"]
 
 
 def test_wrong_content_type_is_415(client):
