@@ -111,6 +111,20 @@ def test_score_out_of_range_is_422_naming_field_and_shape(client):
     assert response.status_code == 422
     fields = {(v["field"], v["rule"].split(" ")[0]) for v in response.get_json()["violations"]}
     assert ("pathologies[0].scoreMin", "shape:pathology-status-score-min") in fields
+    # One error format (issue 14): the SHACL report is an extension of the problem document.
+    doc = response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert doc["type"].endswith("/invalid-presentation") and doc["status"] == 422
+
+
+def test_other_errors_share_the_problem_shape(client):
+    # Routes without their own handler (an unknown path) answer the same RFC 9457 shape.
+    missing = client.get("/no-such-path")
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+    assert missing.get_json()["title"] == "Not Found" and missing.get_json()["detail"]
+    wrong = client.get("/api/prescribe")
+    assert wrong.status_code == 405 and wrong.mimetype == "application/problem+json"
+    assert wrong.get_json()["disclaimer"] == DISCLAIMER and wrong.get_json()["violations"] == []
 
 
 @pytest.mark.parametrize(
