@@ -111,6 +111,20 @@ def test_score_out_of_range_is_422_naming_field_and_shape(client):
     assert response.status_code == 422
     fields = {(v["field"], v["rule"].split(" ")[0]) for v in response.get_json()["violations"]}
     assert ("pathologies[0].scoreMin", "shape:pathology-status-score-min") in fields
+    # One error format (issue 14): the SHACL report is an extension of the problem document.
+    doc = response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert doc["type"].endswith("/invalid-presentation") and doc["status"] == 422
+
+
+def test_other_errors_share_the_problem_shape(client):
+    # Routes without their own handler (an unknown path) answer the same RFC 9457 shape.
+    missing = client.get("/no-such-path")
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+    assert missing.get_json()["title"] == "Not Found" and missing.get_json()["detail"]
+    wrong = client.get("/api/prescribe")
+    assert wrong.status_code == 405 and wrong.mimetype == "application/problem+json"
+    assert wrong.get_json()["disclaimer"] == DISCLAIMER and wrong.get_json()["violations"] == []
 
 
 @pytest.mark.parametrize(
@@ -131,7 +145,11 @@ def test_wrong_types_are_4xx_with_a_message(client, body):
     response = post(client, body)
     assert response.status_code in (400, 422)
     doc = response.get_json()
-    assert doc["error"] and doc["disclaimer"] == DISCLAIMER
+    # Errors are RFC 9457 problem details now (issue 14, one error format): `detail`, not
+    # `error`, and the disclaimer as an extension member.
+    assert response.mimetype == "application/problem+json"
+    assert doc["status"] == response.status_code and doc["title"] and doc["type"]
+    assert doc["detail"] and doc["disclaimer"] == DISCLAIMER
 
 
 @pytest.mark.parametrize("raw", [b"", b"   ", b"{not json", b"\xff\xfe"])
@@ -145,7 +163,8 @@ def test_one_megabyte_body_is_413(client):
     padding = "x" * (1024 * 1024)
     response = post(client, json.dumps({**FIBROMYALGIA, "pad": padding}).encode())
     assert response.status_code == 413
-    assert "limit" in response.get_json()["error"]
+    # problem+json (issue 14): the message is the `detail` member.
+    assert "limit" in response.get_json()["detail"]
 
 
 def test_wrong_content_type_is_415(client):

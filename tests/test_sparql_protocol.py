@@ -267,8 +267,24 @@ def test_oversized_body_is_413(server):
 
 def test_errors_as_json_when_asked(server):
     status, headers, body = get(server, "SELECT", accept="application/json")
-    assert status == 400 and headers["content-type"].startswith("application/json")
-    assert json.loads(body)["status"] == 400
+    # One error format (issue 14): a JSON client gets RFC 9457 problem details.
+    assert status == 400 and headers["content-type"].startswith("application/problem+json")
+    doc = json.loads(body)
+    assert doc["status"] == 400 and doc["title"] == "Bad Request" and doc["detail"]
+
+
+def test_errors_as_text_when_only_text_is_asked(server):
+    status, headers, body = get(server, "SELECT", accept="text/plain")
+    # The one exception to problem+json: text-only SPARQL tools print the body as the error.
+    assert status == 400 and headers["content-type"].startswith("text/plain")
+    text = body.decode()
+    assert text.strip() and not text.lstrip().startswith("{")
+
+
+def test_errors_without_accept_are_problem_json(server):
+    status, headers, body = get(server, "SELECT")
+    assert status == 400 and headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["detail"]
 
 
 # --- dataset ---------------------------------------------------------------------------------

@@ -125,6 +125,10 @@ class Compactor:
         type, else an explicit value object."""
         datatype = term.datatype.value
         if coercion is not None and coercion != "@id" and self.expand(coercion) == datatype:
+            # A coerced xsd:decimal stays its lexical string, not a JSON number: JSON-LD 1.1
+            # to-RDF (section 8.6) writes a fractional number in xsd:double's canonical form,
+            # so 0.66 under "@type": xsd:decimal comes back as "6.6E-1"^^xsd:decimal, which
+            # is not a valid decimal (a store then compares it with nothing).
             return term.value
         if coercion is None and "@language" not in definition:
             if datatype == XSD_STRING:

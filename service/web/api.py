@@ -254,19 +254,9 @@ def _run(name: str) -> Response:
     if query is None:
         raise ApiError(404, f"no query named {name!r}", queries=sorted(cat.queries))
     media = choose_format(request.args.get("format"), request.headers.get("Accept"), API_MEDIA)
-    for key, given in request.args.lists():
-        if len(given) > 1:
-            raise ApiError(400, f"parameter {key!r} given more than once")
+    _refuse_repeated_parameters()
+    page, per_page = _paging(query, name)
     values = {k: v for k, v in request.args.items() if k not in RESERVED}
-    page = _positive("page", request.args.get("page"), 1, 10**6)
-    if query.pagination is None:
-        if page != 1 or "per_page" in request.args:
-            raise ApiError(400, f"query {name!r} is not paginated: it answers in one page")
-        per_page = None
-    else:
-        per_page = _positive(
-            "per_page", request.args.get("per_page"), query.pagination, MAX_PER_PAGE
-        )
     prepared = prepare(query, values, cat.resolver)  # UnknownTerm / ValueError
     from service.web import state
 
@@ -276,55 +266,99 @@ def _run(name: str) -> Response:
     # A paginated question runs whole (within the row cap) and is sliced here, so every page
     # can say how many rows there are; the answer cache makes the other pages cheap.
     results = run_select(store, query.text, cap + 1, bound)
-    bindings = results["results"]["bindings"]
-    total: int | None = None
-    has_next = False
+    sliced = _slice(results, cap, page, per_page)
+    bindings = _with_parameters(sliced.bindings, results["head"]["vars"], query, bound)
+    headers = {"Vary": "Accept", "X-Disclaimer": jsonld.DISCLAIMER}
+    if results.get("truncated") or len(bindings) > cap:
+        bindings = bindings[:cap]
+        headers["X-Result-Truncated"] = f"row cap {cap} reached"
+    results["results"]["bindings"] = bindings
+    next_url = _paging_headers(headers, sliced) if per_page is not None else None
+    if media == JSON_RESULTS:
+        body = {"head": results["head"], "results": {"bindings": bindings}}
+        return Response(json.dumps(body, ensure_ascii=False), content_type=media, headers=headers)
+    if media == CSV:
+        return _csv(results["head"], bindings, query, headers)
+    document = answer_document(
+        store, query, results["head"]["vars"], bindings, prepared, page, per_page, next_url
+    )
     if per_page is not None:
-        if not results.get("truncated") and len(bindings) <= cap:
-            total = len(bindings)
-        has_next = len(bindings) > page * per_page
-        bindings = bindings[(page - 1) * per_page : page * per_page]
-    # a parameter projected as `$_name` may come back unbound: give the column its value
-    head = results["head"]["vars"]
+        document["total"] = sliced.total
+    return Response(json.dumps(document, ensure_ascii=False), content_type=JSONLD, headers=headers)
+
+
+def _refuse_repeated_parameters() -> None:
+    for key, given in request.args.lists():
+        if len(given) > 1:
+            raise ApiError(400, f"parameter {key!r} given more than once")
+
+
+def _paging(query: NamedQuery, name: str) -> tuple[int, int | None]:
+    """The page asked for and its size; None as the size for a question answered whole."""
+    page = _positive("page", request.args.get("page"), 1, 10**6)
+    if query.pagination is None:
+        if page != 1 or "per_page" in request.args:
+            raise ApiError(400, f"query {name!r} is not paginated: it answers in one page")
+        return page, None
+    per_page = _positive("per_page", request.args.get("per_page"), query.pagination, MAX_PER_PAGE)
+    return page, per_page
+
+
+@dataclass(frozen=True)
+class _Slice:
+    bindings: list[dict[str, Any]]
+    page: int
+    per_page: int | None
+    total: int | None  # None: not paginated, or more rows than the cap (count unknown)
+    has_next: bool
+
+
+def _slice(results: Mapping[str, Any], cap: int, page: int, per_page: int | None) -> _Slice:
+    """The rows of the page asked for, and what the paging headers need to know."""
+    bindings = results["results"]["bindings"]
+    if per_page is None:
+        return _Slice(bindings, page, None, None, False)
+    total = len(bindings) if not results.get("truncated") and len(bindings) <= cap else None
+    has_next = len(bindings) > page * per_page
+    rows = bindings[(page - 1) * per_page : page * per_page]
+    return _Slice(rows, page, per_page, total, has_next)
+
+
+def _with_parameters(
+    bindings: list[dict[str, Any]], head: list[str], query: NamedQuery, bound: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Rows in the head's column order (whichever store answered), a parameter projected as
+    `$_name` given its value: the engine may leave a bound variable unbound in the row."""
     for row in bindings:
         for p in query.parameters:
             term = bound.get(p.variable)
             if term is not None and p.variable in head:
                 row[p.variable] = term_json(term)
-    # column order as the head lists it, whichever store answered
-    bindings = [{v: row[v] for v in head if v in row} for row in bindings]
-    results["results"]["bindings"] = bindings
-    headers = {"Vary": "Accept", "X-Disclaimer": jsonld.DISCLAIMER}
-    if results.get("truncated") or len(bindings) > int(current_app.config["SPARQL_ROW_CAP"]):
-        bindings = bindings[: int(current_app.config["SPARQL_ROW_CAP"])]
-        results["results"]["bindings"] = bindings
-        headers["X-Result-Truncated"] = f"row cap {current_app.config['SPARQL_ROW_CAP']} reached"
-    next_url = None
-    if per_page is not None:
-        links = _page_links(page, per_page, total, has_next)
-        next_url = links.get("next")
-        if links:
-            headers["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())
-        if total is not None:
-            headers["X-Total-Count"] = str(total)
-        # browsers' scripts may read the paging headers too
-        headers["Access-Control-Expose-Headers"] = "ETag, X-Result-Truncated, Link, X-Total-Count"
-    if media == JSON_RESULTS:
-        body = {"head": results["head"], "results": {"bindings": bindings}}
-        return Response(json.dumps(body, ensure_ascii=False), content_type=media, headers=headers)
-    if media == CSV:
-        # For people and spreadsheets: labels and IRIs in separate, named columns, no
-        # internal variables (SPARQL CSV stays available at /sparql).
-        rows = rows_from_sparql_json({"head": results["head"], "results": {"bindings": bindings}})
-        iris = {v for r in rows for v in r.values() if is_iri(v)}
-        table = result_table(rows, fetch_labels(select_rows, iris), head, query.columns)
-        return Response(result_csv(table), content_type="text/csv; charset=utf-8", headers=headers)
-    document = answer_document(
-        store, query, results["head"]["vars"], bindings, prepared, page, per_page, next_url
-    )
-    if per_page is not None:
-        document["total"] = total
-    return Response(json.dumps(document, ensure_ascii=False), content_type=JSONLD, headers=headers)
+    return [{v: row[v] for v in head if v in row} for row in bindings]
+
+
+def _paging_headers(headers: dict[str, str], sliced: _Slice) -> str | None:
+    """Link, X-Total-Count and CORS exposure of both; the next page's URL, if any."""
+    assert sliced.per_page is not None
+    links = _page_links(sliced.page, sliced.per_page, sliced.total, sliced.has_next)
+    if links:
+        headers["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())
+    if sliced.total is not None:
+        headers["X-Total-Count"] = str(sliced.total)
+    # browsers' scripts may read the paging headers too
+    headers["Access-Control-Expose-Headers"] = "ETag, X-Result-Truncated, Link, X-Total-Count"
+    return links.get("next")
+
+
+def _csv(
+    head: dict[str, Any], bindings: list[dict[str, Any]], query: NamedQuery, headers: dict[str, str]
+) -> Response:
+    """For people and spreadsheets: labels and IRIs in separate, named columns, no internal
+    variables (SPARQL CSV stays available at /sparql)."""
+    rows = rows_from_sparql_json({"head": head, "results": {"bindings": bindings}})
+    iris = {v for r in rows for v in r.values() if is_iri(v)}
+    table = result_table(rows, fetch_labels(select_rows, iris), head["vars"], query.columns)
+    return Response(result_csv(table), content_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _page_links(page: int, per_page: int, total: int | None, has_next: bool) -> dict[str, str]:

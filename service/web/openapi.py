@@ -29,16 +29,19 @@ def _content(*media: str, schema: dict[str, Any] | None = None) -> dict[str, Any
     return {m: {"schema": schema or TEXT} for m in media}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {
-        400: "A malformed value (page, per_page, a typed literal, an unknown parameter)",
-        404: "A value that names no term of the expected kind (with suggestions)",
-        406: "None of the accepted media types can be produced",
-        422: "A value that names several terms (ambiguous; the candidates as suggestions)",
-    }
+ERROR_REASONS = {
+    400: "A malformed value (page, per_page, a typed literal, an unknown parameter)",
+    404: "A value that names no term of the expected kind (with suggestions)",
+    406: "None of the accepted media types can be produced",
+    422: "A value that names several terms (ambiguous; the candidates as suggestions)",
+}
+
+
+def _errors(*codes: int, reasons: dict[int, str] | None = None) -> dict[str, Any]:
+    """Error responses: every one is the Problem schema as application/problem+json."""
     return {
         str(code): {
-            "description": reasons[code],
+            "description": (reasons or ERROR_REASONS)[code],
             "content": _content(PROBLEM_JSON, schema=ERROR),
         }
         for code in codes
@@ -177,6 +180,17 @@ def row_schemas(query: NamedQuery) -> dict[str, Any]:
     }
 
 
+PRESCRIBE_ERRORS = {
+    400: "Unreadable body",
+    404: "Unknown term",
+    405: "Method not allowed",
+    413: "Body too large",
+    415: "Not JSON",
+    422: "Invalid presentation: the SHACL report in `violations`",
+    503: "Knowledge graph not loaded",
+}
+
+
 def _fixed_paths() -> dict[str, Any]:
     json_object = {"type": "object"}
     return {
@@ -298,23 +312,9 @@ def _fixed_paths() -> dict[str, Any]:
                         "and the rules that fired",
                         "content": _content(JSONLD, "application/json", schema=PRESCRIPTION),
                     },
-                    **{
-                        code: {
-                            "description": text,
-                            "content": _content(
-                                "application/json", JSONLD, "text/plain", schema=json_object
-                            ),
-                        }
-                        for code, text in (
-                            ("400", "Unreadable body"),
-                            ("404", "Unknown term"),
-                            ("405", "Method not allowed"),
-                            ("413", "Body too large"),
-                            ("415", "Not JSON"),
-                            ("422", "Invalid presentation: the SHACL report"),
-                            ("503", "Knowledge graph not loaded"),
-                        )
-                    },
+                    # Problem details with the refused fields in `violations` and the
+                    # disclaimer, as every prescription answer.
+                    **_errors(400, 404, 405, 413, 415, 422, 503, reasons=PRESCRIBE_ERRORS),
                 },
             }
         },
@@ -370,6 +370,21 @@ COMPONENTS: dict[str, Any] = {
                 "suggestions": {"type": "array", "items": {"type": "string"}},
                 "queries": {"type": "array", "items": {"type": "string"}},
                 "problems": {"type": "array", "items": {"type": "object"}},
+                "violations": {
+                    "description": "What a prescription refused: field, rule, message",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "rule", "message"],
+                        "properties": {
+                            "field": {"type": "string"},
+                            "rule": {"type": "string"},
+                            "message": {"type": "string"},
+                            "suggestions": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                },
+                "disclaimer": {"type": "string"},
             },
         },
         "SparqlTerm": {

@@ -19,13 +19,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from service.prescribe.engine import (
     DISCLAIMER,
     KnowledgeBase,
-    error_document,
     knowledge_base,
     prescribe_json,
     render,
 )
 from service.prescribe.presentation import InvalidPresentation
 from service.store.backends import Call, StoreError
+from service.web.problems import PROBLEM_JSON, problem
 
 bp = Blueprint("prescribe", __name__)
 log = logging.getLogger("cmpkg.prescribe")
@@ -70,6 +70,19 @@ def json_depth(raw: bytes) -> int:
     return deepest
 
 
+def problem_document(err: InvalidPresentation) -> dict[str, Any]:
+    """The API's one error shape (RFC 9457, as service.web.problems) for a refused
+    presentation: what broke travels in `violations` (field, rule, message), and the
+    decision-support disclaimer rides on every prescription answer, errors included."""
+    return problem(
+        err.status,
+        err.message,
+        "invalid-presentation" if err.problems else None,
+        violations=[p.to_dict() for p in err.problems],
+        disclaimer=DISCLAIMER,
+    )
+
+
 def answer_in_worker(raw: bytes, artifact: str | None) -> tuple[int, bytes]:
     """In a query worker: the prescription document (or error document) and its status."""
     try:
@@ -86,19 +99,20 @@ def answer_in_worker(raw: bytes, artifact: str | None) -> tuple[int, bytes]:
             raise LookupError(str(err)) from None
         document = prescribe_json(raw, kb)
     except InvalidPresentation as err:
-        return err.status, render(error_document(err))
+        return err.status, render(problem_document(err))
     except LookupError:
         unavailable = InvalidPresentation(503, "the knowledge graph could not be loaded; try later")
-        return 503, render(error_document(unavailable))
+        return 503, render(problem_document(unavailable))
     return 200, render(document)
 
 
 def _mimetype(status: int) -> str:
+    if status != 200:
+        return PROBLEM_JSON
     accept = (request.headers.get("Accept") or "").lower()
-    mimetype = "application/ld+json" if "ld+json" in accept or status == 200 else "application/json"
-    if status == 200 and "application/json" in accept and "ld+json" not in accept:
-        mimetype = "application/json"
-    return mimetype
+    if "application/json" in accept and "ld+json" not in accept:
+        return "application/json"
+    return "application/ld+json"
 
 
 def _json(document: dict[str, Any], status: int) -> Response:
@@ -106,7 +120,7 @@ def _json(document: dict[str, Any], status: int) -> Response:
 
 
 def _error(status: int, message: str) -> Response:
-    return _json(error_document(InvalidPresentation(status, message)), status)
+    return _json(problem_document(InvalidPresentation(status, message)), status)
 
 
 def served_knowledge_base() -> KnowledgeBase | None:
@@ -126,7 +140,7 @@ def run_prescription(raw: bytes) -> tuple[int, bytes]:
         return state(current_app).store.call(Call(answer_in_worker, (raw, _artifact())), timeout)
     except StoreError as err:  # the deadline or the memory cap of the worker
         status = err.status if err.status >= 500 else 503
-        return status, render(error_document(InvalidPresentation(status, err.message)))
+        return status, render(problem_document(InvalidPresentation(status, err.message)))
 
 
 @bp.post("/api/prescribe")

@@ -5,7 +5,6 @@ Kept free of any store so other blueprints (API, pages) can reuse negotiation an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -15,6 +14,7 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from service.store.results import GRAPH_FORMATS, SOLUTION_FORMATS
+from service.web.problems import PROBLEM_JSON, problem, respond
 
 # format= override: short names and file-extension style aliases.
 FORMAT_ALIASES: dict[str, str] = {
@@ -61,6 +61,8 @@ GRAPH_FLAVOUR: dict[str, str] = {
 }
 MAX_ACCEPT = 4096  # characters of an Accept header we read; more is not a real client
 MAX_ERROR_MESSAGE = 2048  # characters of an error message sent back
+# What an error can be written as: problem+json first, so */* and JSON of any kind get it.
+ERROR_MEDIA = (PROBLEM_JSON, "application/json", "text/plain")
 SOLUTION_MEDIA = list(SOLUTION_FORMATS)
 GRAPH_MEDIA = list(GRAPH_FORMATS)
 
@@ -249,17 +251,21 @@ def error_response(
     accept: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """JSON for clients that ask for JSON of any kind, plain text otherwise.
+    """The service's one error shape, RFC 9457 problem details (service.web.problems).
+
+    The exception: a client whose Accept prefers text/plain to JSON gets the detail as text.
+    SPARQL tools (curl scripts, older SPARQLWrapper error paths, terminal users) ask for
+    plain text and print the body as the parse error; a JSON document there is noise.
+    Any other Accept, or none, gets problem+json: an error body may be sent even when the
+    client's Accept does not list it (RFC 9110 section 15.5.7 allows it), and a 406 must be.
 
     The message is clipped: an error never sends back more than a few KB of what the client
     sent (a parse error quotes the query, a 406 the format asked for)."""
     message = _clip(message, MAX_ERROR_MESSAGE)
-    if accept and "json" in accept.lower() and "text/plain" not in accept.lower():
-        body = json.dumps({"status": status, "error": message})
-        mimetype = "application/json"
+    if accept and accept.strip() and negotiate(accept, ERROR_MEDIA) == "text/plain":
+        response = Response(message + "\n", status=status, mimetype="text/plain")
     else:
-        body, mimetype = message + "\n", "text/plain"
-    response = Response(body, status=status, mimetype=mimetype)
+        response = respond(problem(status, message))
     response.headers.update(CORS_HEADERS)
     response.headers.update(headers or {})
     return response
