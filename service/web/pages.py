@@ -488,7 +488,7 @@ def prescription() -> ResponseReturnValue:
             context["answer"] = document
         else:
             problems = document.get("violations", [])
-            context["problem"] = {"message": document.get("error", ""), "problems": problems}
+            context["problem"] = {"message": document.get("detail", ""), "problems": problems}
     if wants_json():
         if context["problem"]:
             detail = context["problem"]["message"]
