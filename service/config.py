@@ -136,11 +136,6 @@ APP_KEYS: dict[str, str] = {
     "CMPKG_QUERIES_DIR": "Folder of the named `.rq` queries (default: queries/ under the root).",
     "CMPKG_SPARQL_PATH": "Path of the SPARQL endpoint the query editor posts to (/sparql).",
     "CMPKG_NODE_MODULES": "Where npm put the browser assets (default: node_modules/ of the root).",
-    "CMPKG_SELECT": "Pages: select(sparql) -> rows, instead of the served store (tests).",
-    "CMPKG_MANIFEST": "Pages: the build manifest to show, instead of the served one (tests).",
-    "CMPKG_QUERIES": "Pages: name -> named query, instead of the catalogue (tests).",
-    "CMPKG_RUN_QUERY": "Pages: run(name, values) -> rows, instead of the API's runner (tests).",
-    "CMPKG_RESOLVER": "Pages: the term resolver, instead of the served store's (tests).",
 }
 
 

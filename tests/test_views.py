@@ -23,6 +23,7 @@ from service.query import evidence as views
 from service.query import named as queries
 from service.query import sof
 from service.query.terms import TermResolver
+from service.web import page_source
 from service.web.evidence_map import render_table
 from service.web.pages import pages
 
@@ -84,18 +85,22 @@ def build_app() -> Flask:
     named = queries.load_queries(FIXTURES / "queries")
     queries.fill_enums(named, resolver_for(store))
     app = Flask(__name__, template_folder=str(WEB / "templates"), static_folder=str(WEB / "static"))
-    app.config.update(
-        CMPKG_SELECT=select,
-        CMPKG_MANIFEST={
-            "build_id": "test-build-1",
-            "created": "2026-01-01T00:00:00Z",
-            "graphs": {"asserted": 120, "inferred": 14},
-        },
-        CMPKG_QUERIES=named,
-        CMPKG_RUN_QUERY=make_run_query(store, named),
-        CMPKG_RESOLVER=TermResolver.from_store(store),
-        CMPKG_NODE_MODULES=str(ROOT / "node_modules"),
+    # The same PageSource the app factory installs, built over the fixture store.
+    page_source.install(
+        app,
+        page_source.fixed(
+            select=select,
+            manifest={
+                "build_id": "test-build-1",
+                "created": "2026-01-01T00:00:00Z",
+                "graphs": {"asserted": 120, "inferred": 14},
+            },
+            queries=named,
+            run_query=make_run_query(store, named),
+            resolver=TermResolver.from_store(store),
+        ),
     )
+    app.config.update(CMPKG_NODE_MODULES=str(ROOT / "node_modules"))
     app.register_blueprint(pages)
     app.add_url_rule("/sparql", "sparql", sparql_endpoint(store), methods=["GET", "POST"])
     return app
@@ -108,7 +113,7 @@ def app() -> Flask:
 
 @pytest.fixture(scope="module")
 def select(app: Flask) -> views.Select:
-    return app.config["CMPKG_SELECT"]
+    return page_source.current_for(app).select
 
 
 @pytest.fixture()

@@ -241,22 +241,8 @@ def build(
     stages = _Stages(progress, echo)
 
     with stages.stage("load"):
-        files = input_files(root)
         hashes = input_hashes(root)
-        try:
-            parsed = {g: {p: parse_file(p) for p in paths} for g, paths in files.items()}
-        except RDFSyntaxError as err:
-            raise BuildFailed("load", f"cannot parse {err}") from None
-        graph_triples = {
-            g: [t for quads in by_file.values() for t in _triples(quads)]
-            for g, by_file in parsed.items()
-        }
-        vocabulary = [
-            q.triple
-            for p, quads in parsed["rules"].items()
-            if p.name == RULE_VOCABULARY
-            for q in quads
-        ]
+        parsed, graph_triples, vocabulary = _load(root)
         rules = load_rules(graph_triples["rules"])
         if not graph_triples["ontology"]:
             raise BuildFailed("load", f"no ontology files under {root / 'ontology'}")
@@ -281,31 +267,21 @@ def build(
     if result.owl_rl_fallback:
         full_input["owl_rl"] = result.owl_rl_fallback
     if "hermit" not in skip:
-        with stages.stage("hermit"):
-            try:
-                inferred, links, hermit_full = _classify(
-                    schema, graph_triples["asserted"], inferred, directory / CACHE_DIR, after_write
-                )
-                if hermit_full == "reused":
-                    reused.append("hermit")
-                elif hermit_full:
-                    full_input["hermit"] = hermit_full
-            except BuildFailed:
-                raise
-            except Exception as err:  # a crashed JVM or reasoner: fail closed, say so
-                raise BuildFailed("hermit", f"{type(err).__name__}: {err}") from err
+        with stages.stage("hermit"), _failing_as("hermit"):  # e.g. a crashed JVM
+            inferred, links, hermit_full = _classify(
+                schema, graph_triples["asserted"], inferred, directory / CACHE_DIR, after_write
+            )
+            if hermit_full == "reused":
+                reused.append("hermit")
+            elif hermit_full:
+                full_input["hermit"] = hermit_full
 
     findings: dict[str, int] = {}
     if "shacl" not in skip:
-        with stages.stage("shacl"):
-            try:
-                findings = _validate(
-                    graph_triples, inferred, schema, _file_of(parsed["asserted"], root)
-                )
-            except BuildFailed:
-                raise
-            except Exception as err:
-                raise BuildFailed("shacl", f"{type(err).__name__}: {err}") from err
+        with stages.stage("shacl"), _failing_as("shacl"):
+            findings = _validate(
+                graph_triples, inferred, schema, _file_of(parsed["asserted"], root)
+            )
 
     with stages.stage("write"):
         by_graph = {**graph_triples, "inferred": inferred}
@@ -331,6 +307,38 @@ def build(
     for keep in after_write:
         keep()
     return manifest
+
+
+def _load(
+    root: Path,
+) -> tuple[dict[str, dict[Path, list]], dict[str, list[ox.Triple]], list[ox.Triple]]:
+    """Every input file parsed (per graph, per file), each graph's triples, and the rule
+    vocabulary (the one rules file that is schema rather than rules)."""
+    files = input_files(root)
+    try:
+        parsed = {g: {p: parse_file(p) for p in paths} for g, paths in files.items()}
+    except RDFSyntaxError as err:
+        raise BuildFailed("load", f"cannot parse {err}") from None
+    graph_triples = {
+        g: [t for quads in by_file.values() for t in _triples(quads)]
+        for g, by_file in parsed.items()
+    }
+    vocabulary = [
+        q.triple for p, quads in parsed["rules"].items() if p.name == RULE_VOCABULARY for q in quads
+    ]
+    return parsed, graph_triples, vocabulary
+
+
+@contextmanager
+def _failing_as(stage: str) -> Iterator[None]:
+    """Any crash of a stage fails the build closed, named by its stage (a BuildFailed already
+    says which stage and why, so it passes through)."""
+    try:
+        yield
+    except BuildFailed:
+        raise
+    except Exception as err:
+        raise BuildFailed(stage, f"{type(err).__name__}: {err}") from err
 
 
 _RDFS_SUBCLASS = "http://www.w3.org/2000/01/rdf-schema#subClassOf"

@@ -160,81 +160,118 @@ def _step(
     if node.value in seen:
         return Step(node.value, "seen", f"{graph.label(node)} (shown above)")
     seen = seen | {node.value}
-    subject = graph.one(node, _P["subject"])
-    if subject is not None:  # a derivation record of one derived triple
-        predicate, obj = graph.one(node, _P["predicate"]), graph.one(node, _P["object"])
-        step = Step(
-            node.value,
-            "derivation",
-            f"{compact(subject)} {compact(predicate)} {compact(obj)}",
-        )
-        _rule_step(graph, step, node)
-        premises = graph.objects(node, _P["used"])
+    # Which kind of node this is decides what it says and what its premises are.
+    premises: list
+    if graph.one(node, _P["subject"]) is not None:  # a derivation record of one derived triple
+        step, premises = _derivation_step(graph, node)
     elif graph.one(node, _P["generated"]) is not None:  # a node minted by a rule
-        step = Step(node.value, "derived", graph.label(node))
-        _rule_step(graph, step, node)
-        is_body = BODY in graph.objects(node, _P["type"])
-        certainty = graph.one(node, _P["certainty"])
-        if certainty is not None and not is_body:
-            step.details.append(f"certainty: {graph.label(certainty)}")
-        domain = graph.one(node, _P["domain"])
-        if domain is not None:  # a rating-down: the project's, never the source's
-            step.details.append(f"rated down one level by the project for {graph.label(domain)}")
-            step.details += [f"reason: {r.value}" for r in graph.objects(node, _P["reason"])]
-        for src in graph.objects(node, _P["dc_source"]):
-            step.details.append(f"source: {_source_text(graph, src)}")
-        premises = graph.objects(node, _P["derived_from"])
-        if is_body:
-            step.details += _body_details(graph, node)
-            # Rating-downs first (each with the claims behind it), then every included claim.
-            premises = graph.objects(node, _P["rating_down"]) + premises
+        step, premises = _derived_step(graph, node)
         condition = graph.one(node, _P["condition"]) or condition
     elif graph.one(node, _P["source"]) is not None:  # an asserted sourced statement
-        src = graph.one(node, _P["source"])
-        step = Step(node.value, "asserted", graph.label(node), source=graph.label(src))
-        doi = graph.one(src, _P["doi"])
-        step.doi = doi.value if doi is not None else None
-        if doi is None:  # some sources (PMC-only reviews, animal studies) have no DOI
-            step.details += [
-                f"{key.upper()} {value.value}"
-                for key in ("pmid", "pmcid")
-                for value in graph.objects(src, _P[key])
-            ]
-        status = graph.one(node, _P["status"])
-        if status is not None:
-            step.details.append(f"curation status: {graph.label(status)}")
-        certainty = graph.one(node, _P["certainty"])
-        if certainty is not None:
-            step.details.append(f"certainty given by the source: {graph.label(certainty)}")
-        rated = [graph.label(d) for d in graph.objects(node, _P["rated_down_for"])]
-        if rated:
-            step.details.append("rated down by the source for: " + ", ".join(rated))
-        for secondary in graph.objects(node, _P["reported_in"]):
-            step.details.append(f"figures as reported in: {_source_text(graph, secondary)}")
-        # What the rules concluded about this statement on the way up (significance, ...).
-        premises = [
-            record
-            for record in graph.subjects(_P["subject"], node)
-            if graph.one(record, _P["generated"]) not in _QUIET_RULES
-            and (
-                condition is None
-                or graph.one(record, _P["predicate"]) != _P["indirectly_informs"]
-                or graph.one(record, _P["object"]) == condition
-            )
-        ]
+        step, premises = _asserted_step(graph, node, condition)
     else:
         return Step(node.value, "term", graph.label(node))
     if depth > 0:
-        step.children = [
-            _step(graph, p, seen, depth - 1, condition)
-            for p in premises
-            if isinstance(p, ox.NamedNode) and p.value not in seen
-        ]
-        carriers = {c.value for c in graph.objects(node, _P["carried_by"])}
-        for child in step.children:
-            if child.iri in carriers:
-                child.details.insert(0, "carries the conclusion of this body of evidence")
+        _add_children(graph, step, node, premises, seen, depth, condition)
     return step
+
+
+def _derivation_step(graph: _Graph, node: ox.NamedNode) -> tuple[Step, list]:
+    subject = graph.one(node, _P["subject"])
+    predicate, obj = graph.one(node, _P["predicate"]), graph.one(node, _P["object"])
+    step = Step(
+        node.value,
+        "derivation",
+        f"{compact(subject)} {compact(predicate)} {compact(obj)}",
+    )
+    _rule_step(graph, step, node)
+    return step, graph.objects(node, _P["used"])
+
+
+def _derived_step(graph: _Graph, node: ox.NamedNode) -> tuple[Step, list]:
+    step = Step(node.value, "derived", graph.label(node))
+    _rule_step(graph, step, node)
+    is_body = BODY in graph.objects(node, _P["type"])
+    certainty = graph.one(node, _P["certainty"])
+    if certainty is not None and not is_body:
+        step.details.append(f"certainty: {graph.label(certainty)}")
+    domain = graph.one(node, _P["domain"])
+    if domain is not None:  # a rating-down: the project's, never the source's
+        step.details.append(f"rated down one level by the project for {graph.label(domain)}")
+        step.details += [f"reason: {r.value}" for r in graph.objects(node, _P["reason"])]
+    for src in graph.objects(node, _P["dc_source"]):
+        step.details.append(f"source: {_source_text(graph, src)}")
+    premises = graph.objects(node, _P["derived_from"])
+    if is_body:
+        step.details += _body_details(graph, node)
+        # Rating-downs first (each with the claims behind it), then every included claim.
+        premises = graph.objects(node, _P["rating_down"]) + premises
+    return step, premises
+
+
+def _asserted_step(
+    graph: _Graph, node: ox.NamedNode, condition: ox.NamedNode | None
+) -> tuple[Step, list]:
+    src = graph.one(node, _P["source"])
+    step = Step(node.value, "asserted", graph.label(node), source=graph.label(src))
+    doi = graph.one(src, _P["doi"])
+    step.doi = doi.value if doi is not None else None
+    if doi is None:  # some sources (PMC-only reviews, animal studies) have no DOI
+        step.details += [
+            f"{key.upper()} {value.value}"
+            for key in ("pmid", "pmcid")
+            for value in graph.objects(src, _P[key])
+        ]
+    step.details += _asserted_details(graph, node)
+    # What the rules concluded about this statement on the way up (significance, ...).
+    premises = [
+        record
+        for record in graph.subjects(_P["subject"], node)
+        if graph.one(record, _P["generated"]) not in _QUIET_RULES
+        and (
+            condition is None
+            or graph.one(record, _P["predicate"]) != _P["indirectly_informs"]
+            or graph.one(record, _P["object"]) == condition
+        )
+    ]
+    return step, premises
+
+
+def _asserted_details(graph: _Graph, node: ox.NamedNode) -> list[str]:
+    """Curation status and the source's own rating, each said to be the source's."""
+    details = []
+    status = graph.one(node, _P["status"])
+    if status is not None:
+        details.append(f"curation status: {graph.label(status)}")
+    certainty = graph.one(node, _P["certainty"])
+    if certainty is not None:
+        details.append(f"certainty given by the source: {graph.label(certainty)}")
+    rated = [graph.label(d) for d in graph.objects(node, _P["rated_down_for"])]
+    if rated:
+        details.append("rated down by the source for: " + ", ".join(rated))
+    for secondary in graph.objects(node, _P["reported_in"]):
+        details.append(f"figures as reported in: {_source_text(graph, secondary)}")
+    return details
+
+
+def _add_children(
+    graph: _Graph,
+    step: Step,
+    node: ox.NamedNode,
+    premises: list,
+    seen: set[str],
+    depth: int,
+    condition: ox.NamedNode | None,
+) -> None:
+    step.children = [
+        _step(graph, p, seen, depth - 1, condition)
+        for p in premises
+        if isinstance(p, ox.NamedNode) and p.value not in seen
+    ]
+    carriers = {c.value for c in graph.objects(node, _P["carried_by"])}
+    for child in step.children:
+        if child.iri in carriers:
+            child.details.insert(0, "carries the conclusion of this body of evidence")
 
 
 def _body_details(graph: _Graph, node: ox.NamedNode) -> list[str]:

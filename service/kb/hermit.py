@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,15 +250,31 @@ def _new_subclass_links(
     return sorted(found)
 
 
+_Via = tuple[str, str | None, str | None]  # how a node got a type: (kind, subject, property)
+
+
 def find_disjointness_clashes(triples: Iterable[Statement]) -> list[Clash]:
     """Nodes typed into two disjoint classes, directly or via rdfs:domain / rdfs:range."""
     statements = _triples(triples)
     by_pred: dict[str, list[PlainTriple]] = defaultdict(list)
     for t in statements:
         by_pred[t.predicate.value].append(t)
+    ancestors = _ancestry(by_pred[RDFS_SUBCLASS])
+    disjoint = _disjoint_pairs(by_pred)
+    clashes: set[Clash] = set()
+    for node, types in _typings(statements, by_pred).items():
+        clashes |= _clashes_of(node, types, ancestors, disjoint)
+    # One clash per (node, offending use) is enough for a curator.
+    best: dict[tuple[str, tuple], Clash] = {}
+    for c in sorted(clashes, key=lambda c: (c.node, c.via_b, c.class_a, c.class_b)):
+        best.setdefault((c.node, c.via_b), c)
+    return sorted(best.values(), key=lambda c: (c.node, c.via_b[1] or "", c.via_b[2] or ""))
 
+
+def _ancestry(subclass_of: list[PlainTriple]) -> Callable[[str], set[str]]:
+    """cls -> itself and every named superclass (rdfs:subClassOf is transitive)."""
     parents: dict[str, set[str]] = defaultdict(set)
-    for t in by_pred[RDFS_SUBCLASS]:
+    for t in subclass_of:
         if isinstance(t.object, ox.NamedNode):
             parents[t.subject.value].add(t.object.value)
 
@@ -271,6 +287,11 @@ def find_disjointness_clashes(triples: Iterable[Statement]) -> list[Clash]:
                     todo.append(p)
         return seen
 
+    return ancestors
+
+
+def _disjoint_pairs(by_pred: Mapping[str, list[PlainTriple]]) -> set[frozenset[str]]:
+    """owl:disjointWith pairs plus every pair of each owl:AllDisjointClasses member list."""
     disjoint: set[frozenset[str]] = {
         frozenset((t.subject.value, t.object.value))
         for t in by_pred[OWL_DISJOINT]
@@ -283,22 +304,20 @@ def find_disjointness_clashes(triples: Iterable[Statement]) -> list[Clash]:
         if t.subject not in all_disjoint:
             continue
         members, cell = [], t.object
-        while cell in first:
+        while cell in first:  # walk the RDF list
             members.append(first[cell].value)
             cell = rest.get(cell, ox.NamedNode(RDF_NIL))
         disjoint |= {frozenset((a, b)) for a in members for b in members if a != b}
+    return disjoint
 
-    domains = {
-        t.subject.value: t.object.value
-        for t in by_pred[RDFS_DOMAIN]
-        if isinstance(t.object, ox.NamedNode)
-    }
-    ranges = {
-        t.subject.value: t.object.value
-        for t in by_pred[RDFS_RANGE]
-        if isinstance(t.object, ox.NamedNode)
-    }
-    typings: dict[str, dict[str, tuple[str, str | None, str | None]]] = defaultdict(dict)
+
+def _typings(
+    statements: list[PlainTriple], by_pred: Mapping[str, list[PlainTriple]]
+) -> dict[str, dict[str, _Via]]:
+    """node -> class -> the first way it got that type (asserted, or a domain/range use)."""
+    domains = _named_objects(by_pred[RDFS_DOMAIN])
+    ranges = _named_objects(by_pred[RDFS_RANGE])
+    typings: dict[str, dict[str, _Via]] = defaultdict(dict)
     for t in statements:
         if not isinstance(t.subject, ox.NamedNode):
             continue
@@ -309,29 +328,32 @@ def find_disjointness_clashes(triples: Iterable[Statement]) -> list[Clash]:
             typings[s].setdefault(domains[p], ("domain", None, p))
         if p in ranges and isinstance(t.object, ox.NamedNode):
             typings[t.object.value].setdefault(ranges[p], ("range", s, p))
+    return typings
 
-    clashes: set[Clash] = set()
-    for node, types in typings.items():
-        # Prefer explaining with an asserted type, which is what the curator can see in the file.
-        ordered = sorted(types.items(), key=lambda kv: (kv[1][0] != "asserted", kv[0]))
-        for i, (a, via_a) in enumerate(ordered):
-            for b, via_b in ordered[i + 1 :]:
-                hit = next(
-                    (
-                        (x, y)
-                        for x in sorted(ancestors(a))
-                        for y in sorted(ancestors(b))
-                        if frozenset((x, y)) in disjoint
-                    ),
-                    None,
-                )
-                if hit:
-                    clashes.add(Clash(node, a, b, hit[0], hit[1], via_a, via_b))
-    # One clash per (node, offending use) is enough for a curator.
-    best: dict[tuple[str, tuple], Clash] = {}
-    for c in sorted(clashes, key=lambda c: (c.node, c.via_b, c.class_a, c.class_b)):
-        best.setdefault((c.node, c.via_b), c)
-    return sorted(best.values(), key=lambda c: (c.node, c.via_b[1] or "", c.via_b[2] or ""))
+
+def _clashes_of(
+    node: str,
+    types: Mapping[str, _Via],
+    ancestors: Callable[[str], set[str]],
+    disjoint: set[frozenset[str]],
+) -> set[Clash]:
+    found: set[Clash] = set()
+    # Prefer explaining with an asserted type, which is what the curator can see in the file.
+    ordered = sorted(types.items(), key=lambda kv: (kv[1][0] != "asserted", kv[0]))
+    for i, (a, via_a) in enumerate(ordered):
+        for b, via_b in ordered[i + 1 :]:
+            hit = next(
+                (
+                    (x, y)
+                    for x in sorted(ancestors(a))
+                    for y in sorted(ancestors(b))
+                    if frozenset((x, y)) in disjoint
+                ),
+                None,
+            )
+            if hit:
+                found.add(Clash(node, a, b, hit[0], hit[1], via_a, via_b))
+    return found
 
 
 def _named_objects(triples: list[PlainTriple]) -> dict[str, str]:
@@ -563,6 +585,28 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
     for t in data:
         if t.predicate not in annotation:
             by_subject[t.subject].append(t)
+    rep = _representatives(by_subject, terms)
+    out: set[ox.Triple] = set(schema)
+    literal_seen: set[tuple] = set()
+    for node, triples in by_subject.items():
+        subject = rep.get(node, node)
+        for t in triples:
+            key = _value_slot(subject, t, functional)
+            if key is not None:
+                if key in literal_seen:
+                    continue
+                literal_seen.add(key)
+            obj = t.object
+            obj = _stand_in(obj) if isinstance(obj, ox.Literal) else rep.get(obj, obj)
+            out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
+    return sorted(out, key=str)
+
+
+def _representatives(
+    by_subject: Mapping[object, list[ox.Triple]], terms: set
+) -> dict[object, ox.NamedNode]:
+    """Each data node not named by the schema -> the summary node of its kind (its sorted
+    types and properties), so nodes of one kind collapse into one."""
     rep: dict[object, ox.NamedNode] = {}
     for node, triples in by_subject.items():
         if node in terms:
@@ -571,26 +615,19 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
         props = sorted({str(t.predicate) for t in triples if t.predicate.value != RDF_TYPE})
         kind = "\n".join(types) + "\n\n" + "\n".join(props)
         rep[node] = ox.NamedNode(SUMMARY_NS + hashlib.md5(kind.encode()).hexdigest())
-    out: set[ox.Triple] = set(schema)
-    literal_seen: set[tuple] = set()
-    for node, triples in by_subject.items():
-        subject = rep.get(node, node)
-        for t in triples:
-            obj = t.object
-            # One value per functional property, one literal per property and datatype: the
-            # values themselves were checked on the full data (summary_blocker).
-            key: tuple | None = None
-            if t.predicate in functional:
-                key = (subject, t.predicate)
-            elif isinstance(obj, ox.Literal):
-                key = (subject, t.predicate, obj.datatype, obj.language)
-            if key is not None:
-                if key in literal_seen:
-                    continue
-                literal_seen.add(key)
-            obj = _stand_in(obj) if isinstance(obj, ox.Literal) else rep.get(obj, obj)
-            out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
-    return sorted(out, key=str)
+    return rep
+
+
+def _value_slot(subject: object, t: ox.Triple, functional: set) -> tuple | None:
+    """The slot a statement fills in the summary, kept once: one value per functional property,
+    one literal per property and datatype (the values themselves were checked on the full data,
+    summary_blocker); None for statements that are all kept."""
+    if t.predicate in functional:
+        return (subject, t.predicate)
+    obj = t.object
+    if isinstance(obj, ox.Literal):
+        return (subject, t.predicate, obj.datatype, obj.language)
+    return None
 
 
 def _cached_run(triples: list[ox.Triple], cache_dir: Path | None) -> HermitResult:

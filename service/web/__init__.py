@@ -172,6 +172,9 @@ def create_app(
 
     for blueprint in (api.bp, linked_data.bp, openapi.bp, pages.pages):
         app.register_blueprint(blueprint)
+    from service.web import page_source  # what the pages read: the served build
+
+    page_source.install(app, page_source.served())
     from service.web import prescribe  # POST /api/prescribe (issue 6)
 
     app.register_blueprint(prescribe.bp)

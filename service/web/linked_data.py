@@ -174,26 +174,29 @@ def _page(node: ox.NamedNode) -> Response:
     return Response(html, content_type="text/html; charset=utf-8", headers={"Vary": "Accept"})
 
 
-def _page_model(
-    iri: str,
-    out_rows: list[dict[str, Any]],
-    in_rows: list[dict[str, Any]],
-    evidence: list[dict[str, Any]],
-) -> dict[str, Any]:
-    comp = jsonld.compactor()
+class _Cells:
+    """SPARQL JSON cells as what the page shows: the label when the store has one, else the
+    CURIE (so the page never shows a bare long IRI)."""
 
-    def term(cell: Mapping[str, Any], label: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def __init__(self) -> None:
+        self.comp = jsonld.compactor()
+
+    def term(self, cell: Mapping[str, Any], label: Mapping[str, Any] | None = None) -> dict:
         if cell["type"] == "uri":
-            shown = _value(label) or comp.iri(cell["value"])
-            return {"iri": cell["value"], "text": shown, "curie": comp.iri(cell["value"])}
+            shown = _value(label) or self.comp.iri(cell["value"])
+            return {"iri": cell["value"], "text": shown, "curie": self.comp.iri(cell["value"])}
         text = cell["value"]
         if "xml:lang" in cell:
             text += f" @{cell['xml:lang']}"
         return {"iri": None, "text": text, "curie": None}
 
-    def prop(cell: Mapping[str, Any], label: Mapping[str, Any] | None) -> dict[str, Any]:
-        return {"iri": cell["value"], "text": _value(label) or comp.iri(cell["value"])}
+    def prop(self, cell: Mapping[str, Any], label: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {"iri": cell["value"], "text": _value(label) or self.comp.iri(cell["value"])}
 
+
+def _outgoing(cells: _Cells, out_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entity's own statements: first label and definition, alt labels, types, mappings,
+    and every link out (the named ones are also kept apart for the page's header)."""
     first: dict[str, str] = {}
     types: list[dict[str, Any]] = []
     matches: list[dict[str, Any]] = []
@@ -208,43 +211,69 @@ def _page_model(
         elif p == SKOS + "altLabel":
             alt_labels.append(row["o"]["value"])
         if p == PREFIXES["rdf"] + "type":
-            types.append(term(row["o"], row.get("ol")))
+            types.append(cells.term(row["o"], row.get("ol")))
         if p in {SKOS + m for m in MATCHES}:
-            matches.append({**term(row["o"], row.get("ol")), "kind": p[len(SKOS) :]})
+            matches.append({**cells.term(row["o"], row.get("ol")), "kind": p[len(SKOS) :]})
         links_out.append(
-            {"property": prop(row["p"], row.get("pl")), "value": term(row["o"], row.get("ol"))}
+            {
+                "property": cells.prop(row["p"], row.get("pl")),
+                "value": cells.term(row["o"], row.get("ol")),
+            }
         )
-    links_in: list[dict[str, Any]] = []
-    derivations: list[dict[str, Any]] = []
-    for row in in_rows[:MAX_LINKS]:
-        link = {"subject": term(row["s"], row.get("sl")), "property": prop(row["p"], row.get("pl"))}
-        # Derivation records (one per derived triple) explain; they are not things one visits.
-        is_record = row["s"]["value"].startswith(DERIVATION_NS)
-        (derivations if is_record else links_in).append(link)
-    statements = [
-        {
-            "statement": term(row["st"], row.get("stl")),
-            "source": term(row["src"], row.get("srcl")),
-            "certainty": term(row["cert"], row.get("certl")) if "cert" in row else None,
-            # in words: the status's label ("from a secondary source"), never a raw CURIE
-            "status": (_value(row.get("statusl")) or comp.iri(row["status"]["value"]))
-            if "status" in row
-            else None,
-        }
-        for row in evidence
-    ]
     return {
-        "iri": iri,
-        "curie": comp.iri(iri),
-        "label": first.get("label") or comp.iri(iri),
+        "label": first.get("label"),
         "definition": first.get("definition"),
         "alt_labels": sorted(set(alt_labels)),
         "types": types,
         "matches": matches,
         "links_out": links_out,
+    }
+
+
+def _incoming(cells: _Cells, in_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    links_in: list[dict[str, Any]] = []
+    derivations: list[dict[str, Any]] = []
+    for row in in_rows[:MAX_LINKS]:
+        link = {
+            "subject": cells.term(row["s"], row.get("sl")),
+            "property": cells.prop(row["p"], row.get("pl")),
+        }
+        # Derivation records (one per derived triple) explain; they are not things one visits.
+        is_record = row["s"]["value"].startswith(DERIVATION_NS)
+        (derivations if is_record else links_in).append(link)
+    return {
         "links_in": links_in,
         "derivations": derivations,
         "links_in_cut": len(in_rows) > MAX_LINKS,
-        "evidence": statements,
+    }
+
+
+def _statement(cells: _Cells, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statement": cells.term(row["st"], row.get("stl")),
+        "source": cells.term(row["src"], row.get("srcl")),
+        "certainty": cells.term(row["cert"], row.get("certl")) if "cert" in row else None,
+        # in words: the status's label ("from a secondary source"), never a raw CURIE
+        "status": (_value(row.get("statusl")) or cells.comp.iri(row["status"]["value"]))
+        if "status" in row
+        else None,
+    }
+
+
+def _page_model(
+    iri: str,
+    out_rows: list[dict[str, Any]],
+    in_rows: list[dict[str, Any]],
+    evidence: list[dict[str, Any]],
+) -> dict[str, Any]:
+    cells = _Cells()
+    own = _outgoing(cells, out_rows)
+    return {
+        "iri": iri,
+        "curie": cells.comp.iri(iri),
+        **own,
+        "label": own["label"] or cells.comp.iri(iri),
+        **_incoming(cells, in_rows),
+        "evidence": [_statement(cells, row) for row in evidence],
         "formats": [("Turtle", "ttl"), ("JSON-LD", "jsonld"), ("N-Triples", "nt")],
     }

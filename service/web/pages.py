@@ -1,14 +1,10 @@
 """HTML pages for guideline authors (home, query editor, question gallery, evidence map,
 summary of findings), each with a JSON twin (`?format=json` or a `.json` path).
 
-Wiring, set by the app factory:
-  CMPKG_SELECT      select(sparql) -> list[dict[str, str | None]]
-  CMPKG_MANIFEST    build manifest (build_id, created, graphs); optional
-  CMPKG_QUERIES     name -> named query (name, summary, description, tags, parameters, text)
-  CMPKG_RUN_QUERY   run(name, values) -> rows; LookupError(.suggestions) on unknown values
-  CMPKG_RESOLVER    the service.terms.TermResolver of the served store (the API's, by default)
-  CMPKG_NODE_MODULES  where npm put the browser assets (default: <repo>/node_modules)
-The page layer only reads these; it never parses RDF files nor talks to a store itself.
+Data comes from the PageSource the app factory installs (service.web.page_source: select,
+manifest, queries, run_query, resolver); CMPKG_NODE_MODULES says where npm put the browser
+assets (default: <repo>/node_modules). The page layer never parses RDF files nor talks to a
+store itself.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ from service.query import sof as sof_view
 from service.query.named import inline, prepare
 from service.query.terms import TermResolver, UnknownTerm
 from service.vocab import DISCLAIMER
-from service.web import api
+from service.web import page_source
 from service.web import prescription_form as rx
 from service.web.evidence_map import render_legend, render_table
 from service.web.problems import problem, respond, term_problem, term_status
@@ -62,36 +58,29 @@ VENDOR_FILES = {
 # --- plumbing ---------------------------------------------------------------------------
 
 
-# Each of these reads the served store through the API module unless the app config
-# provides its own (the page tests run the blueprint on a bare Flask app).
+# The data the pages show comes from the app's PageSource (service.web.page_source), the
+# one path production and the page tests share.
 
 
 def _select() -> views.Select:
-    return current_app.config.get("CMPKG_SELECT") or api.select_rows
+    return page_source.current().select
 
 
 def _manifest() -> Mapping[str, Any]:
-    if "CMPKG_MANIFEST" in current_app.config:
-        return current_app.config["CMPKG_MANIFEST"] or {}
-    from service.web import state
-
-    store = state(current_app).store
-    return {"build_id": store.build_id, "graphs": store.graph_counts()}
+    return page_source.current().manifest()
 
 
 def _queries() -> Mapping[str, Any]:
-    if "CMPKG_QUERIES" in current_app.config:
-        return current_app.config["CMPKG_QUERIES"]
-    return api.catalog().queries
+    return page_source.current().queries()
 
 
-def _run_query() -> Callable[[str, dict[str, str]], list[dict]]:
-    return current_app.config.get("CMPKG_RUN_QUERY") or api.run_named
+def _run_query() -> Callable[[str, Mapping[str, str]], list[dict[str, str | None]]]:
+    return page_source.current().run_query
 
 
 def _resolver() -> TermResolver:
     """The one term resolver (service.terms), the same index the API resolves values with."""
-    return current_app.config.get("CMPKG_RESOLVER") or api.catalog().resolver
+    return page_source.current().resolver()
 
 
 def wants_json(suffix: str | None = None) -> bool:

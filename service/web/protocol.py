@@ -107,31 +107,10 @@ def parse_query_request(
 ) -> QueryRequest:
     """One of the three query operations of SPARQL 1.1 Protocol section 2.1."""
     url_params = parse_qs(query_string, keep_blank_values=True)
-    media = _media(content_type)
     if method == "GET":
-        params = url_params
-        query_values = params.get("query", [])
+        params, query_values = url_params, url_params.get("query", [])
     elif method == "POST":
-        if media == "application/x-www-form-urlencoded":
-            params = parse_qs(_text(body), keep_blank_values=True)
-            for key, values in url_params.items():
-                params.setdefault(key, []).extend(values)
-            query_values = params.get("query", [])
-            if "update" in params:
-                raise ProtocolError(400, _read_only("update"))
-        elif media == "application/sparql-query":
-            params = url_params
-            if "query" in params:
-                raise ProtocolError(400, "a direct POST carries the query in its body, not ?query")
-            query_values = [_text(body)]
-        elif media == "application/sparql-update":
-            raise ProtocolError(400, _read_only("application/sparql-update"))
-        else:
-            raise ProtocolError(
-                400,
-                f"unsupported media type {media or '(none)'!r}: POST a query as "
-                "application/sparql-query or application/x-www-form-urlencoded",
-            )
+        params, query_values = _post_parameters(_media(content_type), url_params, body)
     else:
         raise ProtocolError(
             405, "this endpoint is read-only: use GET or POST", {"Allow": "GET, POST, OPTIONS"}
@@ -151,6 +130,29 @@ def parse_query_request(
         tuple(params.get("named-graph-uri", [])),
         formats,
         params,
+    )
+
+
+def _post_parameters(
+    media: str, url_params: dict[str, list[str]], body: bytes
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The parameters and query values of a POST: form-encoded (query in the body's fields,
+    URL parameters added) or direct (the body is the query)."""
+    if media == "application/x-www-form-urlencoded":
+        params = parse_qs(_text(body), keep_blank_values=True)
+        for key, values in url_params.items():
+            params.setdefault(key, []).extend(values)
+        return params, params.get("query", [])
+    if media == "application/sparql-query":
+        if "query" in url_params:
+            raise ProtocolError(400, "a direct POST carries the query in its body, not ?query")
+        return url_params, [_text(body)]
+    if media == "application/sparql-update":
+        raise ProtocolError(400, _read_only("application/sparql-update"))
+    raise ProtocolError(
+        400,
+        f"unsupported media type {media or '(none)'!r}: POST a query as "
+        "application/sparql-query or application/x-www-form-urlencoded",
     )
 
 
