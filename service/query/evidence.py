@@ -457,9 +457,7 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
             Claim(
                 iri=iri,
                 label=r.get("label") or local_name(iri),
-                condition=Term.make(r["condition"] or "", label_of(labels, r.get("condition"))),
-                modality=Term.make(r["modality"] or "", label_of(labels, r.get("modality"))),
-                outcome=Term.make(r["outcome"] or "", label_of(labels, r.get("outcome"))),
+                **_question_terms(r, labels),
                 comparator=label_of(labels, r.get("comparator")),
                 measure=measure,
                 measure_iri=r.get("measure"),
@@ -473,7 +471,7 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
                 participants=r.get("participants"),
                 participants_text=participants_text(r.get("participants"), r.get("studies")),
                 certainty=label_of(labels, r.get("certainty")) or "not reported",
-                certainty_rank=int(rank) if rank and rank.lstrip("-").isdigit() else 0,
+                certainty_rank=_rank(rank),
                 source_downgrades=sorted(label_of(labels, d) for d in rated_down.get(iri, ())),
                 imprecision_concern=_is_true(r.get("imprecision")),
                 direction=label_of(labels, direction) if direction else "not derived",
@@ -493,6 +491,19 @@ def fetch_claims(select: Select, query: str) -> list[Claim]:
         )
     claims.sort(key=lambda c: (c.outcome.label, -c.certainty_rank, c.source_label, c.iri))
     return claims
+
+
+def _rank(value: str | None) -> int:
+    """A certainty level's cmp:rank as read from a row; 0 (not rated) when absent."""
+    return int(value) if value and value.lstrip("-").isdigit() else 0
+
+
+def _question_terms(row: Mapping[str, str | None], labels: Mapping[str, str]) -> dict[str, Term]:
+    """The condition, modality and outcome of a claim or body row, with their labels."""
+    return {
+        name: Term.make(row[name] or "", label_of(labels, row.get(name)))
+        for name in ("condition", "modality", "outcome")
+    }
 
 
 # --- home -------------------------------------------------------------------------------
@@ -664,8 +675,7 @@ def fetch_bodies(select: Select, query: str) -> list[Body]:
 
     bodies = []
     for iri, r in records.items():
-        raw_rank = r.get("rank") or ""
-        rank = int(raw_rank) if raw_rank.lstrip("-").isdigit() else 0
+        rank = _rank(r.get("rank"))
         conclusion = local_name(r.get("conclusion") or "")
         status = local_name(r.get("status") or "")
         carried = sorted(carrying.get(iri, []), key=_claim_order)
@@ -673,9 +683,7 @@ def fetch_bodies(select: Select, query: str) -> list[Body]:
             Body(
                 iri=iri,
                 label=r.get("label") or local_name(iri),
-                condition=Term.make(r["condition"] or "", label_of(labels, r.get("condition"))),
-                modality=Term.make(r["modality"] or "", label_of(labels, r.get("modality"))),
-                outcome=Term.make(r["outcome"] or "", label_of(labels, r.get("outcome"))),
+                **_question_terms(r, labels),
                 conclusion=conclusion,
                 conclusion_label=label_of(labels, r.get("conclusion")) or "not concluded",
                 certainty=label_of(labels, r.get("certainty")) if rank else "not rated",
