@@ -575,8 +575,8 @@ def test_prescription_form_becomes_the_api_body():
         ],
         "preferences": {"setting": "water"},
     }
-    assert prescription_page.circles("cert:moderate") == "⊕⊕⊕◯"
-    assert prescription_page.circles("cert:not-reported") == ""
+    assert prescription_page.circles(PREFIXES["cert"] + "moderate") == "⊕⊕⊕◯"
+    assert prescription_page.circles(PREFIXES["cert"] + "not-reported") == ""
 
 
 def test_a_rating_down_with_several_reasons_is_one_footnote():

@@ -15,7 +15,6 @@ effect, inconclusive or harm are listed as not an option, with the reason.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import threading
@@ -38,6 +37,7 @@ from service.prescribe.presentation import (
     load_context,
     parse_body,
 )
+from service.query.jsonld import NUMERIC, json_number
 from service.query.terms import TermResolver
 from service.vocab import DISCLAIMER
 
@@ -57,25 +57,15 @@ IMPRECISION_HEURISTIC = (
 )
 
 
-@functools.cache
-def context_prefixes() -> dict[str, str]:
-    """The namespace prefixes the presentation @context defines (the response's context)."""
-    return {
-        name: value
-        for name, value in load_context().items()
-        if isinstance(value, str) and value.endswith(("/", "#")) and not name.startswith("@")
-    }
-
-
 def _short(iri: str) -> str:
     """A project prefixed name for text a person reads (field and rule names in reports)."""
     return sources.curie(iri) or iri
 
 
-def curie(iri: str) -> str:
-    """A prefixed name the response's own @context defines, else the full IRI (so every
-    @id expands to the right IRI)."""
-    return sources.curie(iri, context_prefixes()) or iri
+def node_id(iri: str) -> str:
+    """A node's `@id` in the answer: its full IRI, the API's one convention for ids (issue
+    14; CURIEs could not be: some prefixes clash with keys in the published context)."""
+    return iri
 
 
 @dataclass
@@ -130,7 +120,7 @@ class KnowledgeBase:
         return store
 
     def label(self, iri: str) -> str:
-        return self.resolver.label(iri) or self.labels.get(iri) or curie(iri)
+        return self.resolver.label(iri) or self.labels.get(iri) or _short(iri)
 
 
 _CACHE: dict[tuple[str, float], KnowledgeBase] = {}
@@ -214,10 +204,8 @@ def _v(term: Any) -> Any:
         return None
     if isinstance(term, ox.Literal):
         dt = term.datatype.value
-        if dt.endswith(("#decimal", "#double", "#float")):
-            return float(Decimal(term.value))
-        if dt.endswith("#integer"):
-            return int(term.value)
+        if dt in NUMERIC:
+            return json_number(term.value)
         if dt.endswith("#boolean"):
             return term.value == "true"
         return term.value
@@ -225,7 +213,7 @@ def _v(term: Any) -> Any:
 
 
 def _ref(kb: KnowledgeBase, iri: str) -> dict[str, str]:
-    return {"@id": curie(iri), "label": kb.label(iri)}
+    return {"@id": node_id(iri), "label": kb.label(iri)}
 
 
 def _source(kb: KnowledgeBase, iri: str) -> dict[str, str]:
@@ -259,7 +247,7 @@ def _claim(store: ox.Store, kb: KnowledgeBase, iri: str) -> tuple[dict[str, Any]
     doi = kb.dois.get(source) if source else None
     measure = one("effectMeasure")
     claim = {
-        "@id": curie(iri),
+        "@id": node_id(iri),
         "label": kb.label(iri),
         "condition": _ref(kb, one("condition")) if one("condition") else None,
         "outcome": _ref(kb, one("outcome")) if one("outcome") else None,
@@ -278,7 +266,9 @@ def _claim(store: ox.Store, kb: KnowledgeBase, iri: str) -> tuple[dict[str, Any]
         # The 400-participant flag is the project's heuristic, never the source's rating-down.
         "imprecisionConcern": one("imprecisionConcern") is True,
         "curationStatus": kb.label(one("curationStatus")) if one("curationStatus") else None,
-        "source": {"@id": curie(source), "label": kb.label(source), "doi": doi} if source else None,
+        "source": (
+            {"@id": node_id(source), "label": kb.label(source), "doi": doi} if source else None
+        ),
     }
     rules = {
         r["r"].value.rsplit("/", 1)[-1]
@@ -298,7 +288,7 @@ def _smd(claims: list[dict[str, Any]]) -> tuple[float | None, str | None]:
     best: tuple[float | None, str | None] = (None, None)
     for c in claims:
         measure = c.get("effectMeasure", {}).get("@id")
-        if measure == "measure:smd" and c.get("estimate") is not None:
+        if measure == PREFIXES["measure"] + "smd" and c.get("estimate") is not None:
             size = abs(c["estimate"])
             if best[0] is None or size > best[0]:
                 best = (size, c["@id"])
@@ -355,11 +345,11 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
             x["t"].value for x in _select(store, "SELECT ?t WHERE { ?r_ cmp:reason ?t }", r=down)
         )
         concerns = sorted(
-            curie(x["cl"].value)
+            node_id(x["cl"].value)
             for x in _select(store, "SELECT ?cl WHERE { ?r_ prov:wasDerivedFrom ?cl }", r=down)
         )
         entry: dict[str, Any] = {
-            "@id": curie(down),
+            "@id": node_id(down),
             "domain": _ref(kb, r["dom"].value),
             "reasons": reasons,
             "claims": concerns,
@@ -368,7 +358,7 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
             entry["source"] = _source(kb, r["src"].value)
         downs.append(entry)
     capped = [
-        {"@id": curie(x["k"].value), "label": kb.label(x["k"].value),
+        {"@id": node_id(x["k"].value), "label": kb.label(x["k"].value),
          "certainty": _ref(kb, x["kc"].value), "source": _source(kb, x["src"].value)}
         for x in _select(
             store,
@@ -486,7 +476,7 @@ def _evidence(kb: KnowledgeBase, c: dict[str, Any]) -> dict[str, Any]:
     return {
         "evidence": [
             {
-                "evidenceBody": curie(c["body"]),
+                "evidenceBody": node_id(c["body"]),
                 "statement": kb.label(c["body"]),
                 "conclusion": _ref(kb, c["conclusionIri"]),
                 "outcome": _ref(kb, c["outcome"]),
@@ -514,7 +504,7 @@ def _certainty_reasons(kb: KnowledgeBase, best: dict[str, Any]) -> list[str]:
     for cap in best["cappedBy"]:
         reasons.append(
             f"capped at {cap['certainty']['label']}: {cap['source']['label']} rates this "
-            f"question {cap['certainty']['label']} ({cap['@id']})"
+            f"question {cap['certainty']['label']} ({_short(cap['@id'])})"
         )
     if best["rank"] == 0:
         reasons.append(
@@ -564,7 +554,7 @@ def _recommendations(
             group = sorted(grouped.get((cond, goal), []), key=lambda c: _key(c, kb))
             if not group:
                 if any(
-                    e["condition"]["@id"] == curie(cond) and e["goal"]["@id"] == curie(goal)
+                    e["condition"]["@id"] == node_id(cond) and e["goal"]["@id"] == node_id(goal)
                     for e in excluded
                 ):
                     no_evidence.append(
@@ -693,7 +683,7 @@ def _pathologies(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list
         ):
             if value is not None:
                 entry[key] = (
-                    float(value)
+                    json_number(value)
                     if isinstance(value, Decimal | int) and not isinstance(value, bool)
                     else value
                 )
@@ -776,7 +766,7 @@ def _cautions(store: ox.Store, kb: KnowledgeBase, pres: Presentation) -> list[di
     )
     return [
         {
-            "@id": curie(r["caution"].value),
+            "@id": node_id(r["caution"].value),
             "condition": _ref(kb, r["c"].value),
             "text": r["text"].value,
             "source": _source(kb, r["src"].value),
@@ -802,7 +792,7 @@ def _summary(
             mine = [
                 r
                 for r in recs
-                if r["condition"]["@id"] == curie(cond) and r["goal"]["@id"] == curie(goal)
+                if r["condition"]["@id"] == node_id(cond) and r["goal"]["@id"] == node_id(goal)
             ]
             if not mine:
                 continue
@@ -903,6 +893,7 @@ def render(document: dict[str, Any]) -> bytes:
 
 
 def _json_default(value: Any) -> Any:
+    """Numbers are JSON numbers (service.query.jsonld.json_number: the API's one rule)."""
     if isinstance(value, Decimal):
-        return float(value)
+        return json_number(value)
     raise TypeError(f"not JSON serialisable: {value!r}")

@@ -1,12 +1,19 @@
 """JSON-LD out of RDF terms: the published `@context`, compact nodes, and framed statements.
 
 One context (`ontology/context.jsonld`) gives every schema property and class a short term
-(the local name of its `cmp:` IRI) and most project namespaces a prefix, so IRIs come out as
-CURIEs. Namespaces whose prefix would shadow a term or a result column (`claim`, `finding`,
-`site`, `strength`, `measure`, `report`, `rule`) have no prefix there: their IRIs stay whole.
-Values are written so that any JSON-LD processor expands them back to the same RDF terms:
-a value that fits its term's coercion is written short, anything else as an explicit
-value object. Decimals stay strings (`"0.66"`): a JSON number would become an xsd:double.
+(the local name of its `cmp:` IRI) and most project namespaces a prefix (for what people
+write, e.g. the API's parameters). Every node's `id` is its full IRI: CURIEs cannot be the one
+convention, because the prefixes `claim`, `finding`, `measure`, `report`, `rule`, `site`,
+`strength` and `support` would shadow terms or result columns and are left out of the context.
+
+Two ways to write literals:
+- exact (`Compactor(ctx)`: the export and the entity pages, which are RDF): every value
+  expands back to the same RDF term; a value that fits its term's coercion is written short,
+  anything else as a value object (`{"@value": "0.66", "@type": "xsd:decimal"}`).
+- plain JSON (`Compactor(ctx, plain=True)`: the API's answers): numbers are JSON numbers
+  (`json_number`) and labels plain strings. The context coerces no numeric term, so a JSON-LD
+  processor reads a fractional number as xsd:double and a whole one as xsd:integer; the
+  published lexical form is in the RDF (SPARQL, the entity pages, the export).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,12 +38,43 @@ RDF_TYPE = PREFIXES["rdf"] + "type"
 XSD = PREFIXES["xsd"]
 XSD_STRING = XSD + "string"
 LANG_STRING = PREFIXES["rdf"] + "langString"
+RDFS_LABEL = PREFIXES["rdfs"] + "label"
+# XSD's numeric datatypes: their literals are JSON numbers in plain JSON answers.
+NUMERIC = frozenset(
+    XSD + name
+    for name in (
+        "decimal", "integer", "double", "float", "long", "int", "short", "byte",
+        "nonNegativeInteger", "positiveInteger", "nonPositiveInteger", "negativeInteger",
+        "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte",
+    )
+)
 Json = dict[str, Any]
 # Prefixes left out of the context: each is also the name of a result column or property.
 UNPREFIXED = frozenset(
     {"claim", "finding", "measure", "report", "rule", "site", "strength", "support"}
 )
 Subject = ox.NamedNode | ox.BlankNode
+
+
+def json_number(value: str | Decimal | int | float) -> int | float | None:
+    """A numeric value (a lexical form or a number) as the JSON number that carries it;
+    None when JSON has no number for it (NaN, INF, not a number).
+
+    A whole value is an integer (37, never 37.0: every JSON-LD processor then reads it as
+    xsd:integer). Anything else is a float, which Python writes as the shortest text that
+    reads back as the same double: a decimal of up to 15 significant digits comes out with its
+    own digits (0.66, -0.495, -10.16), trailing zeros aside (1.50 -> 1.5, the same value; the
+    store keeps decimals in canonical form, without them, anyway).
+    """
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    if number == number.to_integral_value():
+        return int(number)
+    return float(number)
 
 
 def context_path(root: Path | None = None) -> Path:
@@ -57,9 +96,11 @@ def context(root: Path | None = None) -> Json:
 
 
 class Compactor:
-    """Writes RDF terms as compact JSON-LD under one context (no processor needed)."""
+    """Writes RDF terms as compact JSON-LD under one context (no processor needed): exact
+    RDF by default, plain JSON (numbers, string labels) with `plain=True`."""
 
-    def __init__(self, ctx: Mapping[str, Any]) -> None:
+    def __init__(self, ctx: Mapping[str, Any], plain: bool = False) -> None:
+        self.plain = plain
         self.prefixes: dict[str, str] = {}
         self.properties: dict[str, tuple[str, Json]] = {}  # property IRI -> (term, definition)
         self.classes: dict[str, str] = {}  # class IRI -> term
@@ -90,16 +131,18 @@ class Compactor:
         return curie
 
     def iri(self, iri: str) -> str:
-        """The compact IRI under the context's longest matching prefix, or the IRI itself."""
+        """The compact IRI under the context's longest matching prefix, or the IRI itself:
+        for people to read and type (pages, parameter examples), never a node's `id`."""
         return curie(iri, self.prefixes, jsonld=True) or iri
 
     def node_id(self, term: Subject) -> str:
+        """A node's `id`: its full IRI (the one convention for ids), or a blank node label."""
         if isinstance(term, ox.BlankNode):
             return f"_:{term.value}"
-        return self.iri(term.value)
+        return term.value
 
     def type_name(self, iri: str) -> str:
-        return self.classes.get(iri) or self.iri(iri)
+        return self.classes.get(iri) or iri
 
     def key(self, predicate: str) -> tuple[str, Json]:
         found = self.properties.get(predicate)
@@ -114,21 +157,32 @@ class Compactor:
             return ident if coercion == "@id" else {"@id": ident}
         if not isinstance(term, ox.Literal):
             raise TypeError(f"unsupported RDF term {term!r}")
+        if self.plain:
+            plain = self._plain_literal(term, definition)
+            if plain is not None:
+                return plain
         if term.language:
             if coercion is None and definition.get("@language") == term.language:
                 return term.value
             return {"@value": term.value, "@language": term.language}
         return self._typed_literal(term, coercion, definition)
 
+    def _plain_literal(self, term: ox.Literal, definition: Json) -> Any:
+        """A number as a JSON number, a label as a plain string; None: write it exactly."""
+        datatype = term.datatype.value
+        if datatype in NUMERIC and definition.get("@type") is None:
+            return json_number(term.value)
+        if self.expand(definition.get("@id", "")) == RDFS_LABEL:
+            # Labels are plain strings (issue 14); the context's "@language": "en" then reads
+            # an untagged source name ("Busch 2007") back as English, which is what it is.
+            return term.value
+        return None
+
     def _typed_literal(self, term: ox.Literal, coercion: str | None, definition: Json) -> Any:
         """A literal without a language: short when its term's coercion (or JSON) says the
         type, else an explicit value object."""
         datatype = term.datatype.value
         if coercion is not None and coercion != "@id" and self.expand(coercion) == datatype:
-            # A coerced xsd:decimal stays its lexical string, not a JSON number: JSON-LD 1.1
-            # to-RDF (section 8.6) writes a fractional number in xsd:double's canonical form,
-            # so 0.66 under "@type": xsd:decimal comes back as "6.6E-1"^^xsd:decimal, which
-            # is not a valid decimal (a store then compares it with nothing).
             return term.value
         if coercion is None and "@language" not in definition:
             if datatype == XSD_STRING:
@@ -178,13 +232,14 @@ def _one_or_many(items: list[Any]) -> Any:
     return items[0] if len(items) == 1 else items
 
 
-@lru_cache(maxsize=4)
-def _compactor_for(text: str) -> Compactor:
-    return Compactor(json.loads(text)["@context"])
+@lru_cache(maxsize=8)
+def _compactor_for(text: str, plain: bool) -> Compactor:
+    return Compactor(json.loads(text)["@context"], plain)
 
 
-def compactor(root: Path | None = None) -> Compactor:
-    return _compactor_for(_load(context_path(root)))
+def compactor(root: Path | None = None, plain: bool = False) -> Compactor:
+    """The published context's compactor: exact RDF, or plain JSON for the API's answers."""
+    return _compactor_for(_load(context_path(root)), plain)
 
 
 def by_subject(triples: Iterable[ox.Triple | ox.Quad]) -> dict[Subject, list[ox.Triple]]:
@@ -224,14 +279,16 @@ def frame(
     roots: Iterable[str],
     triples: Iterable[ox.Triple | ox.Quad],
     root: Path | None = None,
+    plain: bool = False,
 ) -> dict[str, Json]:
     """Each root statement with the nodes it points at nested one level deep.
 
     A claim comes out with its source (label, DOI, year ...), certainty (label, rank),
     modality, condition, outcome and comparator as embedded objects and its CI nested under
-    `ci`, so a consumer reads one object per claim without joining anything.
+    `ci`, so a consumer reads one object per claim without joining anything. `plain`: as the
+    API answers (numbers as JSON numbers, labels as strings), else exact RDF.
     """
-    comp = compactor(root)
+    comp = compactor(root, plain)
     grouped = by_subject(triples)
     described = {s.value: s for s in grouped if isinstance(s, ox.NamedNode)}
     framed: dict[str, Json] = {}
@@ -266,8 +323,8 @@ def _embed(value: Any, coerced: bool, comp: Compactor, grouped, described, root_
 
 
 def label_node(iri: str, label: ox.Literal | None, comp: Compactor) -> Json:
-    """An IRI as `{"id": ..., "label": ...}` with the label exactly as stored."""
-    node: Json = {"id": comp.iri(iri)}
+    """An IRI as `{"id": <full IRI>, "label": ...}`, the label as `comp` writes literals."""
+    node: Json = {"id": iri}
     if label is not None:
         key, definition = comp.key(PREFIXES["rdfs"] + "label")
         node[key] = comp.value(label, definition)
@@ -281,7 +338,7 @@ def draft_context(triples: Iterable[ox.Triple | ox.Quad]) -> Json:
     test checks it still covers the ontology.
     """
     cmp_ns = PREFIXES["cmp"]
-    kinds, ranges, classes = _declarations(triples)
+    kinds, _ranges, classes = _declarations(triples)
     ctx: Json = {"@version": 1.1, "id": "@id", "type": "@type"}
     ctx.update({p: iri for p, iri in PREFIXES.items() if p not in UNPREFIXED})
     for iri in sorted(classes):
@@ -292,8 +349,11 @@ def draft_context(triples: Iterable[ox.Triple | ox.Quad]) -> Json:
         definition: Json = {"@id": "cmp:" + local}
         if kind.endswith("ObjectProperty"):
             definition["@type"] = "@id"
-        elif ranges.get(iri) == XSD + "decimal":
-            definition["@type"] = "xsd:decimal"
+        # No numeric coercion: JSON-LD 1.1 to-RDF (section 8.6) writes a fractional JSON
+        # number under "@type": xsd:decimal in xsd:double's canonical form, so 0.66 would
+        # come back as "6.6E-1"^^xsd:decimal, not a valid decimal. Uncoerced, a number reads
+        # as xsd:double (or xsd:integer when whole), the value it is; exact RDF writes value
+        # objects.
         if local in ("ciLower", "ciUpper"):
             definition["@nest"] = "ci"
         ctx[term] = definition

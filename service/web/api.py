@@ -397,12 +397,16 @@ def answer_document(
     per_page: int | None,
     next_url: str | None,
 ) -> dict[str, Any]:
-    """The rows as JSON-LD: each IRI with its label, each statement framed in full."""
-    comp = jsonld.compactor()
+    """The rows as JSON-LD: each IRI with its label, each statement framed in full.
+
+    Plain JSON (issue 14): every `id` a full IRI, labels strings, numbers JSON numbers (the
+    context coerces no numeric term: a processor reads them as xsd:double or xsd:integer).
+    """
+    comp = jsonld.compactor(plain=True)
     iris = [cell["value"] for row in bindings for cell in row.values() if cell.get("type") == "uri"]
     statements = [i for i in dict.fromkeys(iris) if i.startswith(STATEMENT_NAMESPACES)]
     triples = _describe(store, iris, statements)
-    framed = jsonld.frame(statements, triples)
+    framed = jsonld.frame(statements, triples, plain=True)
     labels: dict[str, ox.Literal] = {}
     label_iri = PREFIXES["rdfs"] + "label"
     for t in sorted(triples, key=str):
@@ -434,11 +438,10 @@ def answer_document(
         rows.append(out)
     parameters = {
         v.value.lstrip("_").removesuffix("_iri"): (
-            comp.iri(t.value) if isinstance(t, ox.NamedNode) else t.value
+            t.value if isinstance(t, ox.NamedNode) else comp.value(t, {})
         )
         for v, t in prepared.substitutions.items()
     }
-    rows = [_plain_labels(row) for row in rows]
     document: dict[str, Any] = {
         "@context": context_url(),
         "disclaimer": jsonld.DISCLAIMER,
@@ -452,24 +455,6 @@ def answer_document(
         document["next"] = next_url
     document["results"] = rows
     return document
-
-
-def _plain_labels(value: Any) -> Any:
-    """Every `label` as a plain string (issue 14: some were `{"@value": ...}` objects).
-
-    The context gives `label` the language "en", so a string reads back as an English label;
-    the labels that came as objects were the untagged ones (source names such as "Busch 2007").
-    """
-    if isinstance(value, list):
-        return [_plain_labels(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {}
-    for key, item in value.items():
-        if key == "label" and isinstance(item, dict) and "@value" in item:
-            item = item["@value"]
-        out[key] = _plain_labels(item)
-    return out
 
 
 def _describe(store: Store, iris: list[str], statements: list[str]) -> list[ox.Triple]:

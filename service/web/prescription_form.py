@@ -25,7 +25,11 @@ KINDS = {
     "pathologies": CMP + "SecondaryPathology",
     "modalities": CMP + "ExerciseModality",
 }
-CERTAINTY_RANKS = {"cert:high": 4, "cert:moderate": 3, "cert:low": 2, "cert:very-low": 1}
+# By the full IRI the prescription answer gives as the certainty's @id.
+CERTAINTY_RANKS = {
+    PREFIXES["cert"] + level: rank
+    for level, rank in (("high", 4), ("moderate", 3), ("low", 2), ("very-low", 1))
+}
 
 
 @dataclass
