@@ -290,9 +290,11 @@ def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:
     body = response.get_json()
     assert body["@context"] == "http://localhost/context.jsonld"
     assert body["disclaimer"] == DISCLAIMER
+    # issue 14: every id is a full IRI (CURIEs cannot be the one convention: the claim,
+    # finding, measure ... prefixes clash with terms and columns), parameters included
     assert body["parameters"] == {
-        "condition": "cond:fibromyalgia",
-        "outcome": "out:physical-function",
+        "condition": PREFIXES["cond"] + "fibromyalgia",
+        "outcome": PREFIXES["out"] + "physical-function",
     }
     busch = body["results"][1]["claim"]
     assert busch["id"] == PREFIXES["claim"] + "busch-2007-aerobic-physical-function"
@@ -304,11 +306,12 @@ def test_json_ld_is_the_default_and_frames_claims(client: FlaskClient) -> None:
         for q in SHIPPED.quads_for_pattern(ox.NamedNode(busch["id"]), rdf_type, None)
     }
     assert "EvidenceClaim" in types and sorted(busch["type"]) == sorted(types)
-    assert busch["ci"] == {"ciLower": "0.41", "ciUpper": "0.92"}
-    assert busch["estimate"] == "0.66"
-    assert busch["certainty"]["id"] == "cert:moderate"
+    # issue 14: numbers are JSON numbers (they were exact strings); ids full IRIs
+    assert busch["ci"] == {"ciLower": 0.41, "ciUpper": 0.92}
+    assert busch["estimate"] == 0.66
+    assert busch["certainty"]["id"] == PREFIXES["cert"] + "moderate"
     assert busch["certainty"]["rank"] == 3
-    assert busch["source"]["id"] == "src:busch-2007"
+    assert busch["source"]["id"] == PREFIXES["src"] + "busch-2007"
     assert busch["source"]["doi"] == "10.1002/14651858.CD003786.pub2"
     assert busch["source"]["year"] == 2007
     assert busch["intervention"]["label"] == "aerobic exercise"
@@ -439,8 +442,9 @@ def test_remote_json_ld_frames_claims(remote_server: str) -> None:
     results = json.loads(body)["results"]
     assert len(results) == 1
     claim = results[0]["claim"]
-    assert claim["ci"] == {"ciLower": "0.41", "ciUpper": "0.92"}
-    assert claim["certainty"]["id"] == "cert:moderate"
+    # issue 14: numbers as JSON numbers, ids as full IRIs, whichever store answers
+    assert claim["ci"] == {"ciLower": 0.41, "ciUpper": 0.92}
+    assert claim["certainty"]["id"] == PREFIXES["cert"] + "moderate"
     assert ox.NamedNode(claim["id"]).value.endswith("busch-2007-aerobic-physical-function")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,27 @@ def local_loader(url: str, options: dict | None = None) -> dict:
     }
 
 
+NUMERIC = {XSD + t for t in ("decimal", "double", "integer")}
+LABEL = PREFIXES["rdfs"] + "label"
+
+
+def by_value(triple: ox.Triple) -> tuple:
+    """A triple with a numeric object as its value (Decimal) and a label as its text.
+
+    The API writes numbers as JSON numbers and the context coerces none, so JSON-LD reads
+    a fraction as xsd:double and a whole number as xsd:integer where the graph has
+    xsd:decimal: equal values, other terms. Labels are plain strings, read back under the
+    context's "@language": "en" where the graph may have none.
+    """
+    obj = triple.object
+    value: object = obj
+    if isinstance(obj, ox.Literal) and obj.datatype.value in NUMERIC:
+        value = Decimal(obj.value)
+    elif isinstance(obj, ox.Literal) and triple.predicate.value == LABEL:
+        value = obj.value
+    return (triple.subject, triple.predicate, value)
+
+
 def to_triples(document: dict) -> set[ox.Triple]:
     nquads = pyld.to_rdf(
         document, {"format": "application/n-quads", "documentLoader": local_loader}
@@ -83,7 +105,10 @@ def test_the_context_covers_every_schema_property_and_class() -> None:
 
 def test_terms_are_short_and_never_shadow_a_prefix() -> None:
     ctx = jsonld.context()
-    assert ctx["estimate"] == {"@id": "cmp:estimate", "@type": "xsd:decimal"}
+    # issue 14: no numeric coercion (under xsd:decimal, JSON-LD to-RDF would write a JSON
+    # number 0.66 as "6.6E-1"^^xsd:decimal, not a decimal); the API writes JSON numbers
+    assert ctx["estimate"] == {"@id": "cmp:estimate"}
+    assert not [t for t, d in ctx.items() if isinstance(d, dict) and "xsd:" in d.get("@type", "")]
     assert ctx["ciLower"]["@nest"] == "ci" and ctx["ci"] == "@nest"
     assert ctx["source"] == {"@id": "cmp:source", "@type": "@id"}
     assert ctx["strength"] == {"@id": "cmp:strength", "@type": "@id"}
@@ -130,20 +155,27 @@ def test_values_come_back_as_the_same_rdf_terms() -> None:
 
 
 def test_a_claim_is_framed_with_source_certainty_and_ci() -> None:
-    framed = jsonld.frame([BUSCH], list(SHIPPED))[BUSCH]
+    framed = jsonld.frame([BUSCH], list(SHIPPED), plain=True)[BUSCH]
     assert framed["id"] == BUSCH
-    assert framed["ci"] == {"ciLower": "0.41", "ciUpper": "0.92"}
-    assert framed["estimate"] == "0.66"
+    assert framed["ci"] == {"ciLower": 0.41, "ciUpper": 0.92}
+    assert framed["estimate"] == 0.66
     assert framed["higherIsBetter"] is True
-    assert framed["source"]["id"] == "src:busch-2007"
+    assert framed["source"]["id"] == PREFIXES["src"] + "busch-2007"
+    assert framed["source"]["label"] == "Busch 2007"
     assert framed["source"]["cochraneId"] == "CD003786.pub2"
     assert framed["source"]["year"] == 2007
-    assert framed["certainty"]["id"] == "cert:moderate"
+    assert framed["certainty"]["id"] == PREFIXES["cert"] + "moderate"
     assert framed["certainty"]["rank"] == 3
-    assert framed["intervention"]["id"] == "mod:aerobic-exercise"
-    # the framed object says nothing the graph does not
+    assert framed["intervention"]["id"] == PREFIXES["mod"] + "aerobic-exercise"
+    # the framed object says nothing the graph does not, compared by value (see same_value)
     document = {"@context": jsonld.context(), "@graph": [framed]}
-    assert to_triples(document) <= {q.triple for q in SHIPPED}
+    graph = {by_value(q.triple) for q in SHIPPED}
+    assert {by_value(t) for t in to_triples(document)} <= graph
+    # exactly, the framing writes the graph's own terms: value objects for the decimals
+    exact = jsonld.frame([BUSCH], list(SHIPPED))[BUSCH]
+    assert exact["ci"]["ciLower"] == {"@value": "0.41", "@type": "xsd:decimal"}
+    exact_document = {"@context": jsonld.context(), "@graph": [exact]}
+    assert to_triples(exact_document) <= {q.triple for q in SHIPPED}
 
 
 @pytest.fixture(scope="module")
@@ -162,16 +194,21 @@ def test_an_api_answer_expands_to_triples_of_the_graph(client: FlaskClient) -> N
     body = client.get("/api/queries/modalities-improving-outcome").get_json()
     triples = to_triples(body)
     claim = ox.NamedNode(BUSCH)
+    # The answer writes 0.41 as a JSON number and the context coerces no number (issue 14),
+    # so JSON-LD reads it as "4.1E-1"^^xsd:double: the same value as the graph's
+    # "0.41"^^xsd:decimal, not the same term. Numbers are compared by value.
+    assert ox.Triple(claim, iri(CMP + "ciLower"), typed("4.1E-1", "double")) in triples
     expected = {
         ox.Triple(claim, iri(CMP + "certainty"), iri(PREFIXES["cert"] + "moderate")),
         ox.Triple(claim, iri(CMP + "ciLower"), typed("0.41", "decimal")),
         ox.Triple(claim, iri(CMP + "ciUpper"), typed("0.92", "decimal")),
         ox.Triple(claim, iri(CMP + "source"), iri(PREFIXES["src"] + "busch-2007")),
     }
-    assert expected <= triples
-    statements = {t for t in triples if t.subject == claim}
+    assert {by_value(t) for t in expected} <= {by_value(t) for t in triples}
+    statements = {by_value(t) for t in triples if t.subject == claim}
     # the claim comes out whole: every statement the graph makes about it, nothing else
-    assert statements == {q.triple for q in BUILT.quads_for_pattern(claim, None, None)}
+    graph = {by_value(q.triple) for q in BUILT.quads_for_pattern(claim, None, None)}
+    assert statements == graph
     disclaimer = ox.NamedNode(PREFIXES["dcterms"] + "rights")
     assert any(t.predicate == disclaimer for t in triples)
 

@@ -17,14 +17,28 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 from service.kb import sources
 from service.kb.sources import NS, PREFIXES, sparql_prefixes
+from service.query.jsonld import NUMERIC, json_number
 from service.vocab import entity_href as entity_href  # re-exported: templates link with it
+
+
+class Numeral(str):
+    """The lexical form of a numeric literal, as rows carry it.
+
+    Pages show figures as published (a str, never re-rounded); the JSON twins write them as
+    JSON numbers (issue 14), which needs to know a figure from a text that looks like one (a
+    PMID is a string literal). The row reader marks numeric literals with this type, so the
+    models stay plain strings and `to_json` alone turns them into numbers.
+    """
+
+    __slots__ = ()
+
 
 Row = dict[str, str | None]
 Select = Callable[[str], list[Row]]
@@ -1028,13 +1042,13 @@ def result_table(
         cells = []
         for col in columns:
             value = row.get(col.variable)
-            value = None if value is None else str(value)
+            value = value if value is None or isinstance(value, Numeral) else str(value)
             if is_iri(value):
                 own = row.get(col.label_variable) if col.label_variable else None
                 text = str(own) if own else labels.get(value) or curie(value)
                 cells.append(ResultCell(value, text, entity_href(value)))
             else:
-                cells.append(ResultCell(value, value or "", None))
+                cells.append(ResultCell(value, str(value or ""), None))  # text: as published
         table.append(cells)
     return ResultTable([c.variable for c in columns], table, [c.title for c in columns])
 
@@ -1062,14 +1076,33 @@ def result_csv(table: ResultTable) -> str:
 
 
 def rows_from_sparql_json(results: Mapping[str, Any]) -> list[Row]:
-    """SPARQL 1.1 JSON results (already decoded) as `select` rows, for a remote store."""
+    """SPARQL 1.1 JSON results (already decoded) as `select` rows; numeric literals as
+    `Numeral`s."""
     names = list(results.get("head", {}).get("vars", []))
     rows: list[Row] = []
     for binding in results.get("results", {}).get("bindings", []):
-        rows.append({n: (binding[n]["value"] if n in binding else None) for n in names})
+        rows.append({n: _cell(binding.get(n)) for n in names})
     return rows
 
 
+def _cell(term: Mapping[str, Any] | None) -> str | None:
+    if term is None:
+        return None
+    if term.get("datatype") in NUMERIC:
+        return Numeral(term["value"])
+    return str(term["value"])
+
+
 def to_json(model: Any) -> Any:
-    """A page model as JSON-ready data (the pages' JSON twins)."""
-    return asdict(model)
+    """A page model (or a dict of them) as JSON-ready data, for the pages' JSON twins:
+    figures (`Numeral`, Decimal) as JSON numbers, everything else as it is."""
+    if is_dataclass(model) and not isinstance(model, type):
+        model = asdict(model)
+    if isinstance(model, dict):
+        return {key: to_json(value) for key, value in model.items()}
+    if isinstance(model, list | tuple):
+        return [to_json(value) for value in model]
+    if isinstance(model, Numeral | Decimal):
+        number = json_number(model)
+        return str(model) if number is None else number
+    return model

@@ -5,16 +5,19 @@ it as a plain server-side HTML page (no script, nothing fetched from another ori
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from service import __version__
+from service.kb.sources import PREFIXES
 from service.prescribe.presentation import SCHEMA as PRESENTATION
 from service.query import jsonld
 from service.query.evidence import column_title
 from service.query.named import NamedQuery
-from service.web.api import API_MEDIA, CSV, JSONLD, MAX_PER_PAGE, catalog
+from service.web.api import API_MEDIA, CSV, JSONLD, MAX_PER_PAGE, catalog, select_rows
 from service.web.linked_data import LD_MEDIA
 
 bp = Blueprint("openapi", __name__, template_folder="templates")
@@ -139,23 +142,105 @@ def _rows_of(answer: str, row: str) -> dict[str, Any]:
     }
 
 
-def row_schemas(query: NamedQuery) -> dict[str, Any]:
+XSD = PREFIXES["xsd"]
+LABEL = PREFIXES["rdfs"] + "label"
+INTEGER_TYPES = jsonld.NUMERIC - {XSD + "decimal", XSD + "double", XSD + "float"}
+# A JSON-LD row's cell, by what the column holds (issue 14: numbers are JSON numbers).
+NODE = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": {"type": "string", "format": "iri"}, "label": {"type": "string"}},
+}
+ANY_CELL: dict[str, Any] = {"type": ["object", "string", "number", "boolean"]}
+CELLS: dict[str, dict[str, Any]] = {
+    "iri": NODE,
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "string": {"type": "string"},
+}
+RANGES_QUERY = f"""SELECT ?p ?r WHERE {{
+  {{ ?p <{PREFIXES["rdfs"]}range> ?r }}
+  UNION {{ ?p a <{PREFIXES["owl"]}ObjectProperty> BIND(<{PREFIXES["owl"]}Thing> AS ?r) }}
+}}"""
+
+
+def column_kinds(query: NamedQuery, ranges: Mapping[str, set[str]]) -> dict[str, str]:
+    """What each column holds (iri, integer, number, boolean, string), where the query says:
+    the declared range of the property that binds it in a triple pattern, or COUNT. Columns
+    bound otherwise (BIND, paths, UNIONs of different kinds) are left out: any JSON type."""
+    bound, counted = _bindings(query.text)
+    kinds: dict[str, str] = dict.fromkeys(counted, "integer")
+    ranges = {**ranges, LABEL: {XSD + "string"}}  # labels are plain strings in the answers
+    for variable, predicates in bound.items():
+        found = {_kind(r) for p in predicates for r in ranges.get(p, {""})}
+        if len(found) == 1 and "" not in found:
+            kinds.setdefault(variable, found.pop())
+    return kinds
+
+
+def _kind(range_iri: str) -> str:
+    if not range_iri:
+        return ""
+    if range_iri in INTEGER_TYPES:
+        return "integer"
+    if range_iri in jsonld.NUMERIC:
+        return "number"
+    if range_iri == XSD + "boolean":
+        return "boolean"
+    if range_iri in (XSD + "string", PREFIXES["rdf"] + "langString"):
+        return "string"
+    return "" if range_iri.startswith(XSD) else "iri"  # a class: the column holds IRIs
+
+
+@lru_cache(maxsize=256)
+def _bindings(text: str) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """Variables bound as the object of a plain predicate, and those bound by COUNT, read off
+    the query's algebra (rdflib's SPARQL parser: the query is our own file, never a user's)."""
+    from rdflib.plugins.sparql import prepareQuery
+    from rdflib.plugins.sparql.parserutils import CompValue
+    from rdflib.term import URIRef, Variable
+
+    bound: dict[str, set[str]] = {}
+    counts: set[str] = set()
+    extends: dict[str, str] = {}
+    pending: list[Any] = [prepareQuery(text).algebra]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list | tuple):
+            pending.extend(node)
+        if not isinstance(node, CompValue):
+            continue
+        if node.name == "BGP":
+            for _, p, o in node.triples:
+                if isinstance(p, URIRef) and isinstance(o, Variable):
+                    bound.setdefault(str(o), set()).add(str(p))
+        elif node.name == "Aggregate_Count":
+            counts.add(str(node.res))
+        elif node.name == "Extend" and isinstance(node.expr, Variable):
+            extends[str(node.var)] = str(node.expr)
+        pending.extend(node.values())
+    counted = frozenset(v for v, e in extends.items() if e in counts)
+    return {v: frozenset(ps) for v, ps in bound.items()}, counted
+
+
+def row_schemas(query: NamedQuery, ranges: Mapping[str, set[str]]) -> dict[str, Any]:
     """The JSON-LD row and the SPARQL JSON binding of one query, column by column.
 
     JSON-LD rows leave out the parameter columns (the answer gives them once under
-    "parameters") and rename `id`/`type` columns; a column is absent when unbound. An IRI cell
-    is a node object with its label (or a framed statement), a literal cell a string, number
-    or boolean as its datatype says, so the cell schema names the column and its heading and
-    constrains its JSON type only to those.
+    "parameters") and rename `id`/`type` columns; a column is absent when unbound. A column
+    the query binds to IRIs is a node object (`id`, the full IRI, and `label`; a framed
+    statement has more), a numeric column a JSON number (`integer` for integer ranges and
+    COUNTs), a boolean or string column that JSON type; others any of them.
     """
     variables = query.variables
     parameters = {p.variable for p in query.parameters}
     # an `xLabel` column travels inside x's node (service.web.api.answer_document)
     parameters |= {f"{v}Label" for v in variables if f"{v}Label" in variables}
-    cell: dict[str, Any] = {"type": ["object", "string", "number", "boolean"]}
+    kinds = column_kinds(query, ranges)
     row_properties = {
         (v if v not in ("id", "type") else v + "Column"): {
-            **cell,
+            **CELLS.get(kinds.get(v, ""), ANY_CELL),
             "description": query.columns.get(v) or column_title(v),
         }
         for v in variables
@@ -452,8 +537,21 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
-def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
-    """The API description: one operation per named query plus the fixed routes."""
+def property_ranges(select: Callable[[str], list[dict[str, str | None]]]) -> dict[str, set[str]]:
+    """Each property's declared ranges in the served build (owl:Thing for object properties)."""
+    ranges: dict[str, set[str]] = {}
+    for row in select(RANGES_QUERY):
+        if row.get("p") and row.get("r"):
+            ranges.setdefault(str(row["p"]), set()).add(str(row["r"]))
+    return ranges
+
+
+def openapi_document(
+    queries: dict[str, NamedQuery], ranges: Mapping[str, set[str]] | None = None
+) -> dict[str, Any]:
+    """The API description: one operation per named query plus the fixed routes; `ranges`
+    (property -> declared ranges) types the result columns."""
+    ranges = ranges or {}
     comp = jsonld.compactor()
     paths: dict[str, Any] = {}
     fixed = _fixed_paths()
@@ -463,7 +561,7 @@ def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
     paths.update(fixed)
     components = {"schemas": dict(COMPONENTS["schemas"])}
     for _, query in sorted(queries.items()):
-        components["schemas"].update(row_schemas(query))
+        components["schemas"].update(row_schemas(query, ranges))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -478,14 +576,24 @@ def openapi_document(queries: dict[str, NamedQuery]) -> dict[str, Any]:
     }
 
 
+def served_document() -> dict[str, Any]:
+    """The served build's API description, made once per build."""
+    cat = catalog()
+    cached = current_app.extensions.get("cmpkg.openapi")
+    if cached is None or cached[0] != cat.build_id:
+        cached = (cat.build_id, openapi_document(cat.queries, property_ranges(select_rows)))
+        current_app.extensions["cmpkg.openapi"] = cached
+    return cached[1]
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(catalog().queries))
+    return jsonify(served_document())
 
 
 @bp.get("/docs")
 def docs() -> str:
-    document = openapi_document(catalog().queries)
+    document = served_document()
     operations = [
         {"path": path, "method": method.upper(), **operation}
         for path, item in document["paths"].items()

@@ -84,7 +84,9 @@ def _resolver() -> TermResolver:
 
 
 def wants_json(suffix: str | None = None) -> bool:
-    if suffix == ".json" or request.args.get("format") == "json":
+    # The path too: an error handler has no suffix argument, and a `.json` twin's errors are
+    # problem+json like the API's.
+    if suffix == ".json" or request.path.endswith(".json") or request.args.get("format") == "json":
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return (
@@ -102,7 +104,7 @@ def json_href() -> str:
 
 def render(template: str, model: Any, *, status: int = 200, **context: Any) -> ResponseReturnValue:
     if wants_json(context.pop("suffix", None)):
-        return jsonify(views.to_json(model) if not isinstance(model, dict) else model), status
+        return jsonify(views.to_json(model)), status
     return (
         render_template(
             template,
@@ -362,9 +364,8 @@ def question(name: str, suffix: str | None = None) -> ResponseReturnValue:
                 list(rows[0]) if rows else None,
                 getattr(query, "columns", None),
             )
-    json_model = {k: (views.to_json(v) if k == "table" and v else v) for k, v in model.items()}
     if wants_json(suffix):
-        return jsonify(json_model), status
+        return jsonify(views.to_json(model)), status
     choices = {v for p in params for v in [*p["enum"], p["default"]] if views.is_iri(v)}
     labels = views.fetch_labels(_select(), choices)
     return render("question.html", model, status=status, labels=labels)
