@@ -132,14 +132,23 @@ def violations(
             for name, schema in item.items():
                 found += violations(schema, set(), rdf, False, f"{here}.{name}")
             continue
-        is_id = ids and key in ("id", "@id", "iri") and item is not None
-        if is_id and not (isinstance(item, str) and ABSOLUTE_IRI.match(item)):
-            found.append(f"{here}: id {item!r} is not an absolute IRI")
-        if key == "label" and not rdf and not isinstance(item, str):
-            found.append(f"{here}: label {item!r} is not a string")
-        if key in numeric:
-            found += number_violations(item, here, rdf)
+        found += member_violations(key, item, here, numeric, rdf, ids)
         found += violations(item, numeric, rdf, ids, here)
+    return found
+
+
+def member_violations(
+    key: str, item: Any, here: str, numeric: set[str], rdf: bool, ids: bool
+) -> list[str]:
+    """One member's own offences: an id, a label, a number."""
+    found = []
+    is_id = ids and key in ("id", "@id", "iri") and item is not None
+    if is_id and not (isinstance(item, str) and ABSOLUTE_IRI.match(item)):
+        found.append(f"{here}: id {item!r} is not an absolute IRI")
+    if key == "label" and not rdf and not isinstance(item, str):
+        found.append(f"{here}: label {item!r} is not a string")
+    if key in numeric:
+        found += number_violations(item, here, rdf)
     return found
 
 

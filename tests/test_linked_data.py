@@ -57,7 +57,8 @@ def test_json_ld_and_n_triples_say_the_same(client: FlaskClient) -> None:
     assert response.content_type == "application/ld+json"
     assert response.headers["Vary"] == "Accept"
     document = response.get_json()
-    assert document["@graph"][0]["id"] == "cond:fibromyalgia"  # the resource itself first
+    # the resource itself first, its id a full IRI (issue 14: one convention for ids)
+    assert document["@graph"][0]["id"] == FIBROMYALGIA
     assert document["@graph"][0]["label"] == "fibromyalgia"
 
     def loader(url: str, options: dict | None = None) -> dict:
