@@ -125,6 +125,12 @@ def _query_operation(query: NamedQuery, comp: jsonld.Compactor) -> dict[str, Any
     }
 
 
+JSON_CONVENTION = (
+    "JSON conventions: every id (`id`, `@id`) is a full IRI; labels are strings; numbers are "
+    "JSON numbers (the context coerces none, so a JSON-LD processor reads them as xsd:double "
+    "or xsd:integer; the exact published literal is in SPARQL results, format=json, and the "
+    "Linked Data RDF); every error is application/problem+json (RFC 9457)."
+)
 JSONLD_ANSWER = "#/components/schemas/Answer"
 SPARQL_ANSWER = "#/components/schemas/SparqlResults"
 
@@ -484,6 +490,7 @@ COMPONENTS: dict[str, Any] = {
         },
         "Answer": {
             "type": "object",
+            "description": JSON_CONVENTION,
             "required": ["@context", "disclaimer", "query", "parameters", "page", "results"],
             "properties": {
                 "@context": {"type": "string"},
@@ -569,7 +576,7 @@ def openapi_document(
             "version": __version__,
             "description": f"{jsonld.DISCLAIMER} Named questions over an evidence knowledge "
             "graph, its IRIs as Linked Data, and the published JSON-LD context. Accepted "
-            f"answer formats for questions: {', '.join(API_MEDIA)}.",
+            f"answer formats for questions: {', '.join(API_MEDIA)}. {JSON_CONVENTION}",
         },
         "paths": paths,
         "components": components,
