@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -244,3 +245,23 @@ def test_answer_is_valid_json_ld_with_every_curie_expanded(client):
     # A CURIE whose prefix the context lacks would stay as an IRI with a fake scheme.
     objects = [line.split(" ", 2)[2] for line in nquads.splitlines()]
     assert not [o for o in objects if o.startswith("<") and not o.startswith(("<http", "<_:"))]
+
+
+def test_a_fractional_score_in_the_answer_reads_back_as_a_valid_number(client):
+    """Numbers in the answer are JSON numbers under no numeric coercion (issue 14): JSON-LD
+    reads 44.5 as "4.45E1"^^xsd:double; under the input context's xsd:decimal it would be
+    "4.45E1"^^xsd:decimal, which is not a decimal."""
+    from pyld import jsonld
+
+    body = {
+        **FIBROMYALGIA,
+        "pathologies": [
+            {"pathology": "kinesiophobia", "score": 44.5, "scoreMin": 17, "scoreMax": 68}
+        ],
+    }
+    doc = post(client, body).get_json()
+    assert doc["secondaryPathologies"][0]["score"] == 44.5
+    nquads = jsonld.to_rdf(doc, {"format": "application/n-quads"})
+    decimals = re.findall(r'"([^"]*)"\^\^<http://www.w3.org/2001/XMLSchema#decimal>', nquads)
+    assert all(re.fullmatch(r"[+-]?\d*\.?\d+", d) for d in decimals), decimals
+    assert '"4.45E1"^^<http://www.w3.org/2001/XMLSchema#double>' in nquads

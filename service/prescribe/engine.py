@@ -848,7 +848,7 @@ def prescribe(body: Any, kb: KnowledgeBase) -> dict[str, Any]:
         | {r for c in cautions for r in c["rulesFired"]}
     )
     return {
-        "@context": kb.context,
+        "@context": answer_context(kb.context),
         "@id": pres.iri,
         "@type": "Presentation",
         "disclaimer": DISCLAIMER,
@@ -873,6 +873,24 @@ def prescribe(body: Any, kb: KnowledgeBase) -> dict[str, Any]:
         "cautions": cautions,
         "notes": notes,
         "rulesFired": fired,
+    }
+
+
+def answer_context(context: dict[str, Any]) -> dict[str, Any]:
+    """The presentation context for the answer, without numeric coercions.
+
+    The answer writes numbers as JSON numbers, and JSON-LD to-RDF writes a fractional one
+    under "@type": xsd:decimal in xsd:double's form ("6.85E1"^^xsd:decimal, not a decimal);
+    uncoerced, it reads as xsd:double (or xsd:integer), the API's convention (issue 14).
+    """
+    numeric = {"xsd:" + iri.removeprefix(PREFIXES["xsd"]) for iri in NUMERIC}
+    return {
+        term: (
+            {k: v for k, v in definition.items() if k != "@type"}
+            if isinstance(definition, dict) and definition.get("@type") in numeric
+            else definition
+        )
+        for term, definition in context.items()
     }
 
 
