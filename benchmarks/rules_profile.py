@@ -29,6 +29,9 @@ from service.kb.sources import knowledge_files, load_triples  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, nargs="?", default=ROOT)
+    parser.add_argument(
+        "--logical", type=Path, help="write the sorted non-provenance inferred triples here"
+    )
     args = parser.parse_args()
     files = knowledge_files(args.root)
     # Rules always come from this checkout (a kept benchmark root holds no rules of its own).
@@ -39,7 +42,10 @@ def main() -> None:
     started = time.perf_counter()
     result = reason(schema, asserted, rules)
     wall = time.perf_counter() - started
-    logical = sum(1 for t in result.inferred if not is_provenance(t))
+    statements = sorted(f"{t} ." for t in result.inferred if not is_provenance(t))
+    logical = len(statements)
+    if args.logical:  # to compare two versions of the rules: the same conclusions, line by line
+        args.logical.write_text("\n".join(statements) + "\n", encoding="utf-8")
     print(f"{len(asserted)} asserted triples; reason() {wall:.2f} s; {result.rounds} rounds")
     print(f"timings: { {k: round(v, 2) for k, v in result.timings.items()} }")
     print(f"inferred {len(result.inferred)} triples, {logical} of them not provenance")

@@ -430,7 +430,10 @@ def test_fixpoint_is_stable_and_deterministic(rules, fixture_ontology):
     data = [q for p in positive_fixtures() for q in parse_file(p)]
     first = reason(fixture_ontology, data, rules)
     second = reason(fixture_ontology, data, rules)
-    assert first.inferred == second.inferred
+    # The same triples each time; their order in the list is the store's iteration order,
+    # which reason() leaves unsorted by design (the artifact writer sorts its lines).
+    assert len(first.inferred) == len(second.inferred)
+    assert sorted(map(str, first.inferred)) == sorted(map(str, second.inferred))
     # Running the rules once more over their own output adds nothing.
     store = ox.Store()
     store.extend(

@@ -427,29 +427,41 @@ def as_insert(query: str) -> str | None:
     )
 
 
+Graph = ox.NamedNode | ox.DefaultGraph
+
+
+def _sparql_graph(g: Graph) -> str:
+    return "DEFAULT" if isinstance(g, ox.DefaultGraph) else f"<{g.value}>"
+
+
 def _run_natively(
-    store: ox.Store, rule: Rule, graphs: Sequence[ox.NamedNode], target: ox.NamedNode
+    store: ox.Store, rule: Rule, graphs: Sequence[Graph], targets: Sequence[Graph]
 ) -> tuple[int, set[str]] | None:
     """Run one rule inside the store (no triple crosses into Python); new triples added to
-    `target`, their number returned. None when the rule text cannot be run this way."""
+    each of `targets`, their number returned. None when the rule text cannot be run this way."""
     update = as_insert(rule.query or "")
     if update is None:
         return None
-    using = " ".join(f"USING <{g.value}>" for g in graphs)
-    using += " " + " ".join(f"USING NAMED <{g.value}>" for g in graphs)
+    named = [g for g in graphs if isinstance(g, ox.NamedNode)]
+    if len(named) != len(graphs) and len(graphs) != 1:
+        return None  # the default graph mixed with named ones: no USING clause says that
+    # One graph read as the default graph (no USING) is much faster than a union of several.
+    using = " ".join(f"USING <{g.value}>" for g in named)
+    using += " " + " ".join(f"USING NAMED <{g.value}>" for g in named)
     try:
         store.update(update.replace("__USING__", using), prefixes=RULE_PREFIXES)
     except SyntaxError:
         return None  # the query path reports the error in the rule's own terms
     scratch = f"GRAPH <{SCRATCH.value}> {{ ?s ?p ?o }}"
-    known = ", ".join(f"<{g.value}>" for g in graphs)
+    if named:
+        known = ", ".join(f"<{g.value}>" for g in named)
+        seen = f"GRAPH ?g {{ ?s ?p ?o }} FILTER (?g IN ({known}))"
+    else:
+        seen = "?s ?p ?o"
     try:
         # What is known already leaves the scratch graph in one pass (a lookup per triple);
         # then the scratch holds exactly the new triples, read and moved without joins.
-        store.update(
-            f"DELETE {{ {scratch} }} WHERE {{ {scratch} "
-            f"FILTER EXISTS {{ GRAPH ?g {{ ?s ?p ?o }} FILTER (?g IN ({known})) }} }}"
-        )
+        store.update(f"DELETE {{ {scratch} }} WHERE {{ {scratch} FILTER EXISTS {{ {seen} }} }}")
         if store.query(f"ASK {{ {scratch} FILTER (isBlank(?s) || isBlank(?o)) }}"):
             blank = next(
                 q.triple
@@ -468,33 +480,34 @@ def _run_natively(
                     f"SELECT DISTINCT ?c WHERE {{ GRAPH <{SCRATCH.value}> {{ ?s a ?c }} }}"
                 )
                 written |= {_TYPE_KEY + row["c"].value for row in solutions(rows)}
-            store.update(f"ADD <{SCRATCH.value}> TO <{target.value}>")
+            for target in targets:
+                store.update(f"ADD <{SCRATCH.value}> TO {_sparql_graph(target)}")
     finally:
         store.update(f"DROP SILENT GRAPH <{SCRATCH.value}>")
     return gained, written
 
 
 def _run_in_python(
-    store: ox.Store, rule: Rule, graphs: Sequence[ox.NamedNode], target: ox.NamedNode
+    store: ox.Store, rule: Rule, graphs: Sequence[Graph], targets: Sequence[Graph]
 ) -> tuple[int, set[str]]:
     try:
         dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
         result = store.query(rule.query or "", prefixes=RULE_PREFIXES, default_graph=dataset)
     except SyntaxError as err:
         raise RuleError(f"{rule.iri}: {err}") from None
-    new = []
+    new: set[ox.Triple] = set()  # a CONSTRUCT can return one triple several times
     for t in constructed(result):
         if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
             raise RuleError(f"{rule.iri} produced a blank node: {t}")
         if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
-            new.append(ox.Quad(t.subject, t.predicate, t.object, target))
-    store.extend(new)
-    written = {q.predicate.value for q in new} | {
-        _TYPE_KEY + q.object.value
-        for q in new
-        if q.predicate == RDF_TYPE and isinstance(q.object, ox.NamedNode)
+            new.add(t)
+    store.extend(ox.Quad(t.subject, t.predicate, t.object, g) for t in new for g in targets)
+    written = {t.predicate.value for t in new} | {
+        _TYPE_KEY + t.object.value
+        for t in new
+        if t.predicate == RDF_TYPE and isinstance(t.object, ox.NamedNode)
     }
-    return len(set(new)), written  # a CONSTRUCT can return one triple several times
+    return len(new), written
 
 
 # What a rule's WHERE can match: predicate IRIs, and `type:` + class for rdf:type patterns with
@@ -568,9 +581,10 @@ def _affected(reads: frozenset[str] | None, written: set[str]) -> bool:
 def run_rules(
     store: ox.Store,
     rules: Sequence[Rule],
-    premises: Sequence[ox.NamedNode],
-    target: ox.NamedNode,
+    premises: Sequence[Graph],
+    target: Graph,
     seconds: dict[str, float] | None = None,
+    also: Graph | None = None,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
@@ -579,9 +593,12 @@ def run_rules(
     a stale partial answer behind. Each rule runs inside the store as a SPARQL Update (its
     CONSTRUCT turned into an INSERT), so no derived triple goes through Python; the store must
     hold only `premises` and `target` besides (a triple in any graph counts as known).
-    `seconds`, when given, receives each rule's time over all rounds (for the profile).
+    `seconds`, when given, receives each rule's time over all rounds (for the profile);
+    `also`, when given, gets a copy of every new triple (the inferred triples, when the
+    premises and the target are one graph, which rules read fastest).
     """
-    graphs: list[ox.NamedNode] = [*premises, target]
+    graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
+    targets: list[Graph] = [target] if also is None else [target, also]
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
     rounds = 0
     for order in sorted({r.order for r in rules if r.query}):
@@ -592,9 +609,9 @@ def run_rules(
             written: set[str] = set()
             for rule in pending:
                 started = time.perf_counter()
-                outcome = _run_natively(store, rule, graphs, target)
+                outcome = _run_natively(store, rule, graphs, targets)
                 if outcome is None:
-                    outcome = _run_in_python(store, rule, graphs, target)
+                    outcome = _run_in_python(store, rule, graphs, targets)
                 if seconds is not None:
                     seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
                 gained, wrote = outcome
@@ -630,13 +647,16 @@ def reason(
     peaks = {"owl_rl": peak_rss_mib()}
 
     started = time.perf_counter()
+    # Rules read everything as one default graph (a union of named graphs made every
+    # pattern several lookups); the inferred graph gets a copy of each new triple.
     store = ox.Store()
-    g_onto, g_data, g_inf = GRAPHS["ontology"], GRAPHS["asserted"], GRAPHS["inferred"]
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g_onto) for t in onto)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g_data) for t in data)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g_inf) for t in entailed)
+    g_inf, default = GRAPHS["inferred"], ox.DefaultGraph()
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in onto)
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in data)
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in entailed)
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, g_inf) for t in entailed)
     rule_seconds: dict[str, float] = {}
-    per_rule, rounds = run_rules(store, rules, [g_onto, g_data], g_inf, rule_seconds)
+    per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, also=g_inf)
     inferred = [q.triple for q in store.quads_for_pattern(None, None, None, g_inf)]
     inferred += derivation_records(entailed, OWL_RL_RULE)
     timings["rules"] = time.perf_counter() - started
