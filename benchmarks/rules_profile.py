@@ -39,14 +39,18 @@ def main() -> None:
     schema = load_triples(files["ontology"] + vocabulary)
     asserted = load_triples(files["asserted"])
     rules = load_rules(load_rule_statements(ROOT))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = reason(schema, asserted, rules)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     statements = sorted(f"{t} ." for t in result.inferred if not is_provenance(t))
     logical = len(statements)
     if args.logical:  # to compare two versions of the rules: the same conclusions, line by line
         args.logical.write_text("\n".join(statements) + "\n", encoding="utf-8")
-    print(f"{len(asserted)} asserted triples; reason() {wall:.2f} s; {result.rounds} rounds")
+    # CPU seconds as well: on a loaded machine they are what a quiet one would take as wall.
+    print(
+        f"{len(asserted)} asserted triples; reason() {wall:.2f} s wall, {cpu:.2f} s CPU; "
+        f"{result.rounds} rounds"
+    )
     print(f"timings: { {k: round(v, 2) for k, v in result.timings.items()} }")
     print(f"inferred {len(result.inferred)} triples, {logical} of them not provenance")
     for rule in sorted(result.rule_seconds, key=result.rule_seconds.get, reverse=True):  # type: ignore[arg-type]
