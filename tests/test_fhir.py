@@ -428,7 +428,8 @@ def test_round_trip_every_body_of_evidence(graph, stores, exported) -> None:
     for row in select(
         store,
         """SELECT ?body ?rule { ?body a cmp:EvidenceBody .
-            ?d rdf:subject ?body ; rdf:predicate cmp:certainty ; prov:wasGeneratedBy ?rule }""",
+            ?d cmp:derivedSubject ?body ; cmp:derivedProperty cmp:certainty ;
+               prov:wasGeneratedBy ?rule }""",
     ):
         rating_rules[row["body"]].add(row["rule"])
 

@@ -50,7 +50,7 @@ class Graph:
     sources: Nodes
     terms: Nodes  # conditions, modalities, comparators and outcomes claims or bodies name
     values: Nodes  # certainty levels and domains, measures, statuses, conclusions, classes
-    # the derivation records of derived triples on bodies: predicate IRI -> rules, per body
+    # the derivation records about bodies (one per rule and body): property IRI -> rules
     derived_by: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def label(self, iri: str | None) -> str | None:
@@ -116,7 +116,7 @@ def read_graph(select: Select) -> Graph:
     derived_by: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for row in select(
         sparql_prefixes() + "SELECT DISTINCT ?s ?p ?rule WHERE {\n  ?s a cmp:EvidenceBody .\n"
-        "  ?d rdf:subject ?s ; rdf:predicate ?p ; prov:wasGeneratedBy ?rule .\n} "
+        "  ?d cmp:derivedSubject ?s ; cmp:derivedProperty ?p ; prov:wasGeneratedBy ?rule .\n} "
         "ORDER BY ?s ?p ?rule"
     ):
         if row.get("s") and row.get("p") and row.get("rule"):

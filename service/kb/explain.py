@@ -1,10 +1,10 @@
 """`cmpkg explain`: the derivation tree of an inferred statement, down to asserted claims + DOIs.
 
-Walks the provenance the rules leave in graph:inferred: derived nodes (supports, cautions,
+Walks the provenance the rules leave in graph:inferred: derived nodes (bodies, cautions,
 prescription components) name their rule (prov:wasGeneratedBy) and premises
-(prov:wasDerivedFrom); derived plain triples have a derivation record (rdf:subject/predicate/
-object, prov:wasGeneratedBy, prov:used). Asserted sourced statements are the leaves, shown with
-their source and DOI.
+(prov:wasDerivedFrom); what a rule adds about a node it did not mint has one derivation record
+per rule and node (cmp:derivedSubject, cmp:derivedProperty, prov:wasGeneratedBy, prov:used).
+Asserted sourced statements are the leaves, shown with their source and DOI.
 """
 
 from __future__ import annotations
@@ -15,18 +15,24 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from service.kb.reasoning import HERMIT_RULE, OWL_RL_RULE
-from service.kb.sources import PREFIXES, curie, expand_curie, load_dataset
+from service.kb.reasoning import (
+    DERIVED_PROPERTY,
+    DERIVED_SUBJECT,
+    HERMIT_RULE,
+    OWL_RL_RULE,
+    PROV_GENERATED_BY,
+    PROV_USED,
+)
+from service.kb.sources import GRAPHS, PREFIXES, curie, expand_curie, load_dataset
 
 _P = {
     "label": ox.NamedNode(PREFIXES["rdfs"] + "label"),
     "type": ox.NamedNode(PREFIXES["rdf"] + "type"),
-    "subject": ox.NamedNode(PREFIXES["rdf"] + "subject"),
-    "predicate": ox.NamedNode(PREFIXES["rdf"] + "predicate"),
-    "object": ox.NamedNode(PREFIXES["rdf"] + "object"),
-    "generated": ox.NamedNode(PREFIXES["prov"] + "wasGeneratedBy"),
+    "subject": DERIVED_SUBJECT,
+    "property": DERIVED_PROPERTY,
+    "generated": PROV_GENERATED_BY,
     "derived_from": ox.NamedNode(PREFIXES["prov"] + "wasDerivedFrom"),
-    "used": ox.NamedNode(PREFIXES["prov"] + "used"),
+    "used": PROV_USED,
     "source": ox.NamedNode(PREFIXES["cmp"] + "source"),
     "reported_in": ox.NamedNode(PREFIXES["cmp"] + "reportedIn"),
     "doi": ox.NamedNode(PREFIXES["cmp"] + "doi"),
@@ -48,6 +54,7 @@ _P = {
     "rated_down_for": ox.NamedNode(PREFIXES["cmp"] + "ratedDownFor"),
 }
 BODY = ox.NamedNode(PREFIXES["cmp"] + "EvidenceBody")
+_INFERRED = GRAPHS["inferred"]
 # Reasoner steps record no premises and tag every claim with generic types; leaving them out
 # keeps a tree to the facts a domain rule used.
 _QUIET_RULES = {OWL_RL_RULE, HERMIT_RULE}
@@ -130,6 +137,26 @@ class _Graph:
     def known(self, node: ox.NamedNode) -> bool:
         return next(iter(self.store.quads_for_pattern(node, None, None, None)), None) is not None
 
+    def derived(self, record: ox.NamedNode) -> list[tuple[ox.NamedNode, list]]:
+        """The statements a derivation record explains, as (property, objects) pairs.
+
+        A record names its node and properties, not each object: it explains every inferred
+        (node, property, o), unless another rule's record also derives that property of the
+        node; then each explains the objects it used (the rating-down nodes, say)."""
+        subject = self.one(record, _P["subject"])
+        used = set(self.objects(record, _P["used"]))
+        others = [r for r in self.subjects(_P["subject"], subject) if r != record]
+        out = []
+        for prop in self.objects(record, _P["property"]):
+            values = sorted(
+                {q.object for q in self.store.quads_for_pattern(subject, prop, None, _INFERRED)},
+                key=str,
+            )
+            if any(prop in self.objects(r, _P["property"]) for r in others):
+                values = [v for v in values if v in used]
+            out.append((prop, values))
+        return out
+
 
 def explain(store: ox.Store, iri: str, max_depth: int = 12) -> Step:
     """The derivation tree of `iri` (a derived node, a derivation record, or any statement)."""
@@ -162,8 +189,8 @@ def _step(
     seen = seen | {node.value}
     # Which kind of node this is decides what it says and what its premises are.
     premises: list
-    if graph.one(node, _P["subject"]) is not None:  # a derivation record of one derived triple
-        step, premises = _derivation_step(graph, node)
+    if graph.one(node, _P["subject"]) is not None:  # what one rule derived about one node
+        step, premises = _derivation_step(graph, node, condition)
     elif graph.one(node, _P["generated"]) is not None:  # a node minted by a rule
         step, premises = _derived_step(graph, node)
         condition = graph.one(node, _P["condition"]) or condition
@@ -176,14 +203,16 @@ def _step(
     return step
 
 
-def _derivation_step(graph: _Graph, node: ox.NamedNode) -> tuple[Step, list]:
+def _derivation_step(
+    graph: _Graph, node: ox.NamedNode, condition: ox.NamedNode | None
+) -> tuple[Step, list]:
     subject = graph.one(node, _P["subject"])
-    predicate, obj = graph.one(node, _P["predicate"]), graph.one(node, _P["object"])
-    step = Step(
-        node.value,
-        "derivation",
-        f"{compact(subject)} {compact(predicate)} {compact(obj)}",
-    )
+    said = []
+    for prop, values in graph.derived(node):
+        if condition is not None and prop == _P["indirectly_informs"]:
+            values = [v for v in values if v == condition]  # only the link that matters here
+        said.append(f"{compact(prop)} {', '.join(compact(v) for v in values)}")
+    step = Step(node.value, "derivation", f"{compact(subject)} {' ; '.join(said)}")
     _rule_step(graph, step, node)
     return step, graph.objects(node, _P["used"])
 
@@ -228,13 +257,16 @@ def _asserted_step(
         record
         for record in graph.subjects(_P["subject"], node)
         if graph.one(record, _P["generated"]) not in _QUIET_RULES
-        and (
-            condition is None
-            or graph.one(record, _P["predicate"]) != _P["indirectly_informs"]
-            or graph.one(record, _P["object"]) == condition
-        )
+        and (condition is None or _relevant(graph, record, condition))
     ]
     return step, premises
+
+
+def _relevant(graph: _Graph, record: ox.NamedNode, condition: ox.NamedNode) -> bool:
+    """Under a derived node about `condition`, a claim's indirect-evidence record matters only
+    when it links the claim to that condition."""
+    informs = dict(graph.derived(record)).get(_P["indirectly_informs"])
+    return informs is None or condition in informs
 
 
 def _asserted_details(graph: _Graph, node: ox.NamedNode) -> list[str]:

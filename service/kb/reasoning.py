@@ -2,8 +2,9 @@
 
 Rules are data (one Turtle file each, `rule:<id> a cmp:Rule ; sh:construct "..."`); this module
 only runs them. Every inferred statement is explainable: rules emit their own provenance (derived
-nodes carry prov:wasGeneratedBy / prov:wasDerivedFrom, derived plain triples get a derivation
-record), and OWL RL entailments get a derivation record naming `rule:owl2-rl`.
+nodes carry prov:wasGeneratedBy / prov:wasDerivedFrom; the statements a rule adds about a node it
+did not mint get one derivation record per rule and node, naming the rule, the properties and the
+premises), and OWL RL entailments get such a record naming `rule:owl2-rl`.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ SH = PREFIXES["sh"]
 RDF_TYPE = ox.NamedNode(RDF + "type")
 OWL_RL_RULE = ox.NamedNode(RULE_NS + "owl2-rl")
 HERMIT_RULE = ox.NamedNode(RULE_NS + "hermit-classification")
-PROV_ENTITY = ox.NamedNode(PROV + "Entity")
 PROV_GENERATED_BY = ox.NamedNode(PROV + "wasGeneratedBy")
-RDF_SUBJECT = ox.NamedNode(RDF + "subject")
-RDF_PREDICATE = ox.NamedNode(RDF + "predicate")
-RDF_OBJECT = ox.NamedNode(RDF + "object")
+PROV_USED = ox.NamedNode(PROV + "used")
+# A derivation record: one per (rule, node), see ontology/rules/rule-vocabulary.ttl.
+DERIVATION = ox.NamedNode(CMP + "Derivation")
+DERIVED_SUBJECT = ox.NamedNode(CMP + "derivedSubject")
+DERIVED_PROPERTY = ox.NamedNode(CMP + "derivedProperty")
 
 # Prefixes every rule may use without declaring them (rule files hold only the query text).
 RULE_PREFIXES: dict[str, str] = {**PREFIXES, "deriv": DERIVATION_NS}
@@ -79,6 +81,9 @@ class Rule:
     label: str
     order: int
     query: str | None  # None for reasoner steps (OWL RL, HermiT) described as rules
+    # What the rule file declares its WHERE reads (cmp:reads, cmp:readsType), in rule_reads'
+    # terms; None when it declares nothing (then the query is parsed for it).
+    declared_reads: frozenset[str] | None = None
 
     @property
     def id(self) -> str:
@@ -90,6 +95,7 @@ class ReasoningResult:
     inferred: list[ox.Triple]
     owl_rl_count: int  # entailments kept from the OWL RL closure (before their records)
     per_rule: dict[str, int] = field(default_factory=dict)  # new triples each rule added
+    rule_seconds: dict[str, float] = field(default_factory=dict)  # time each rule took, all rounds
     rounds: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     owl_rl_fallback: str | None = None  # why the full OWL RL closure ran, if it did
@@ -114,16 +120,37 @@ def load_rules(statements: Iterable[ox.Triple | ox.Quad]) -> list[Rule]:
            } GROUP BY ?r""",
         prefixes=RULE_PREFIXES,
     )
+    declared: dict[str, set[str]] = defaultdict(set)
+    for row in solutions(
+        store.query(
+            """SELECT ?r ?p ?c WHERE { ?r a cmp:Rule .
+                 { ?r cmp:reads ?p } UNION { ?r cmp:readsType ?c } }""",
+            prefixes=RULE_PREFIXES,
+        )
+    ):
+        read = row["p"].value if row["p"] else _TYPE_KEY + row["c"].value
+        declared[row["r"].value].add(read)
     rules = [
         Rule(
             iri=row["r"].value,
             label=row["label"].value if row["label"] else row["r"].value,
             order=int(row["order"].value) if row["order"] else 50,
             query=row["query"].value if row["query"] else None,
+            declared_reads=frozenset(declared[row["r"].value])
+            if row["r"].value in declared
+            else None,
         )
         for row in solutions(rows)
     ]
     return sorted(rules, key=lambda r: (r.order, r.iri))
+
+
+def reads_of(rule: Rule) -> frozenset[str] | None:
+    """What the rule reads: its file's declaration (checked against the parsed query by
+    tests/test_rules.py), else the parse, which costs ~0.1 s of rdflib per rule."""
+    if rule.declared_reads is not None:
+        return rule.declared_reads
+    return rule_reads(rule.query or "")
 
 
 # --- OWL 2 RL ----------------------------------------------------------------------------------
@@ -327,21 +354,27 @@ def owl_rl_fast(
 
 
 def derivation_records(triples: Iterable[ox.Triple], rule: ox.NamedNode) -> list[ox.Triple]:
-    """A reified record per triple naming the rule that produced it (no premises known)."""
-    out: list[ox.Triple] = []
-    statement = ox.NamedNode(RDF + "Statement")
+    """One record per node the rule said something about (no premises known): the rule, the
+    node and the properties of what was derived, as the domain rules write theirs."""
+    properties: dict[ox.NamedNode, set[ox.NamedNode]] = defaultdict(set)
     for t in plain_triples(triples):
-        key = f"{rule.value} {t.subject.value} {t.predicate.value} {t.object.value}"
-        node = ox.NamedNode(DERIVATION_NS + hashlib.md5(key.encode()).hexdigest())
+        properties[t.subject].add(t.predicate)  # type: ignore[index]
+    out: list[ox.Triple] = []
+    for subject, predicates in properties.items():
+        node = derivation_iri(rule, subject)
         out += [
-            ox.Triple(node, RDF_TYPE, statement),
-            ox.Triple(node, RDF_TYPE, PROV_ENTITY),
-            ox.Triple(node, RDF_SUBJECT, t.subject),
-            ox.Triple(node, RDF_PREDICATE, t.predicate),
-            ox.Triple(node, RDF_OBJECT, t.object),
+            ox.Triple(node, RDF_TYPE, DERIVATION),
+            ox.Triple(node, DERIVED_SUBJECT, subject),
             ox.Triple(node, PROV_GENERATED_BY, rule),
         ]
+        out += [ox.Triple(node, DERIVED_PROPERTY, p) for p in sorted(predicates, key=str)]
     return out
+
+
+def derivation_iri(rule: ox.NamedNode, subject: ox.NamedNode) -> ox.NamedNode:
+    """The record's IRI, as the rules mint it: `deriv:` + MD5 of "<rule> <subject>"."""
+    key = f"{rule.value} {subject.value}"
+    return ox.NamedNode(DERIVATION_NS + hashlib.md5(key.encode()).hexdigest())
 
 
 # --- domain rules ------------------------------------------------------------------------------
@@ -394,22 +427,41 @@ def as_insert(query: str) -> str | None:
     )
 
 
+Graph = ox.NamedNode | ox.DefaultGraph
+
+
+def _sparql_graph(g: Graph) -> str:
+    return "DEFAULT" if isinstance(g, ox.DefaultGraph) else f"<{g.value}>"
+
+
 def _run_natively(
-    store: ox.Store, rule: Rule, graphs: Sequence[ox.NamedNode], target: ox.NamedNode
+    store: ox.Store, rule: Rule, graphs: Sequence[Graph], targets: Sequence[Graph]
 ) -> tuple[int, set[str]] | None:
     """Run one rule inside the store (no triple crosses into Python); new triples added to
-    `target`, their number returned. None when the rule text cannot be run this way."""
+    each of `targets`, their number returned. None when the rule text cannot be run this way."""
     update = as_insert(rule.query or "")
     if update is None:
         return None
-    using = " ".join(f"USING <{g.value}>" for g in graphs)
-    using += " " + " ".join(f"USING NAMED <{g.value}>" for g in graphs)
+    named = [g for g in graphs if isinstance(g, ox.NamedNode)]
+    if len(named) != len(graphs) and len(graphs) != 1:
+        return None  # the default graph mixed with named ones: no USING clause says that
+    # One graph read as the default graph (no USING) is much faster than a union of several.
+    using = " ".join(f"USING <{g.value}>" for g in named)
+    using += " " + " ".join(f"USING NAMED <{g.value}>" for g in named)
     try:
         store.update(update.replace("__USING__", using), prefixes=RULE_PREFIXES)
     except SyntaxError:
         return None  # the query path reports the error in the rule's own terms
     scratch = f"GRAPH <{SCRATCH.value}> {{ ?s ?p ?o }}"
+    if named:
+        known = ", ".join(f"<{g.value}>" for g in named)
+        seen = f"GRAPH ?g {{ ?s ?p ?o }} FILTER (?g IN ({known}))"
+    else:
+        seen = "?s ?p ?o"
     try:
+        # What is known already leaves the scratch graph in one pass (a lookup per triple);
+        # then the scratch holds exactly the new triples, read and moved without joins.
+        store.update(f"DELETE {{ {scratch} }} WHERE {{ {scratch} FILTER EXISTS {{ {seen} }} }}")
         if store.query(f"ASK {{ {scratch} FILTER (isBlank(?s) || isBlank(?o)) }}"):
             blank = next(
                 q.triple
@@ -417,49 +469,45 @@ def _run_natively(
                 if isinstance(q.subject, ox.BlankNode) or isinstance(q.object, ox.BlankNode)
             )
             raise RuleError(f"{rule.iri} produced a blank node: {blank}")
-        novel = f"{scratch} " + " ".join(
-            f"FILTER NOT EXISTS {{ GRAPH <{g.value}> {{ ?s ?p ?o }} }}" for g in graphs
-        )
-        written: set[str] = set()
-        rows = store.query(
-            f"SELECT DISTINCT ?p ?c WHERE {{ {novel} "
-            f"OPTIONAL {{ FILTER (?p = rdf:type) BIND (?o AS ?c) }} }}",
-            prefixes=RULE_PREFIXES,
-        )
-        for row in solutions(rows):
-            written.add(row["p"].value)
-            if row["c"] is not None:
-                written.add(_TYPE_KEY + row["c"].value)
-        counted = solutions(store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {novel} }}"))
+        counted = solutions(store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {scratch} }}"))
         gained = int(next(iter(counted))["n"].value)
+        written: set[str] = set()
         if gained:
-            store.update(f"INSERT {{ GRAPH <{target.value}> {{ ?s ?p ?o }} }} WHERE {{ {novel} }}")
+            rows = store.query(f"SELECT DISTINCT ?p WHERE {{ {scratch} }}")
+            written = {row["p"].value for row in solutions(rows)}
+            if RDF + "type" in written:
+                rows = store.query(
+                    f"SELECT DISTINCT ?c WHERE {{ GRAPH <{SCRATCH.value}> {{ ?s a ?c }} }}"
+                )
+                written |= {_TYPE_KEY + row["c"].value for row in solutions(rows)}
+            for target in targets:
+                store.update(f"ADD <{SCRATCH.value}> TO {_sparql_graph(target)}")
     finally:
         store.update(f"DROP SILENT GRAPH <{SCRATCH.value}>")
     return gained, written
 
 
 def _run_in_python(
-    store: ox.Store, rule: Rule, graphs: Sequence[ox.NamedNode], target: ox.NamedNode
+    store: ox.Store, rule: Rule, graphs: Sequence[Graph], targets: Sequence[Graph]
 ) -> tuple[int, set[str]]:
     try:
         dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
         result = store.query(rule.query or "", prefixes=RULE_PREFIXES, default_graph=dataset)
     except SyntaxError as err:
         raise RuleError(f"{rule.iri}: {err}") from None
-    new = []
+    new: set[ox.Triple] = set()  # a CONSTRUCT can return one triple several times
     for t in constructed(result):
         if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
             raise RuleError(f"{rule.iri} produced a blank node: {t}")
         if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
-            new.append(ox.Quad(t.subject, t.predicate, t.object, target))
-    store.extend(new)
-    written = {q.predicate.value for q in new} | {
-        _TYPE_KEY + q.object.value
-        for q in new
-        if q.predicate == RDF_TYPE and isinstance(q.object, ox.NamedNode)
+            new.add(t)
+    store.extend(ox.Quad(t.subject, t.predicate, t.object, g) for t in new for g in targets)
+    written = {t.predicate.value for t in new} | {
+        _TYPE_KEY + t.object.value
+        for t in new
+        if t.predicate == RDF_TYPE and isinstance(t.object, ox.NamedNode)
     }
-    return len(set(new)), written  # a CONSTRUCT can return one triple several times
+    return len(new), written
 
 
 # What a rule's WHERE can match: predicate IRIs, and `type:` + class for rdf:type patterns with
@@ -506,8 +554,11 @@ def _walk_algebra(node: object, reads: set[str]) -> bool:
     from rdflib.plugins.sparql.parserutils import CompValue
     from rdflib.term import URIRef
 
-    if isinstance(node, CompValue) and node.name == "BGP":
-        for _s, p, o in node.get("triples") or []:
+    if isinstance(node, CompValue) and node.name in ("BGP", "TriplesBlock"):
+        # A BGP holds (s, p, o) tuples; the untranslated pattern of an EXISTS inside an
+        # expression (FILTER, BIND) is a TriplesBlock of flat [s, p, o, s, p, o, ...] lists.
+        flat = [x for t in node.get("triples") or [] for x in t]
+        for p, o in zip(flat[1::3], flat[2::3], strict=True):
             if str(p) == RDF + "type" and isinstance(o, URIRef):
                 reads.add(_TYPE_KEY + str(o))
             elif not _path_iris(p, reads):
@@ -530,8 +581,10 @@ def _affected(reads: frozenset[str] | None, written: set[str]) -> bool:
 def run_rules(
     store: ox.Store,
     rules: Sequence[Rule],
-    premises: Sequence[ox.NamedNode],
-    target: ox.NamedNode,
+    premises: Sequence[Graph],
+    target: Graph,
+    seconds: dict[str, float] | None = None,
+    also: Graph | None = None,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
@@ -540,8 +593,12 @@ def run_rules(
     a stale partial answer behind. Each rule runs inside the store as a SPARQL Update (its
     CONSTRUCT turned into an INSERT), so no derived triple goes through Python; the store must
     hold only `premises` and `target` besides (a triple in any graph counts as known).
+    `seconds`, when given, receives each rule's time over all rounds (for the profile);
+    `also`, when given, gets a copy of every new triple (the inferred triples, when the
+    premises and the target are one graph, which rules read fastest).
     """
-    graphs: list[ox.NamedNode] = [*premises, target]
+    graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
+    targets: list[Graph] = [target] if also is None else [target, also]
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
     rounds = 0
     for order in sorted({r.order for r in rules if r.query}):
@@ -551,19 +608,18 @@ def run_rules(
             rounds += 1
             written: set[str] = set()
             for rule in pending:
-                outcome = _run_natively(store, rule, graphs, target)
+                started = time.perf_counter()
+                outcome = _run_natively(store, rule, graphs, targets)
                 if outcome is None:
-                    outcome = _run_in_python(store, rule, graphs, target)
+                    outcome = _run_in_python(store, rule, graphs, targets)
+                if seconds is not None:
+                    seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
                 gained, wrote = outcome
                 per_rule[rule.id] += gained
                 if gained:
                     written |= wrote
-            # Fixpoint: only a rule that reads something just written can find more. What a
-            # rule reads is worked out (a parse) only once something was written: a stratum
-            # with nothing new, as the build's rules over a prescription, costs no parse.
-            pending = [
-                r for r in stratum if written and _affected(rule_reads(r.query or ""), written)
-            ]
+            # Fixpoint: only a rule that reads something just written can find more.
+            pending = [r for r in stratum if written and _affected(reads_of(r), written)]
     return per_rule, rounds
 
 
@@ -591,12 +647,16 @@ def reason(
     peaks = {"owl_rl": peak_rss_mib()}
 
     started = time.perf_counter()
+    # Rules read everything as one default graph (a union of named graphs made every
+    # pattern several lookups); the inferred graph gets a copy of each new triple.
     store = ox.Store()
-    g_onto, g_data, g_inf = GRAPHS["ontology"], GRAPHS["asserted"], GRAPHS["inferred"]
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g_onto) for t in onto)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g_data) for t in data)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g_inf) for t in entailed)
-    per_rule, rounds = run_rules(store, rules, [g_onto, g_data], g_inf)
+    g_inf, default = GRAPHS["inferred"], ox.DefaultGraph()
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in onto)
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in data)
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in entailed)
+    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, g_inf) for t in entailed)
+    rule_seconds: dict[str, float] = {}
+    per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, also=g_inf)
     inferred = [q.triple for q in store.quads_for_pattern(None, None, None, g_inf)]
     inferred += derivation_records(entailed, OWL_RL_RULE)
     timings["rules"] = time.perf_counter() - started
@@ -607,6 +667,7 @@ def reason(
         inferred=list(dict.fromkeys(inferred)),
         owl_rl_count=len(entailed),
         per_rule=per_rule,
+        rule_seconds=rule_seconds,
         rounds=rounds,
         timings=timings,
         owl_rl_fallback=fallback,

@@ -275,7 +275,7 @@ def _claim(store: ox.Store, kb: KnowledgeBase, iri: str) -> tuple[dict[str, Any]
         for r in _select(
             store,
             """SELECT DISTINCT ?r WHERE {
-                 ?d rdf:subject ?c_ ; rdf:predicate ?p ; prov:wasGeneratedBy ?r .
+                 ?d cmp:derivedSubject ?c_ ; cmp:derivedProperty ?p ; prov:wasGeneratedBy ?r .
                  FILTER (?p IN (cmp:significance, cmp:direction)) }""",
             c=iri,
         )
@@ -324,7 +324,7 @@ def _body(store: ox.Store, kb: KnowledgeBase, body: str) -> dict[str, Any]:
         _local(x["r"].value)
         for x in _select(
             store,
-            "SELECT DISTINCT ?r WHERE { ?d rdf:subject ?b_ ; prov:wasGeneratedBy ?r }",
+            "SELECT DISTINCT ?r WHERE { ?d cmp:derivedSubject ?b_ ; prov:wasGeneratedBy ?r }",
             b=body,
         )
     }

@@ -238,7 +238,7 @@ def _incoming(cells: _Cells, in_rows: list[dict[str, Any]]) -> dict[str, Any]:
             "subject": cells.term(row["s"], row.get("sl")),
             "property": cells.prop(row["p"], row.get("pl")),
         }
-        # Derivation records (one per derived triple) explain; they are not things one visits.
+        # Derivation records (one per rule and node) explain; they are not things one visits.
         is_record = row["s"]["value"].startswith(DERIVATION_NS)
         (derivations if is_record else links_in).append(link)
     return {
