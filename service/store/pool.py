@@ -44,7 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,7 @@ def _close_inherited(keep: int) -> None:
 
 
 def _reply(sock: socket.socket, state: int, header: Any = None, payload: bytes = b"") -> None:
-    head = json.dumps(header).encode()
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
     parts: list[memoryview] = [
         memoryview(_REPLY.pack(state, len(head), len(payload)) + head),
         memoryview(payload),
@@ -192,6 +192,7 @@ def _loop(sock: socket.socket, handler: Handler, limits: Limits) -> None:
             return
         try:
             header, payload = handler(job)
+            head = json.dumps(header).encode()  # the server reads JSON, never a pickle
         except MemoryError:
             # The heap may be left fragmented; say why, then let the pool replace us.
             _reply(sock, MEMORY)
@@ -199,7 +200,7 @@ def _loop(sock: socket.socket, handler: Handler, limits: Limits) -> None:
         except Exception as err:  # a failed job must not take the worker down
             _reply(sock, ERROR, f"{type(err).__name__}: {err}")
             continue
-        _reply(sock, OK, header, payload)
+        _reply(sock, OK, head, payload)
 
 
 # --- the server's side --------------------------------------------------------------------------
@@ -251,6 +252,13 @@ def _wait(sock: socket.socket, events: int, deadline: float) -> bool:
     poller = select.poll()
     poller.register(sock, events)
     return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+
+def _send_some(sock: socket.socket, data: bytes) -> int:
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
 
 
 def _send_blocking(sock: socket.socket, data: bytes, deadline: float) -> None:
@@ -364,10 +372,12 @@ class WorkerPool:
         worker.process.join()
         worker.sock.close()
 
-    def _discard(self, worker: _Worker) -> None:
-        """Count the worker as replaced now; kill it and fork its successor in the background."""
+    def _discard(self, worker: _Worker) -> Future[None]:
+        """Count the worker as replaced now; kill it and fork its successor on the upkeep
+        thread. A caller whose job failed waits for that (its client then finds the pool whole
+        again, as before); the event loop itself never does."""
         self.replaced += 1
-        self._upkeep.submit(self._replace, worker)
+        return self._upkeep.submit(self._replace, worker)
 
     def _replace(self, worker: _Worker) -> None:
         self._kill(worker)
@@ -446,11 +456,14 @@ class WorkerPool:
                 _send_blocking(worker.sock, message, deadline)
                 reply = _receive_blocking(worker.sock, deadline)
             except WorkerTimeout:
-                self._discard(worker)
+                self._discard(worker).result()
                 raise WorkerTimeout(f"query stopped after {timeout:g} s") from None
             except (EOFError, OSError):
                 if self._died(worker, attempt):
                     continue
+            if reply[0] == MEMORY:
+                self._out_of_memory(worker).result()
+                raise WorkerOutOfMemory(self._memory_message())
             return self._settle(worker, reply)
         raise WorkerCrashed("the query worker died twice")
 
@@ -462,15 +475,20 @@ class WorkerPool:
         for attempt in (1, 2):
             worker = await self._take_async(deadline)
             try:
-                await loop.sock_sendall(worker.sock, message)
+                sent = _send_some(worker.sock, message)
+                if sent < len(message):  # a big job: the rest as the socket drains
+                    await loop.sock_sendall(worker.sock, memoryview(message)[sent:])
                 reply = await _receive_async(worker.sock, deadline)
             except WorkerTimeout:
-                self._discard(worker)
+                await asyncio.wrap_future(self._discard(worker))
                 raise WorkerTimeout(f"query stopped after {timeout:g} s") from None
             except (EOFError, OSError):
                 # Finding out how it died waits for the process: not on the loop.
-                if await loop.run_in_executor(self._upkeep, self._died, worker, attempt):
+                if await loop.run_in_executor(None, self._died, worker, attempt):
                     continue
+            if reply[0] == MEMORY:
+                await asyncio.wrap_future(self._out_of_memory(worker))
+                raise WorkerOutOfMemory(self._memory_message())
             return self._settle(worker, reply)
         raise WorkerCrashed("the query worker died twice")
 
@@ -478,7 +496,7 @@ class WorkerPool:
         """The worker's end closed mid-job: True to retry once, else the error to raise."""
         worker.process.join(timeout=1.0)
         code = worker.process.exitcode
-        self._discard(worker)
+        self._discard(worker).result()
         if code == -signal.SIGKILL and attempt == 1:
             return True  # killed from outside (an operator, the OOM killer): retry once
         if code in (-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS):
@@ -486,12 +504,13 @@ class WorkerPool:
             raise WorkerOutOfMemory(self._memory_message())
         raise WorkerCrashed(f"the query worker died (exit {code})")
 
+    def _out_of_memory(self, worker: _Worker) -> Future[None]:
+        """The worker said it ran out of memory; it exits by itself, the kill only makes sure."""
+        self.out_of_memory += 1
+        return self._discard(worker)
+
     def _settle(self, worker: _Worker, reply: tuple[int, Any, bytes]) -> tuple[Any, bytes]:
         state, header, payload = reply
-        if state == MEMORY:
-            self._discard(worker)  # it exits by itself; the kill only makes sure
-            self.out_of_memory += 1
-            raise WorkerOutOfMemory(self._memory_message())
         self._give(worker)
         if state == ERROR:
             raise WorkerError(str(header))

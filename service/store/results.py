@@ -5,7 +5,7 @@ costs at least MIN_ROW_BYTES in each format, so an answer shorter than `row_cap`
 cannot be over the row cap: that is nearly every answer, and it is served as written. A longer
 one is counted (parsed back and written as TSV, one line per row: TSV escapes line breaks in
 terms) and, when over the cap, cut there and converted back, Rust to Rust; past DIRECT_LIMIT
-bytes the direct writer stops and the query's solutions are read again through the capped TSV
+bytes (CSV, which cannot be read back: past the bound) the direct writer stops and the query's solutions are read again through the capped TSV
 writer, so memory stays bounded whatever the answer's size. Triples go through N-Triples, where
 one line is one triple. So the embedded store (results straight from the engine) and the
 remote store (results parsed back from its answer) produce byte-identical answers for the same
@@ -167,7 +167,8 @@ def encode_solutions(
     fmt = SOLUTION_FORMATS[media_type]
     if again is not None and media_type != "text/tab-separated-values":
         bound = row_cap * MIN_ROW_BYTES[media_type]
-        sink = _ByteCounter(max(bound, DIRECT_LIMIT))
+        # CSV cannot be read back (it is lossy): past the bound, its solutions are read again.
+        sink = _ByteCounter(bound if media_type == "text/csv" else max(bound, DIRECT_LIMIT))
         try:
             solutions.serialize(cast(IO[bytes], sink), format=fmt)
         except _Full:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import socket
 import sys
@@ -53,11 +54,17 @@ from service.web.sparql import Describe, Incoming, Pending, Reply, failure, fini
 
 log = logging.getLogger("cmpkg.serve")
 
+
+def json_event(event: str, error: str) -> str:
+    return json.dumps({"event": event, "error": error[:500]})
+
+
 MAX_HEADER_BYTES = 256 * 1024  # request line and header fields together (waitress's default)
 BACKLOG = 1024
 SWEEP_EVERY = 1.0  # seconds between deadline checks
 LARGE_BODY = 64 * 1024  # above this a body is written on its own instead of copied after the head
 NO_BODY_STATUS = {204, 304}
+MAX_PIPELINED = 16  # requests read ahead of the one being answered before reading pauses
 BARE_LF = "header lines must end with CRLF (bare LF line endings are not accepted)"
 
 
@@ -66,14 +73,10 @@ class Request:
     method: str
     path: str  # as sent (percent-encoded)
     query: str
-    headers: list[tuple[str, str]]  # names lower-cased, in order
+    headers: dict[str, str]  # names lower-cased; repeated fields joined with ", "
     body: bytes
     version: str
     keep_alive: bool
-
-    def header(self, name: str) -> str | None:
-        values = [v for n, v in self.headers if n == name]
-        return ", ".join(values) if values else None
 
 
 class _Refused(Exception):
@@ -114,6 +117,7 @@ class Connection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.pending: deque[Request] = deque()
         self.busy = False
+        self.reading = True
         self.closed = False
         self.final: tuple[int, str] | None = None  # the error that ends this connection
         self.header_started: float | None = None
@@ -123,7 +127,7 @@ class Connection(asyncio.Protocol):
     # --- parser callbacks (httptools) ---
     def _start_message(self) -> None:
         self.url = b""
-        self.headers: list[tuple[str, str]] = []
+        self.headers: dict[str, str] = {}
         self.header_bytes = 0
         self.body: list[bytes] = []
         self.body_bytes = 0
@@ -139,7 +143,8 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_header(len(name) + len(value) + 4)
-        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def _count_header(self, size: int) -> None:
         self.header_bytes += size
@@ -149,11 +154,11 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.header_started = None  # only a body may follow: the header deadline is met
-        length = next((v for n, v in self.headers if n == "content-length"), None)
+        length = self.headers.get("content-length")
         if length is not None and length.strip().isdigit() and int(length) > self.front.max_body:
             self.refused = _Refused(413, body_too_large(self.front.max_body))
             raise self.refused
-        expect = next((v for n, v in self.headers if n == "expect"), "")
+        expect = self.headers.get("expect", "")
         if expect.lower() == "100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -184,12 +189,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        connections = self.front.connections
-        if len(connections) >= self.front.connection_limit:
-            transport.abort()
-            self.closed = True
-            return
-        connections.add(self)
+        self.front.connections.add(self)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = (str(peer[0]), int(peer[1]))
@@ -197,6 +197,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.front.connections.discard(self)
+        self.front.connection_closed()
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.final is not None:
@@ -217,6 +218,9 @@ class Connection(asyncio.Protocol):
             bare_lf = "CR" in text or "LF" in text
             self._refuse(400, BARE_LF if bare_lf else f"malformed HTTP request: {text}")
             return
+        if len(self.pending) > MAX_PIPELINED and self.transport is not None:
+            self.reading = False  # answered one at a time: a client far ahead waits
+            self.transport.pause_reading()
         self._next()
 
     # --- answering ---
@@ -231,8 +235,6 @@ class Connection(asyncio.Protocol):
                 self.write(reply.status, head, reply.body, keep_alive=False)
             return
         self.busy = True
-        assert self.transport is not None
-        self.transport.pause_reading()  # one request at a time; pipelined ones wait their turn
         request = self.pending.popleft()
         if request.path == "/sparql" and request.method in ("GET", "POST"):
             task = self.loop.create_task(self.front.answer_query(self, request))
@@ -253,6 +255,7 @@ class Connection(asyncio.Protocol):
         rest of the stream cannot be read as requests."""
         self.final = (status, message)
         if self.transport is not None:
+            self.reading = False
             self.transport.pause_reading()
         self._next()
 
@@ -283,7 +286,9 @@ class Connection(asyncio.Protocol):
             self.transport.close()
             return
         self.last_active = self.loop.time()
-        self.transport.resume_reading()
+        if not self.reading and len(self.pending) <= MAX_PIPELINED:
+            self.reading = True
+            self.transport.resume_reading()
         self._next()
 
     def overdue(self, now: float) -> bool:
@@ -325,9 +330,11 @@ class HttpServer:
         self.endpoint = (public_base(app.config) or f"http://{shown}:{self.port}") + "/sparql"
         self.executor = ThreadPoolExecutor(max(1, threads), thread_name_prefix="cmpkg-http")
         self.loop = asyncio.new_event_loop()
+        self.data_head = _head(list(common_headers(False).items()))
         self.connections: set[Connection] = set()
+        self.open = 0  # accepted and not yet closed (the limit counts these)
+        self.accepting = False
         self._date = (0, b"")
-        self._server: asyncio.AbstractServer | None = None
 
     def date_line(self) -> bytes:
         now = int(time.time())
@@ -338,9 +345,9 @@ class HttpServer:
     # --- the hot path ---
     async def answer_query(self, conn: Connection, request: Request) -> None:
         started = time.perf_counter()
-        accept = request.header("accept")
-        content_type = request.header("content-type")
-        if_none_match = request.header("if-none-match")
+        accept = request.headers.get("accept")
+        content_type = request.headers.get("content-type")
+        if_none_match = request.headers.get("if-none-match")
         memo = self.service.memo  # this build's: a swap brings an empty one
         key = None
         if if_none_match is None and memo.max_bytes > 0:
@@ -366,7 +373,10 @@ class HttpServer:
                 outcome = await self._evaluate(store, outcome, accept)
         finally:
             self.service.release(store)
-        head = _head(_with_common_headers(outcome.headers, False))
+        if outcome.status in (200, 304):  # our own header names only: the common ones follow
+            head = _head(outcome.headers) + self.data_head
+        else:
+            head = _head(_with_common_headers(outcome.headers, False))
         if key is not None and outcome.status == 200 and outcome.cache != "not-modified":
             memo.put(key, head, outcome.body)
         conn.write(outcome.status, head, outcome.body, request.keep_alive)
@@ -440,7 +450,7 @@ class HttpServer:
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
         }
-        for name, value in request.headers:
+        for name, value in request.headers.items():
             if "_" in name:
                 # As waitress does: `X_Forwarded_For` must not pose as `X-Forwarded-For`.
                 continue
@@ -449,7 +459,7 @@ class HttpServer:
                 environ[key] = value
             elif key not in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
                 key = "HTTP_" + key
-                environ[key] = f"{environ[key]},{value}" if key in environ else value
+                environ[key] = value
         return environ
 
     def _log(
@@ -458,6 +468,43 @@ class HttpServer:
     ) -> None:  # fmt: skip
         if access_log.isEnabledFor(logging.INFO):
             log_request(request.method, request.path, status, nbytes, started, cache, conn.peer[0])
+
+    # --- accepting, up to the connection limit ---
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst at a time, so reading is not starved
+            if self.open >= self.connection_limit:
+                # As waitress does: stop accepting; the kernel's backlog holds the rest.
+                self._listen(False)
+                return
+            try:
+                sock, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # out of descriptors, a reset before accept: keep serving
+                log.warning(json_event("accept-failed", str(err)))
+                return
+            sock.setblocking(False)
+            self.open += 1
+            self.loop.create_task(self._connect(sock))
+
+    async def _connect(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: Connection(self), sock)
+        except OSError:
+            sock.close()
+            self.connection_closed()
+
+    def connection_closed(self) -> None:
+        self.open -= 1
+        if not self.accepting and self.open < self.connection_limit:
+            self._listen(True)
+
+    def _listen(self, on: bool) -> None:
+        if on and not self.accepting and not self.loop.is_closed():
+            self.loop.add_reader(self.socket.fileno(), self._accept)
+        elif not on and self.accepting:
+            self.loop.remove_reader(self.socket.fileno())
+        self.accepting = on
 
     # --- lifecycle ---
     def _sweep(self) -> None:
@@ -469,21 +516,25 @@ class HttpServer:
                 conn.transport.close()
         self.loop.call_later(SWEEP_EVERY, self._sweep)
 
-    def run(self) -> None:
+    def run(self, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT (or `stop`); signals can only be taken on the main thread."""
         import signal
 
         asyncio.set_event_loop(self.loop)
-        self._server = self.loop.run_until_complete(
-            self.loop.create_server(lambda: Connection(self), sock=self.socket, backlog=BACKLOG)
-        )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self.loop.stop)
+        self.socket.setblocking(False)
+        self._listen(True)
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(sig, self.loop.stop)
         self.loop.call_later(SWEEP_EVERY, self._sweep)
         self.loop.run_forever()
 
+    def stop(self) -> None:
+        """From any thread: make `run` return."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self._listen(False)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
