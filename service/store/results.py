@@ -4,12 +4,13 @@ Solutions are serialised by pyoxigraph straight into the format asked for. Every
 costs at least MIN_ROW_BYTES in each format, so an answer shorter than `row_cap` times that
 cannot be over the row cap: that is nearly every answer, and it is served as written. A longer
 one is counted (parsed back and written as TSV, one line per row: TSV escapes line breaks in
-terms) and, when over the cap, cut there and converted back, Rust to Rust; past DIRECT_LIMIT
-bytes (CSV, which cannot be read back: past the bound) the direct writer stops and the query's solutions are read again through the capped TSV
-writer, so memory stays bounded whatever the answer's size. Triples go through N-Triples, where
-one line is one triple. So the embedded store (results straight from the engine) and the
-remote store (results parsed back from its answer) produce byte-identical answers for the same
-solutions, and no answer is built term by term in Python.
+terms) and, when over the cap, cut there and converted back, Rust to Rust. Past DIRECT_LIMIT
+bytes (CSV, which cannot be read back: past the bound) the direct writer stops and the
+query's solutions are read again through the capped TSV writer, so memory stays bounded
+whatever the answer's size. Triples go through N-Triples, where one line is one triple. So the
+embedded store (results straight from the engine) and the remote store (results parsed back
+from its answer) produce byte-identical answers for the same solutions, and no answer is built
+term by term in Python.
 """
 
 from __future__ import annotations
