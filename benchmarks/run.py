@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
 
-
 STAGES = ("load", "owl_rl", "rules", "hermit", "shacl", "write")
 SAMPLE_VALUES = {"text": '"pain"'}  # required parameters without a default in their file
 PARAMETER = re.compile(r"[?$](_{1,2}([A-Za-z][A-Za-z0-9]*)(?:_(iri|integer|decimal|boolean))?)\b")
