@@ -129,7 +129,9 @@ def over_http(artifact: Path, requests: int) -> None:
             endpoint = server.endpoint  # type: ignore[attr-defined]
             pid = server.process.pid
             before = cpu_seconds(pid), sum(cpu_seconds(c) for c in children(pid))
-            singles = [_get(endpoint, f"{q}\n# single {i}") for i in range(requests) for q in queries]
+            singles = [
+                _get(endpoint, f"{q}\n# single {i}") for i in range(requests) for q in queries
+            ]
             own = (cpu_seconds(pid) - before[0]) / len(singles) * 1000
             workers = (sum(cpu_seconds(c) for c in children(pid)) - before[1]) / len(singles) * 1000
             done: list[float] = []
