@@ -38,6 +38,7 @@ VOID = "http://rdfs.org/ns/void#"
 FORMATS = "http://www.w3.org/ns/formats/"
 RDF_TYPE = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 DEFAULT_DATASET = Dataset()
+NEGOTIATED_KEY = 512  # characters of format= values and Accept worth remembering
 SOLUTIONS_OFFERED = tuple(SOLUTION_MEDIA)
 GRAPHS_OFFERED = tuple(GRAPH_MEDIA)
 RESULT_FORMAT_IRIS = [
@@ -200,14 +201,24 @@ def failure(
     return Reply(response.status_code, response.headers.to_wsgi_list(), response.get_data())
 
 
-@lru_cache(maxsize=512)
 def _negotiate(
     fmt: tuple[str, ...], accept: str | None, offered: tuple[str, ...]
 ) -> tuple[str | None, str]:
     """The format for one kind of result, or None and the 406 message should it be that kind.
-    Clients send the same few Accept headers over and over: each is negotiated once."""
+    Clients send the same few Accept headers over and over: each is negotiated once (only
+    short ones are remembered, so the memory it takes stays small whatever clients send)."""
+    accept = accept[:MAX_ACCEPT] if accept else accept
+    if sum(map(len, fmt)) + len(accept or "") <= NEGOTIATED_KEY:
+        return _negotiated(fmt, accept, offered)
+    return _negotiated.__wrapped__(fmt, accept, offered)
+
+
+@lru_cache(maxsize=256)
+def _negotiated(
+    fmt: tuple[str, ...], accept: str | None, offered: tuple[str, ...]
+) -> tuple[str | None, str]:
     try:
-        return choose_format(fmt, accept[:MAX_ACCEPT] if accept else accept, offered), ""
+        return choose_format(fmt, accept, offered), ""
     except ProtocolError as err:
         return None, err.message
 
