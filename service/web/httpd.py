@@ -237,6 +237,8 @@ class Connection(asyncio.Protocol):
         self.busy = True
         request = self.pending.popleft()
         if request.path == "/sparql" and request.method in ("GET", "POST"):
+            if self.front.replay(self, request):  # answered at once: no task, no await
+                return
             task = self.loop.create_task(self.front.answer_query(self, request))
         else:
             task = self.loop.create_task(self.front.answer_with_app(self, request))
@@ -343,22 +345,36 @@ class HttpServer:
         return self._date[1]
 
     # --- the hot path ---
+    @staticmethod
+    def _memo_key(request: Request, memo: ResponseMemo) -> str | None:
+        """What a replayable request is remembered by; None for one that never is."""
+        if "if-none-match" in request.headers or memo.max_bytes <= 0:
+            return None  # a conditional request is answered 304 or evaluated, never replayed
+        headers = request.headers
+        return ResponseMemo.key(
+            request.method, request.query, headers.get("content-type", ""), request.body,
+            headers.get("accept", ""),
+        )  # fmt: skip
+
+    def replay(self, conn: Connection, request: Request) -> bool:
+        """Answer a request seen before from the response memo; False when it was not."""
+        started = time.perf_counter()
+        memo = self.service.memo
+        key = self._memo_key(request, memo)
+        stored = memo.get(key) if key is not None else None
+        if stored is None:
+            return False
+        conn.write(200, stored[0], stored[1], request.keep_alive)
+        self._log(request, conn, 200, len(stored[1]), started, "replay")
+        return True
+
     async def answer_query(self, conn: Connection, request: Request) -> None:
         started = time.perf_counter()
         accept = request.headers.get("accept")
         content_type = request.headers.get("content-type")
         if_none_match = request.headers.get("if-none-match")
         memo = self.service.memo  # this build's: a swap brings an empty one
-        key = None
-        if if_none_match is None and memo.max_bytes > 0:
-            key = ResponseMemo.key(
-                request.method, request.query, content_type or "", request.body, accept or ""
-            )
-            stored = memo.get(key)
-            if stored is not None:
-                conn.write(200, stored[0], stored[1], request.keep_alive)
-                self._log(request, conn, 200, len(stored[1]), started, "replay")
-                return
+        key = self._memo_key(request, memo)
         store = self.service.pin()
         try:
             incoming = Incoming(
