@@ -187,7 +187,7 @@ class Connection(asyncio.Protocol):
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, asyncio.Transport)  # a stream transport: TCP
         self.transport = transport
         self.front.connections.add(self)
         peer = transport.get_extra_info("peername")
