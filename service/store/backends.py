@@ -24,8 +24,9 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,11 +43,13 @@ from service.store.pool import (
     Limits,
     PoolBusy,
     WorkerCrashed,
+    WorkerError,
     WorkerOutOfMemory,
     WorkerPool,
     WorkerTimeout,
 )
 from service.store.query_check import SERVICE_REFUSED, Refused, inspect, strip_dataset_clauses
+from service.store.query_check import has_dataset as query_has_dataset
 from service.store.results import GRAPH_FORMATS, Answer, encode_result, is_graph
 
 _FROM = re.compile(r"\bFROM\b", re.IGNORECASE)
@@ -147,6 +150,15 @@ class _Failure:
     message: str
 
 
+# What crosses back from a worker is JSON (service.store.pool): these are its shapes.
+def _failure_header(failure: _Failure) -> dict[str, Any]:
+    return {"failed": failure.status, "message": failure.message}
+
+
+def _answer_header(answer: Answer) -> dict[str, Any]:
+    return {"media": answer.media_type, "truncated": answer.truncated, "rows": answer.rows}
+
+
 def _refusal(err: Exception) -> _Failure:
     text = str(err)
     if "unreachable" in text or "os error 101" in text:
@@ -158,7 +170,7 @@ def _evaluate(store: ox.Store, job: QueryJob) -> tuple[Answer | _Failure, bytes]
     """In the worker: check, parse and evaluate one query, serialise its answer."""
     try:
         if job.form is None or _FROM.search(job.query):
-            has_dataset = inspect(job.query).has_dataset
+            has_dataset = query_has_dataset(job.query)
         else:
             has_dataset = False  # our own query text (api, pages) without any FROM
     except Refused as err:
@@ -181,27 +193,37 @@ def _evaluate(store: ox.Store, job: QueryJob) -> tuple[Answer | _Failure, bytes]
         media = job.media_for(graph)
         if media is None:
             return _Failure(406, job.refusals[graph]), b""
-        answer = encode_result(result, media, job.row_cap)
+        answer = encode_result(result, media, job.row_cap, lambda: store.query(job.query, **kwargs))
     except SyntaxError as err:
         return _Failure(400, f"malformed query: {err}"), b""
     except (OSError, RuntimeError, ValueError, TypeError) as err:
         return _refusal(err), b""
-    return replace(answer, body=b""), answer.body
+    return answer, answer.body
 
 
 def _handle(store: ox.Store | None, job: QueryJob | Call | _Check) -> tuple[Any, bytes]:
+    """In the worker: one job, its header made JSON for the way back."""
     if isinstance(job, Call):
         return job.function(*job.args)
+    outcome: Answer | _Checked | _Failure
     if isinstance(job, _Check):
-        return _check(job.query)
-    assert store is not None
-    return _evaluate(store, job)
+        outcome, payload = _check(job.query)
+    else:
+        assert store is not None
+        outcome, payload = _evaluate(store, job)
+    if isinstance(outcome, _Failure):
+        return _failure_header(outcome), b""
+    if isinstance(outcome, _Checked):
+        return {"form": outcome.form, "default": outcome.from_default,
+                "named": outcome.from_named}, payload  # fmt: skip
+    return _answer_header(outcome), payload
 
 
-def _outcome(pool: WorkerPool, job: object, timeout: float) -> tuple[Any, bytes]:
-    """Run a job in the pool, with each limit turned into the error a client should see."""
+@contextmanager
+def _limits(timeout: float) -> Iterator[None]:
+    """Each limit of a pool job turned into the error a client should see."""
     try:
-        return pool.run(job, timeout)
+        yield
     except WorkerTimeout:
         raise QueryTimeout(
             f"query stopped: it ran longer than the {timeout:g} s limit of this endpoint"
@@ -210,14 +232,28 @@ def _outcome(pool: WorkerPool, job: object, timeout: float) -> tuple[Any, bytes]
         raise QueryTimeout(f"every query worker stayed busy for {timeout:g} s") from None
     except WorkerOutOfMemory as err:
         raise StoreError(str(err), 503) from None
-    except WorkerCrashed as err:
+    except (WorkerCrashed, WorkerError) as err:
         raise StoreError(str(err)) from None
 
 
-def _answer(header: Answer | _Failure, payload: bytes) -> Answer:
-    if isinstance(header, _Failure):
-        raise QueryFailed(header.message, header.status)
-    return replace(header, body=payload)
+def _outcome(pool: WorkerPool, job: object, timeout: float) -> tuple[Any, bytes]:
+    with _limits(timeout):
+        return pool.run(job, timeout)
+
+
+async def _outcome_async(pool: WorkerPool, job: object, timeout: float) -> tuple[Any, bytes]:
+    with _limits(timeout):
+        return await pool.run_async(job, timeout)
+
+
+def _answer(header: dict[str, Any], payload: bytes) -> Answer:
+    _raise_failure(header)
+    return Answer(header["media"], payload, bool(header["truncated"]), int(header["rows"]))
+
+
+def _raise_failure(header: dict[str, Any]) -> None:
+    if "failed" in header:
+        raise QueryFailed(str(header["message"]), int(header["failed"]))
 
 
 def load_embedded(artifact: Path, extra: Mapping[Path, str] | None = None) -> ox.Store:
@@ -263,6 +299,10 @@ class EmbeddedStore:
 
     def execute(self, job: QueryJob, timeout: float) -> Answer:
         return _answer(*_outcome(self._pool, job, timeout))
+
+    async def execute_async(self, job: QueryJob, timeout: float) -> Answer:
+        """`execute` from the server's event loop, which it never blocks."""
+        return _answer(*await _outcome_async(self._pool, job, timeout))
 
     def call(self, call: Call, timeout: float) -> tuple[Any, bytes]:
         return _outcome(self._pool, call, timeout)
@@ -430,9 +470,9 @@ class RemoteStore:
             text = inline(text, bound)
         if job.base_iri:  # the remote store would resolve against its own URL
             text = f"BASE <{job.base_iri}>\n{text}"
-        header, stripped = _outcome(self._pool, _Check(text), timeout)
-        if isinstance(header, _Failure):
-            raise QueryFailed(header.message, header.status)
+        checked, stripped = _outcome(self._pool, _Check(text), timeout)
+        _raise_failure(checked)
+        header = _Checked(checked["form"], tuple(checked["default"]), tuple(checked["named"]))
         graph = header.form in ("CONSTRUCT", "DESCRIBE")
         media = job.media_for(graph)
         if media is None:
@@ -449,12 +489,13 @@ class RemoteStore:
         try:
             if graph:
                 result: object = (q.triple for q in ox.parse(raw, format=ox.RdfFormat.N_TRIPLES))
-            else:
-                result = ox.parse_query_results(
-                    normalize_json_results(raw, ask=header.form == "ASK"),
-                    format=ox.QueryResultsFormat.JSON,
-                )
-            return encode_result(result, media, job.row_cap)
+                return encode_result(result, media, job.row_cap)
+            normalized = normalize_json_results(raw, ask=header.form == "ASK")
+
+            def parsed() -> Any:
+                return ox.parse_query_results(normalized, format=ox.QueryResultsFormat.JSON)
+
+            return encode_result(parsed(), media, job.row_cap, parsed)
         except SyntaxError as err:
             raise StoreUnavailable(f"the remote store sent an unreadable answer: {err}") from None
 

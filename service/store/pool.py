@@ -13,25 +13,39 @@ data is shared copy-on-write). Each worker, before it takes its first job:
   runaway allocation fails inside the worker (Rust aborts, Python raises MemoryError).
 - runs its jobs on a thread with a large stack, because Oxigraph's parser and evaluator
   recurse; `service.store.query_check` bounds bracket nesting far below what this stack holds.
-A job past its deadline has its worker killed; a worker that dies is replaced; the caller gets
-an exception saying which limit tripped. Results come back as one pickled header plus the
-answer bytes, sent raw, so the answer is copied once (kernel to the bytes object we serve).
+A job past its deadline has its worker killed; a worker that dies is replaced (on a background
+thread, so no caller waits for a fork); the caller gets an exception saying which limit tripped.
+
+The wire, one socket pair per worker: a job goes down pickled (the server trusts itself); a
+reply comes back as a 9-byte prefix (state, header length, payload length), a JSON header and
+the answer bytes, sent raw. The server never unpickles anything a worker sends, so a worker
+that a query managed to subvert still cannot make the server run code, and the answer is
+copied once on its way (kernel to the bytes object we serve). A job can be run from a thread
+(`run`, blocking) or from the server's event loop (`run_async`, which waits for the worker's
+socket with `loop.add_reader`, so no thread sits between the loop and the worker).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
+import json
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import resource
+import select
 import signal
+import socket
+import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 CLONE_NEWNET = 0x40000000
@@ -40,8 +54,14 @@ DEFAULT_MEMORY = 1024 * 1024 * 1024  # bytes a worker may add to what it shares 
 JOB_STACK = 256 * 1024 * 1024  # virtual; only the pages a deep query touches become resident
 START_TIMEOUT = 30.0
 
-# A job handler returns (header, payload): the header is pickled, the payload sent raw.
+# A job handler returns (header, payload): the header must be JSON (str, int, list, dict ...).
 Handler = Callable[[Any], tuple[Any, bytes]]
+
+_JOB = struct.Struct("!I")  # length of the pickled job
+_REPLY = struct.Struct("!BII")  # state, header length, payload length
+READY, OK, ERROR, MEMORY, REFUSED = range(5)
+MAX_HEADER = 1024 * 1024  # a worker's JSON header; more means a broken (or subverted) worker
+READ_CHUNK = 256 * 1024
 
 
 class WorkerTimeout(Exception):
@@ -60,6 +80,10 @@ class WorkerOutOfMemory(WorkerCrashed):
     """The job needed more memory (or stack) than a worker may have."""
 
 
+class WorkerError(Exception):
+    """The job raised in the worker; its type and message, as the worker reported them."""
+
+
 class SandboxUnavailable(RuntimeError):
     """A worker could not leave the network: the pool does not start without that."""
 
@@ -73,7 +97,7 @@ class Limits:
 @dataclass
 class _Worker:
     process: Any
-    conn: Connection
+    sock: socket.socket  # our end, non-blocking
 
 
 def leave_network() -> None:
@@ -99,20 +123,51 @@ def _mapped_bytes() -> int:
 
 
 def _close_inherited(keep: int) -> None:
-    """Close every descriptor the fork copied except stdio and our pipe: the server's listening
-    socket (else a dead server's workers would hold its port) and the other workers' pipes
-    (else a worker would never see its server's end close, and would outlive it)."""
+    """Close every descriptor the fork copied except stdio and our socket: the server's
+    listening socket (else a dead server's workers would hold its port), its event loop and
+    the other workers' sockets (else a worker would never see its server's end close, and would
+    outlive it)."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     os.closerange(3, keep)
     os.closerange(keep + 1, limit if limit != resource.RLIM_INFINITY else 1 << 20)
 
 
-def _serve(conn: Connection, handler: Handler, limits: Limits) -> None:
-    _close_inherited(conn.fileno())
+# --- the worker's side --------------------------------------------------------------------------
+
+
+def _reply(sock: socket.socket, state: int, header: Any = None, payload: bytes = b"") -> None:
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    parts: list[memoryview] = [
+        memoryview(_REPLY.pack(state, len(head), len(payload)) + head),
+        memoryview(payload),
+    ]
+    while parts:  # sendmsg may send less than everything
+        sent = sock.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            parts.pop(0)
+        if parts and sent:
+            parts[0] = parts[0][sent:]
+
+
+def _read_job(sock: socket.socket) -> Any:
+    """The next job, or EOFError when the server's end is closed."""
+    head = sock.recv(_JOB.size, socket.MSG_WAITALL)
+    if len(head) < _JOB.size:
+        raise EOFError
+    (size,) = _JOB.unpack(head)
+    data = sock.recv(size, socket.MSG_WAITALL) if size else b""
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+def _serve(sock: socket.socket, handler: Handler, limits: Limits) -> None:
+    _close_inherited(sock.fileno())
     try:
         leave_network()
     except SandboxUnavailable as err:
-        conn.send(("refused", str(err)))
+        _reply(sock, REFUSED, str(err))
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours to handle
     # A worker over its memory cap should die at once: with backtraces on, Rust spends seconds
@@ -120,83 +175,235 @@ def _serve(conn: Connection, handler: Handler, limits: Limits) -> None:
     # reads at that moment (nothing here reads the environment).
     os.putenv("RUST_BACKTRACE", "0")
     threading.stack_size(limits.stack_bytes)
-    runner = threading.Thread(target=_loop, args=(conn, handler, limits), name="job")
+    runner = threading.Thread(target=_loop, args=(sock, handler, limits), name="job")
     runner.start()
     runner.join()
 
 
-def _loop(conn: Connection, handler: Handler, limits: Limits) -> None:
+def _loop(sock: socket.socket, handler: Handler, limits: Limits) -> None:
     if limits.memory_bytes is not None:
         cap = _mapped_bytes() + limits.memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    conn.send(("ready", None))
+    _reply(sock, READY)
     while True:
         try:
-            job = conn.recv()
+            job = _read_job(sock)
         except (EOFError, OSError):
             return
         try:
             header, payload = handler(job)
+            head = json.dumps(header).encode()  # the server reads JSON, never a pickle
         except MemoryError:
             # The heap may be left fragmented; say why, then let the pool replace us.
-            conn.send(("memory", None))
+            _reply(sock, MEMORY)
             return
         except Exception as err:  # a failed job must not take the worker down
-            conn.send(("error", err))
+            _reply(sock, ERROR, f"{type(err).__name__}: {err}")
             continue
-        conn.send(("ok", header))
-        conn.send_bytes(payload)
+        _reply(sock, OK, head, payload)
+
+
+# --- the server's side --------------------------------------------------------------------------
+
+
+class _Inbox:
+    """Bytes from one worker until a whole reply is in: (state, header, payload)."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._view: memoryview | None = None  # the reply's buffer once its size is known
+        self._filled = 0
+        self._prefix: tuple[int, int, int] | None = None
+
+    def feed(self, sock: socket.socket) -> tuple[int, Any, bytes] | None:
+        """Reads what the socket holds; the reply once complete. EOFError: the worker died."""
+        while True:
+            if self._view is None:
+                chunk = sock.recv(READ_CHUNK)
+                if not chunk:
+                    raise EOFError
+                self._data += chunk
+                if len(self._data) < _REPLY.size:
+                    continue
+                _, hlen, plen = self._prefix = _REPLY.unpack_from(self._data)
+                if hlen > MAX_HEADER:
+                    raise EOFError  # not a worker of ours speaking: treat it as dead
+                total = _REPLY.size + hlen + plen
+                buffer = bytearray(total)
+                buffer[: len(self._data)] = self._data[:total]
+                self._filled = min(len(self._data), total)
+                self._view = memoryview(buffer)
+            if self._filled >= len(self._view):
+                return self._complete()
+            got = sock.recv_into(self._view[self._filled :])
+            if not got:
+                raise EOFError
+            self._filled += got
+
+    def _complete(self) -> tuple[int, Any, bytes]:
+        assert self._view is not None and self._prefix is not None
+        state, hlen, _ = self._prefix
+        start = _REPLY.size + hlen
+        header = json.loads(bytes(self._view[_REPLY.size : start]))
+        return state, header, bytes(self._view[start:])
+
+
+def _wait(sock: socket.socket, events: int, deadline: float) -> bool:
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+
+def _send_some(sock: socket.socket, data: bytes) -> int:
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
+
+
+def _send_blocking(sock: socket.socket, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:
+            if not _wait(sock, select.POLLOUT, deadline):
+                raise WorkerTimeout from None
+
+
+def _receive_blocking(sock: socket.socket, deadline: float) -> tuple[int, Any, bytes]:
+    inbox = _Inbox()
+    while True:
+        if not _wait(sock, select.POLLIN, deadline):
+            raise WorkerTimeout
+        try:
+            reply = inbox.feed(sock)
+        except BlockingIOError:
+            continue
+        if reply is not None:
+            return reply
+
+
+async def _receive_async(sock: socket.socket, deadline: float) -> tuple[int, Any, bytes]:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[int, Any, bytes]] = loop.create_future()
+    inbox = _Inbox()
+
+    def readable() -> None:
+        if done.done():
+            return
+        try:
+            reply = inbox.feed(sock)
+        except BlockingIOError:
+            return
+        except (EOFError, OSError):
+            done.set_exception(EOFError())
+            return
+        if reply is not None:
+            done.set_result(reply)
+
+    def overdue() -> None:
+        if not done.done():
+            done.set_exception(WorkerTimeout())
+
+    fd = sock.fileno()
+    loop.add_reader(fd, readable)
+    timer = loop.call_later(max(0.0, deadline - time.monotonic()), overdue)
+    try:
+        return await done
+    finally:
+        timer.cancel()
+        loop.remove_reader(fd)
+
+
+def _job_message(job: Any) -> bytes:
+    data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    return _JOB.pack(len(data)) + data
 
 
 class WorkerPool:
-    """`run(job, timeout)` evaluates `handler(job)` in a sandboxed worker: (header, payload)."""
+    """`run(job, timeout)` evaluates `handler(job)` in a sandboxed worker: (header, payload);
+    `run_async` does the same from an event loop."""
 
     def __init__(self, handler: Handler, size: int, limits: Limits | None = None) -> None:
         self._handler = handler
         self.limits = limits or Limits()
         self._ctx = mp.get_context("fork")
         self._idle: queue.Queue[_Worker] = queue.Queue()
+        # Event-loop callers waiting for a worker; a returned worker goes to them first.
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[_Worker]]] = deque()
+        self._lock = threading.Lock()  # the idle queue and the waiters change together
         self._spawn_lock = threading.Lock()
+        # Kills and forks happen here, off the caller's path (and one fork at a time).
+        self._upkeep = ThreadPoolExecutor(1, thread_name_prefix="cmpkg-pool")
         self._closed = False
         self.size = max(1, size)
         self.replaced = 0  # workers killed at a deadline or crashed, for /readyz
         self.out_of_memory = 0
         for _ in range(self.size):
-            self._idle.put(self._spawn())
+            self._give(self._spawn())
 
     def _spawn(self) -> _Worker:
         # One fork at a time: forking while another thread forks can copy a held lock.
         with self._spawn_lock:
-            parent, child = self._ctx.Pipe()
+            parent, child = socket.socketpair()
             process = self._ctx.Process(
                 target=_serve, args=(child, self._handler, self.limits), daemon=True
             )
             process.start()
             child.close()
+        parent.setblocking(False)
         worker = _Worker(process, parent)
-        if not parent.poll(START_TIMEOUT):
-            self._kill(worker)
-            raise SandboxUnavailable("a query worker did not start")
         try:
-            state, message = parent.recv()
-        except (EOFError, OSError):
-            state, message = "refused", "a query worker died while starting"
-        if state != "ready":
+            state, message, _ = _receive_blocking(parent, time.monotonic() + START_TIMEOUT)
+        except WorkerTimeout:
             self._kill(worker)
-            raise SandboxUnavailable(message)
+            raise SandboxUnavailable("a query worker did not start") from None
+        except (EOFError, OSError, ValueError):
+            state, message = REFUSED, "a query worker died while starting"
+        if state != READY:
+            self._kill(worker)
+            raise SandboxUnavailable(str(message))
         return worker
 
     @staticmethod
     def _kill(worker: _Worker) -> None:
         worker.process.kill()
         worker.process.join()
-        worker.conn.close()
+        worker.sock.close()
 
-    def _discard(self, worker: _Worker) -> None:
-        self._kill(worker)
+    def _discard(self, worker: _Worker) -> Future[None]:
+        """Count the worker as replaced now; kill it and fork its successor on the upkeep
+        thread. A caller whose job failed waits for that (its client then finds the pool whole
+        again, as before); the event loop itself never does."""
         self.replaced += 1
+        return self._upkeep.submit(self._replace, worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        self._kill(worker)
         if not self._closed:
-            self._idle.put(self._spawn())
+            self._give(self._spawn())
+
+    def _give(self, worker: _Worker) -> None:
+        """A free worker: to the first event-loop caller still waiting, else to the queue."""
+        with self._lock:
+            while self._waiters:
+                loop, future = self._waiters.popleft()
+                if not future.done():
+                    break
+            else:
+                self._idle.put(worker)
+                return
+        if asyncio._get_running_loop() is loop:
+            loop.call_soon(self._deliver, future, worker)  # no wake-up write needed
+        else:
+            loop.call_soon_threadsafe(self._deliver, future, worker)
+
+    def _deliver(self, future: asyncio.Future[_Worker], worker: _Worker) -> None:
+        if future.done():  # its caller gave up meanwhile
+            self._give(worker)
+        else:
+            future.set_result(worker)
 
     def _take(self, deadline: float) -> _Worker:
         while True:
@@ -208,37 +415,108 @@ class WorkerPool:
                 return worker
             self._discard(worker)  # died while idle (killed from outside): not this job's fault
 
+    async def _take_async(self, deadline: float) -> _Worker:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._lock:
+                try:
+                    worker: _Worker | None = self._idle.get_nowait()
+                except queue.Empty:
+                    worker = None
+                    future: asyncio.Future[_Worker] = loop.create_future()
+                    self._waiters.append((loop, future))
+            if worker is None:
+                expired: list[bool] = []
+
+                def expire(
+                    future: asyncio.Future[_Worker] = future, expired: list[bool] = expired
+                ) -> None:
+                    expired.append(True)
+                    future.cancel()
+
+                timer = loop.call_later(max(0.0, deadline - time.monotonic()), expire)
+                try:
+                    worker = await future
+                except asyncio.CancelledError:
+                    if expired:
+                        raise PoolBusy("every query worker is busy") from None
+                    raise
+                finally:
+                    timer.cancel()
+            if worker.process.is_alive():
+                return worker
+            self._discard(worker)
+
     def run(self, job: Any, timeout: float) -> tuple[Any, bytes]:
         deadline = time.monotonic() + timeout
+        message = _job_message(job)
         for attempt in (1, 2):
             worker = self._take(deadline)
             try:
-                worker.conn.send(job)
-                if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
-                    self._discard(worker)
-                    raise WorkerTimeout(f"query stopped after {timeout:g} s")
-                state, header = worker.conn.recv()
-                payload = worker.conn.recv_bytes() if state == "ok" else b""
+                _send_blocking(worker.sock, message, deadline)
+                reply = _receive_blocking(worker.sock, deadline)
+            except WorkerTimeout:
+                self._discard(worker).result()
+                raise WorkerTimeout(f"query stopped after {timeout:g} s") from None
             except (EOFError, OSError):
-                worker.process.join(timeout=1.0)
-                code = worker.process.exitcode
-                self._discard(worker)
-                if code == -signal.SIGKILL and attempt == 1:
-                    continue  # killed from outside (an operator, the OOM killer): retry once
-                if code in (-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS):
-                    self.out_of_memory += 1
-                    raise WorkerOutOfMemory(self._memory_message()) from None
-                raise WorkerCrashed(f"the query worker died (exit {code})") from None
-            if state == "memory":
-                worker.process.join(timeout=1.0)
-                self._discard(worker)
-                self.out_of_memory += 1
+                if self._died(worker, attempt):
+                    continue
+            if reply[0] == MEMORY:
+                self._out_of_memory(worker).result()
                 raise WorkerOutOfMemory(self._memory_message())
-            self._idle.put(worker)
-            if state == "error":
-                raise header
-            return header, payload
+            return self._settle(worker, reply)
         raise WorkerCrashed("the query worker died twice")
+
+    async def run_async(self, job: Any, timeout: float) -> tuple[Any, bytes]:
+        """`run` for a caller on an event loop: the loop is never blocked on a worker."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        message = _job_message(job)
+        for attempt in (1, 2):
+            worker = await self._take_async(deadline)
+            try:
+                sent = _send_some(worker.sock, message)
+                if sent < len(message):  # a big job: the rest as the socket drains
+                    await loop.sock_sendall(worker.sock, memoryview(message)[sent:])
+                reply = await _receive_async(worker.sock, deadline)
+            except WorkerTimeout:
+                await asyncio.wrap_future(self._discard(worker))
+                raise WorkerTimeout(f"query stopped after {timeout:g} s") from None
+            except (EOFError, OSError):
+                # Finding out how it died waits for the process: not on the loop.
+                if await loop.run_in_executor(None, self._died, worker, attempt):
+                    continue
+            if reply[0] == MEMORY:
+                await asyncio.wrap_future(self._out_of_memory(worker))
+                raise WorkerOutOfMemory(self._memory_message())
+            return self._settle(worker, reply)
+        raise WorkerCrashed("the query worker died twice")
+
+    def _died(self, worker: _Worker, attempt: int) -> bool:
+        """The worker's end closed mid-job: True to retry once, else the error to raise."""
+        worker.process.join(timeout=1.0)
+        code = worker.process.exitcode
+        self._discard(worker).result()
+        if code == -signal.SIGKILL and attempt == 1:
+            return True  # killed from outside (an operator, the OOM killer): retry once
+        if code in (-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS):
+            self.out_of_memory += 1
+            raise WorkerOutOfMemory(self._memory_message())
+        raise WorkerCrashed(f"the query worker died (exit {code})")
+
+    def _out_of_memory(self, worker: _Worker) -> Future[None]:
+        """The worker said it ran out of memory; it exits by itself, the kill only makes sure."""
+        self.out_of_memory += 1
+        return self._discard(worker)
+
+    def _settle(self, worker: _Worker, reply: tuple[int, Any, bytes]) -> tuple[Any, bytes]:
+        state, header, payload = reply
+        self._give(worker)
+        if state == ERROR:
+            raise WorkerError(str(header))
+        if state != OK:
+            raise WorkerCrashed(f"the query worker sent an unknown reply ({state})")
+        return header, payload
 
     def _memory_message(self) -> str:
         limit = self.limits.memory_bytes
@@ -250,6 +528,7 @@ class WorkerPool:
 
     def close(self) -> None:
         self._closed = True
+        self._upkeep.shutdown(wait=True)
         while True:
             try:
                 worker = self._idle.get_nowait()

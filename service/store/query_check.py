@@ -221,6 +221,44 @@ def inspect(query: str) -> Inspection:
     return Inspection(form, default, named, deepest)
 
 
+# A prologue (spaces, comments, PREFIX and BASE declarations) and then the query form.
+_IRI_BODY = r"""[^<>"{}|^`\\\x00-\x20]*"""
+_PLAIN_START = re.compile(
+    rf"""(?:[\x20\t\r\n]+|\#[^\r\n]*
+    |(?i:PREFIX)[\x20\t\r\n]+[A-Za-z0-9_.\-]*:[\x20\t\r\n]*<{_IRI_BODY}>
+    |(?i:BASE)[\x20\t\r\n]*<{_IRI_BODY}>)*
+    (?i:SELECT|ASK|CONSTRUCT|DESCRIBE)(?=[\x20\t\r\n{{(*?$<])""",
+    re.VERBOSE,
+)
+
+
+# What a FROM / FROM NAMED clause could start as (lower-cased): `from`, spaces or comments,
+# then `named`, an IRI or a prefixed name. Broader than the grammar on purpose.
+_MAYBE_FROM = re.compile(
+    r"from(?![a-z0-9_])(?:[\x20\t\r\n]+|\#[^\r\n]*)*(?:<|named|[a-z0-9_.\-]*:)"
+)
+
+
+def _plain(query: str) -> bool:
+    """Whether `inspect` must pass this text with no dataset clause, proven without reading it
+    token by token (most queries): ASCII text with no `service` anywhere and nothing that could
+    start a FROM clause, fewer brackets in all than MAX_DEPTH, and a query form right after the
+    prologue (so it is no update and no LOAD). Anything else is read in full."""
+    if not query.isascii():
+        return False
+    lowered = query.lower()
+    if "service" in lowered or _MAYBE_FROM.search(lowered):
+        return False
+    if query.count("{") + query.count("(") + query.count("[") > MAX_DEPTH:
+        return False
+    return _PLAIN_START.match(query) is not None
+
+
+def has_dataset(query: str) -> bool:
+    """`inspect(query).has_dataset`, refusing what `inspect` refuses, quickly when `_plain`."""
+    return False if _plain(query) else inspect(query).has_dataset
+
+
 def _dataset_clauses(toks: list[Token]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     prefixes: dict[str, str] = {}
     base = ""

@@ -1,8 +1,13 @@
 """Query answers as bytes, written by pyoxigraph's serialisers, shared by both stores.
 
-Solutions are serialised once as TSV while their rows are counted (one line per row: TSV
-escapes line breaks inside terms), which is where the row cap cuts; the TSV is then converted
-to the format asked for, Rust to Rust. Triples go the same way through N-Triples. So the
+Solutions are serialised by pyoxigraph straight into the format asked for. Every solution
+costs at least MIN_ROW_BYTES in each format, so an answer shorter than `row_cap` times that
+cannot be over the row cap: that is nearly every answer, and it is served as written. A longer
+one is counted (parsed back and written as TSV, one line per row: TSV escapes line breaks in
+terms) and, when over the cap, cut there and converted back, Rust to Rust. Past DIRECT_LIMIT
+bytes (CSV, which cannot be read back: past the bound) the direct writer stops and the
+query's solutions are read again through the capped TSV writer, so memory stays bounded
+whatever the answer's size. Triples go through N-Triples, where one line is one triple. So the
 embedded store (results straight from the engine) and the remote store (results parsed back
 from its answer) produce byte-identical answers for the same solutions, and no answer is built
 term by term in Python.
@@ -35,6 +40,15 @@ GRAPH_FORMATS: dict[str, ox.RdfFormat] = {
     "application/trig": ox.RdfFormat.TRIG,
 }
 JSON_RESULTS = "application/sparql-results+json"
+# The fewest bytes one solution takes in each format: `{}` and a comma; `<result></result>`;
+# a CRLF; a LF.
+MIN_ROW_BYTES = {
+    "application/sparql-results+json": 2,
+    "application/sparql-results+xml": 17,
+    "text/csv": 2,
+    "text/tab-separated-values": 1,
+}
+DIRECT_LIMIT = 8 * 1024 * 1024  # bytes of a direct answer before it is re-read capped
 TSV = ox.QueryResultsFormat.TSV
 NT = ox.RdfFormat.N_TRIPLES
 
@@ -46,7 +60,7 @@ class Answer:
     media_type: str
     body: bytes
     truncated: bool = False
-    rows: int = 0
+    rows: int = 0  # -1: not counted (an answer too short to be near the row cap)
 
 
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
@@ -104,6 +118,17 @@ class _LineCounter:
         pass
 
 
+class _ByteCounter(_LineCounter):
+    """A sink that stops its serialiser past `limit` bytes."""
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.lines += len(data)
+        if self.lines > self.limit:
+            raise _Full
+        return len(data)
+
+
 def _capped(write: Callable[[IO[bytes]], object], header: int, cap: int) -> tuple[bytes, int, bool]:
     """Lines written by `write`, cut after `header + cap` lines: (bytes, rows, truncated)."""
     sink = _LineCounter(header + cap)
@@ -118,15 +143,53 @@ def _capped(write: Callable[[IO[bytes]], object], header: int, cap: int) -> tupl
     return b"".join(sink.chunks), sink.lines - header, False
 
 
-def encode_boolean(value: bool, media_type: str) -> Answer:
+def _boolean_body(value: bool, media_type: str) -> bytes:
     text = b'{"head":{},"boolean":true}' if value else b'{"head":{},"boolean":false}'
     result = ox.parse_query_results(text, format=ox.QueryResultsFormat.JSON)
-    body = _bytes(result.serialize(format=SOLUTION_FORMATS[media_type]))
-    return Answer(media_type, body, rows=1)
+    return _bytes(result.serialize(format=SOLUTION_FORMATS[media_type]))
 
 
-def encode_solutions(solutions: ox.QuerySolutions, media_type: str, row_cap: int) -> Answer:
-    tsv, rows, truncated = _capped(lambda sink: solutions.serialize(sink, format=TSV), 1, row_cap)
+# Eight possible answers: written once.
+_BOOLEANS = {(v, m): _boolean_body(v, m) for v in (True, False) for m in SOLUTION_FORMATS}
+
+
+def encode_boolean(value: bool, media_type: str) -> Answer:
+    return Answer(media_type, _BOOLEANS[value, media_type], rows=1)
+
+
+def encode_solutions(
+    solutions: ox.QuerySolutions,
+    media_type: str,
+    row_cap: int,
+    again: Callable[[], ox.QuerySolutions] | None = None,
+) -> Answer:
+    """The solutions in `media_type`, at most `row_cap` of them. `again` gives the same
+    solutions anew, for an answer too long to keep whole (see the module doc)."""
+    fmt = SOLUTION_FORMATS[media_type]
+    if again is not None and media_type != "text/tab-separated-values":
+        bound = row_cap * MIN_ROW_BYTES[media_type]
+        # CSV cannot be read back (it is lossy): past the bound, its solutions are read again.
+        sink = _ByteCounter(bound if media_type == "text/csv" else max(bound, DIRECT_LIMIT))
+        try:
+            solutions.serialize(cast(IO[bytes], sink), format=fmt)
+        except _Full:
+            solutions = again()
+        else:
+            direct = b"".join(sink.chunks)
+            if len(direct) <= bound:
+                return Answer(media_type, direct, rows=-1)  # under the cap, rows not counted
+            solutions = cast(ox.QuerySolutions, ox.parse_query_results(direct, format=fmt))
+            counted = _capped(lambda out: solutions.serialize(out, format=TSV), 1, row_cap)
+            if not counted[2]:
+                return Answer(media_type, direct, rows=counted[1])
+            return _from_tsv(counted, media_type)
+    return _from_tsv(
+        _capped(lambda out: solutions.serialize(out, format=TSV), 1, row_cap), media_type
+    )
+
+
+def _from_tsv(capped: tuple[bytes, int, bool], media_type: str) -> Answer:
+    tsv, rows, truncated = capped
     if media_type == "text/tab-separated-values":
         return Answer(media_type, tsv, truncated, rows)
     parsed = cast(ox.QuerySolutions, ox.parse_query_results(tsv, format=TSV))
@@ -157,12 +220,15 @@ def encode_triples(triples: Iterable[ox.Triple], media_type: str, row_cap: int) 
     return Answer(media_type, serialize(items, fmt, prefixes), truncated, rows)
 
 
-def encode_result(result: object, media_type: str, row_cap: int) -> Answer:
-    """Any pyoxigraph query result (evaluated or parsed back from a remote store)."""
+def encode_result(
+    result: object, media_type: str, row_cap: int, again: Callable[[], Any] | None = None
+) -> Answer:
+    """Any pyoxigraph query result (evaluated or parsed back from a remote store); `again`
+    gives the same result anew (evaluates the query again, or re-reads the remote answer)."""
     if isinstance(result, ox.QueryBoolean | bool):
         return encode_boolean(bool(result), media_type)
     if isinstance(result, ox.QuerySolutions):
-        return encode_solutions(result, media_type, row_cap)
+        return encode_solutions(result, media_type, row_cap, again)
     return encode_triples(result, media_type, row_cap)  # type: ignore[arg-type]
 
 

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from service import config
 from service.web.cache import AnswerCache, ResponseMemo
-from service.web.protocol import CORS_HEADERS, error_response
+from service.web.protocol import CORS_HEADERS, body_too_large, error_response
 
 if TYPE_CHECKING:  # only the annotation needs it; a store is handed in by the caller
     from service.store.backends import Store
@@ -65,18 +65,17 @@ class ServiceState:
     ) -> None:
         self._store = store
         self.cache = cache
-        self.memo = memo
+        self.memo = memo or ResponseMemo(cache.max_bytes)  # the HTTP front's replays
         self.artifact = artifact  # the verified artifact file the store was loaded from
         self.notice: str | None = None  # lifecycle warning shown in /readyz (stale build)
         self.swaps = 0
         self._lock = threading.Lock()
         self._users: Counter[int] = Counter()
         self._retired: dict[int, Store] = {}
-        self._new_memo: Callable[[], ResponseMemo | None] = lambda: None
 
     @property
     def cache_hits(self) -> int:
-        return self.cache.hits + (self.memo.hits if self.memo else 0)
+        return self.cache.hits + self.memo.hits
 
     @property
     def store(self) -> Store:
@@ -84,10 +83,14 @@ class ServiceState:
             return self._store
         pinned = g.get("cmpkg_store")
         if pinned is None:
-            with self._lock:
-                pinned = self._store
-                self._users[id(pinned)] += 1
-            g.cmpkg_store = pinned
+            pinned = g.cmpkg_store = self.pin()
+        return pinned
+
+    def pin(self) -> Store:
+        """The served store, kept open for the caller until `release` (one request)."""
+        with self._lock:
+            pinned = self._store
+            self._users[id(pinned)] += 1
         return pinned
 
     def release(self, store: Store) -> None:
@@ -103,12 +106,11 @@ class ServiceState:
 
     def swap(self, store: Store, artifact: Path | None, notice: str | None = None) -> Store:
         """Serve `store` from now on; returns the previous one (closed when unused)."""
-        fresh_memo = self._new_memo()
         with self._lock:
             old, self._store = self._store, store
             # Answers and replayed responses of the old build must never be served again.
             self.cache = AnswerCache(self.cache.max_bytes)
-            self.memo = fresh_memo
+            self.memo = ResponseMemo(self.memo.max_bytes)
             self.artifact = artifact
             self.notice = notice
             self.swaps += 1
@@ -186,7 +188,9 @@ def create_app(
     _install_error_handler(app)
     _install_store_release(app, service)
     _install_headers(app)
-    _install_memo(app, service)
+    base = public_base(app.config)
+    if base:
+        app.wsgi_app = _pin_public_base(app.wsgi_app, base)  # type: ignore[method-assign]
     return app
 
 
@@ -195,8 +199,7 @@ def _install_error_handler(app: Flask) -> None:
     def _http_error(err: HTTPException) -> Response:  # plain protocol errors, not HTML pages
         message = err.description or err.name
         if err.code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
-            message = f"request body too large: the limit is {limit} bytes"
+            message = body_too_large(app.config["MAX_CONTENT_LENGTH"])
         headers = {}
         if isinstance(err, MethodNotAllowed) and err.valid_methods:
             # RFC 9110 15.5.6: a 405 names the methods the resource does support. Routes that
@@ -214,15 +217,21 @@ def _install_store_release(app: Flask, service: ServiceState) -> None:
             service.release(pinned)
 
 
+def common_headers(html: bool) -> dict[str, str]:
+    """What every response carries unless its route set it: CORS, security headers, CSP."""
+    return {
+        **CORS_HEADERS,
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": PAGE_CSP if html else DATA_CSP,
+    }
+
+
 def _install_headers(app: Flask) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
-        for name, value in CORS_HEADERS.items():
-            response.headers.setdefault(name, value)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
         html = response.mimetype in ("text/html", "application/xhtml+xml")
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP if html else DATA_CSP)
+        for name, value in common_headers(html).items():
+            response.headers.setdefault(name, value)
         return response
 
     @app.after_request
@@ -242,29 +251,3 @@ def _install_headers(app: Flask) -> None:
         response.headers.setdefault("Cache-Control", "no-cache")
         response.make_conditional(request)  # in place: status 304 and no body when matched
         return response
-
-
-def _install_memo(app: Flask, service: ServiceState) -> None:
-    from service.web import ops
-
-    # Identical repeated requests skip Flask entirely (same size budget as the answer cache).
-    flask_app = app.wsgi_app
-
-    def new_memo() -> ResponseMemo:
-        return ResponseMemo(
-            flask_app,
-            int(app.config["CACHE_BYTES"]),
-            int(app.config["MAX_CONTENT_LENGTH"]),
-            ops.log_replayed,
-        )
-
-    service._new_memo = new_memo
-    service.memo = new_memo()
-
-    def dispatch(environ: dict, start_response: Callable) -> Any:
-        # Looked up per request: a swapped-in build comes with an empty memo.
-        memo = service.memo
-        return (memo or flask_app)(environ, start_response)
-
-    base = public_base(app.config)
-    app.wsgi_app = _pin_public_base(dispatch, base) if base else dispatch  # type: ignore[method-assign]

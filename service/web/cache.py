@@ -126,85 +126,30 @@ class AnswerCache:
 
 
 class ResponseMemo:
-    """WSGI middleware answering a repeated identical /sparql request from memory.
+    """Whole /sparql responses, replayed for a request with the same bytes.
 
-    The answer cache above still runs Flask, request parsing and negotiation for every hit;
-    for the same bytes in (method, query string, body, Accept) the same bytes go out, so this
-    replays the stored 200 response without entering Flask at all. Conditional requests pass
-    through (Flask answers them 304).
+    The answer cache above still parses the request and negotiates for every hit; for the same
+    bytes in (method, query string, content type, body, Accept) the same bytes go out, so the
+    HTTP front (service.web.httpd) replays the stored header block and body without doing
+    either. Conditional requests are never replayed (they are answered 304). Keyed by digest:
+    a 1 MB request costs a 64-character key.
     """
 
-    def __init__(self, app, max_bytes: int, max_body: int, log=None) -> None:
-        self.app = app
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.max_body = max_body
-        self.log = log  # callable(environ, status_code, nbytes, started) for the access log
-        self._lru: ByteLRU[tuple[str, list, bytes]] = ByteLRU(max_bytes)
+        self._lru: ByteLRU[tuple[bytes, bytes]] = ByteLRU(max_bytes)
         self.hits = 0
 
-    def __call__(self, environ, start_response):
-        import time
+    @staticmethod
+    def key(method: str, query_string: str, content_type: str, body: bytes, accept: str) -> str:
+        return digest(method, query_string, content_type, body, accept)
 
-        started = time.perf_counter()
-        key = self._key(environ)
-        if key is None:
-            return self.app(environ, start_response)
+    def get(self, key: str) -> tuple[bytes, bytes] | None:
+        """(header lines, body) of the stored 200 response."""
         stored = self._lru.get(key)
         if stored is not None:
             self.hits += 1
-            status, headers, payload = stored
-            start_response(status, headers)
-            if self.log is not None:
-                self.log(environ, int(status[:3]), len(payload), started)
-            return [payload]
-        captured: dict = {}
+        return stored
 
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-            return start_response(status, headers, exc_info)
-
-        chunks = self.app(environ, capture)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            if hasattr(chunks, "close"):
-                chunks.close()
-        status = captured.get("status", "")
-        headers = captured.get("headers", [])
-        if status.startswith("200") and any(name.lower() == "etag" for name, _ in headers):
-            self._put(key, (status, list(headers), payload))
-        return [payload]
-
-    def _key(self, environ) -> str | None:
-        """The digest of what makes the response, or None for a request we never replay."""
-        import io
-
-        if (
-            self.max_bytes <= 0
-            or environ.get("PATH_INFO") != "/sparql"
-            or environ.get("REQUEST_METHOD") not in ("GET", "POST")
-            or "HTTP_IF_NONE_MATCH" in environ
-        ):
-            return None
-        body = b""
-        if environ["REQUEST_METHOD"] == "POST":
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return None
-            if length <= 0 or length > self.max_body:
-                return None
-            body = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it again on a miss
-        return digest(
-            environ["REQUEST_METHOD"],
-            environ.get("QUERY_STRING", ""),
-            environ.get("CONTENT_TYPE", ""),
-            body,
-            environ.get("HTTP_ACCEPT", ""),
-        )
-
-    def _put(self, key: str, value: tuple[str, list, bytes]) -> None:
-        status, headers, payload = value
-        size = len(key) + len(status) + len(payload) + sum(len(n) + len(v) for n, v in headers)
-        self._lru.put(key, value, size)
+    def put(self, key: str, head: bytes, body: bytes) -> None:
+        self._lru.put(key, (head, body), len(key) + len(head) + len(body))

@@ -44,19 +44,23 @@ def readyz():
     return response
 
 
-def log_replayed(environ: dict, status: int, nbytes: int, started: float) -> None:
-    """The access-log line for a response replayed by the cache middleware (outside Flask)."""
+def log_request(
+    method: str, path: str, status: int, nbytes: int | None, started: float | None,
+    cache: str | None, remote: str | None,
+) -> None:  # fmt: skip
+    """One access-log line; Flask's requests and the HTTP front's hot path both write it."""
     if access_log.isEnabledFor(logging.INFO):
+        ms = (time.perf_counter() - started) * 1000 if started else None
         access_log.info(
             json.dumps(
                 {
-                    "method": environ.get("REQUEST_METHOD"),
-                    "path": environ.get("PATH_INFO"),
+                    "method": method,
+                    "path": path,
                     "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                    "ms": round(ms, 3) if ms is not None else None,
                     "bytes": nbytes,
-                    "cache": "replay",
-                    "remote": environ.get("REMOTE_ADDR"),
+                    "cache": cache,
+                    "remote": remote,
                 }
             )
         )
@@ -69,20 +73,10 @@ def install_access_log(app: Flask) -> None:
 
     @app.after_request
     def _log(response):
-        started = g.get("started")
-        ms = (time.perf_counter() - started) * 1000 if started else None
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                json.dumps(
-                    {
-                        "method": request.method,
-                        "path": request.path,
-                        "status": response.status_code,
-                        "ms": round(ms, 3) if ms is not None else None,
-                        "bytes": response.calculate_content_length(),
-                        "cache": g.get("cache_state"),
-                        "remote": request.remote_addr,
-                    }
-                )
-            )
+            log_request(
+                request.method, request.path, response.status_code,
+                response.calculate_content_length(), g.get("started"), g.get("cache_state"),
+                request.remote_addr,
+            )  # fmt: skip
         return response

@@ -243,6 +243,10 @@ def choose_format(
     return media
 
 
+def body_too_large(limit: int) -> str:
+    return f"request body too large: the limit is {limit} bytes"
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 

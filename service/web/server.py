@@ -40,7 +40,7 @@ class Settings:
     host: str = config.default("host")
     port: int = config.default("port")
     workers: int = config.default("workers")  # query worker processes / extra request threads
-    threads: int = 8  # waitress request threads
+    threads: int = 8  # threads running the Flask routes (the HTTP front keeps /sparql on its loop)
     timeout: float = config.default("timeout")
     row_cap: int = config.default("row_cap")
     max_body: int = config.default("max_body")

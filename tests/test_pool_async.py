@@ -1,0 +1,109 @@
+"""The worker pool driven from an event loop (`run_async`), as the HTTP front drives it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+
+import pyoxigraph as ox
+import pytest
+
+from service.store.backends import Call, Dataset, EmbeddedStore, QueryJob, StoreError
+from service.store.pool import Limits, PoolBusy, WorkerPool
+
+
+def interval(seconds: float) -> tuple[list[float], bytes]:
+    """In the worker: when it started and ended this job, and which process ran it."""
+    started = time.time()
+    time.sleep(seconds)
+    return [started, time.time()], str(os.getpid()).encode()
+
+
+def _handle(job: Call) -> tuple[object, bytes]:
+    return job.function(*job.args)
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[EmbeddedStore]:
+    data = ox.Store()
+    data.add(ox.Quad(ox.NamedNode("urn:a"), ox.NamedNode("urn:b"), ox.NamedNode("urn:c")))
+    embedded = EmbeddedStore(data, "async", workers=2, limits=Limits(256 * 1024 * 1024))
+    yield embedded
+    embedded.close()
+
+
+def test_independent_jobs_run_in_both_workers_at_once():
+    pool = WorkerPool(_handle, 2)
+    try:
+
+        async def both() -> list[tuple[object, bytes]]:
+            jobs = [pool.run_async(Call(interval, (0.5,)), 10) for _ in range(2)]
+            return list(await asyncio.gather(*jobs))
+
+        (first, pid1), (second, pid2) = asyncio.run(both())
+        assert pid1 != pid2  # two processes ...
+        assert first[0] < second[1] and second[0] < first[1]  # ... whose jobs overlapped
+    finally:
+        pool.close()
+
+
+def test_a_third_job_waits_for_a_free_worker_and_busy_is_reported_at_the_deadline():
+    pool = WorkerPool(_handle, 1)
+    try:
+
+        async def queued() -> list[object]:
+            long = pool.run_async(Call(interval, (0.6,)), 10)
+            short = pool.run_async(Call(interval, (0.0,)), 0.2)  # cannot get the worker in time
+            after = pool.run_async(Call(interval, (0.0,)), 10)  # waits, then runs
+            return list(await asyncio.gather(long, short, after, return_exceptions=True))
+
+        long, short, after = asyncio.run(queued())
+        assert isinstance(short, PoolBusy)
+        assert isinstance(long, tuple) and isinstance(after, tuple)
+        assert after[0][0] >= long[0][1]  # it ran once the long job had finished
+    finally:
+        pool.close()
+
+
+def test_async_query_answers_like_the_blocking_path(store: EmbeddedStore):
+    job = QueryJob("SELECT * { ?s ?p ?o }", None, Dataset(), "text/csv", 10)
+    blocking = store.execute(job, 10)
+    answered = asyncio.run(store.execute_async(job, 10))
+    assert answered == blocking and b"urn:a" in answered.body
+
+
+def test_async_timeout_stops_the_job_and_replaces_its_worker(store: EmbeddedStore):
+    before = store.workers_replaced
+    runaway = QueryJob(
+        "SELECT (COUNT(*) AS ?n) { VALUES ?a { 1 2 3 4 5 6 7 8 9 10 } "
+        + " ".join(f"VALUES ?x{i} {{ {' '.join(str(k) for k in range(40))} }}" for i in range(8))
+        + " }",
+        None,
+        Dataset(),
+        "text/csv",
+        10,
+    )
+    with pytest.raises(StoreError) as err:
+        asyncio.run(store.execute_async(runaway, 0.5))
+    assert err.value.status == 503 and "0.5 s limit" in err.value.message
+    assert store.workers_replaced == before + 1
+    job = QueryJob("ASK { ?s ?p ?o }", None, Dataset(), "text/csv", 10)
+    assert asyncio.run(store.execute_async(job, 10)).body.strip().endswith(b"true")
+
+
+def test_a_worker_never_sends_a_pickle_back():
+    # The reply header is JSON: an object that only pickle could carry is an error in the
+    # worker, reported as such, and the worker stays usable.
+    pool = WorkerPool(_handle, 1)
+    try:
+        with pytest.raises(Exception, match="not JSON serializable"):
+            pool.run(Call(_unpicklable_header, ()), 10)
+        assert pool.run(Call(interval, (0.0,)), 10)[1].isdigit()
+    finally:
+        pool.close()
+
+
+def _unpicklable_header() -> tuple[object, bytes]:
+    return {1, 2}, b""
