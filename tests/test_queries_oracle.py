@@ -2,13 +2,13 @@
 
 Each file in tests/oracle_queries/ is a query's text as it was before the rewrite. On the
 shipped build (the reasoned artifact the service serves, over the union of its graphs) a
-rewritten query and its oracle must give the same multiset of rows: with the defaults, with
-every optional parameter left out, for many values of each parameter and for combinations
-that select one body, and, when every parameter is optional, as raw text with nothing bound
-(what /sparql runs). A query whose text needs a parameter (`?_name`) is never run without it (the
-API applies the default or refuses), so that is not one of its answers: modality-evidence now
-walks the subtypes from the bound modality, which needs it bound. Their ORDER BY clauses are the same, so pages keep their order. How fast they are is
-measured in benchmarks/, never here.
+rewritten query and its oracle must give the same multiset of rows: with the defaults, for
+many values of each parameter, for combinations that select one body, and, when every
+parameter is optional, as raw text with nothing bound (what /sparql runs). A query whose text
+needs a parameter (`?_name`) is never run without it (the API applies the default or
+refuses), so that is not one of its answers: modality-evidence now walks the subtypes from
+the bound modality, which needs it bound. The ORDER BY clauses are the same, so pages keep
+their order. How fast the queries are is measured in benchmarks/, never here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TypeVar
 
 import pyoxigraph as ox
 import pytest
@@ -30,9 +31,11 @@ QUERIES: dict[str, NamedQuery] = load_queries()
 CMP = PREFIXES["cmp"]
 SAMPLES_PER_PARAMETER = 6  # a spread of each kind's terms; every one would take minutes
 TEXTS = ["pain", "KINESIO", "exercise", "walk", "no such term anywhere"]
+DECORATOR = re.compile(r"^#\+.*$", re.MULTILINE)
 TYPES = [CMP + "Condition", CMP + "Outcome", CMP + "ExerciseModality", CMP + "SecondaryPathology"]
 
 Row = tuple[str | None, ...]
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def rows(store: ox.Store, query: NamedQuery, values: dict[str, str] | None) -> C
     )
 
 
-def spread(values: list[str], count: int) -> list[str]:
+def spread(values: list[T], count: int) -> list[T]:
     """`count` values spread evenly over a sorted list (all of them when it is short)."""
     if len(values) <= count:
         return values
@@ -75,9 +78,11 @@ def body_terms(store: ox.Store) -> list[dict[str, str]]:
         use_default_graph_as_union=True,
     )
     assert isinstance(found, ox.QuerySolutions)
-    combos = [{k: row[k].value for k in ("body", "modality", "outcome", "condition")} for row in found]
+    combos = [
+        {k: row[k].value for k in ("body", "modality", "outcome", "condition")} for row in found
+    ]
     assert combos, "the shipped build derives no body of evidence"
-    return spread(combos, 5)  # type: ignore[arg-type]
+    return spread(combos, 5)
 
 
 def cases(store: ox.Store, query: NamedQuery) -> list[dict[str, str] | None]:
@@ -132,5 +137,5 @@ def test_every_oracle_is_a_named_query() -> None:
     assert REWRITTEN and set(REWRITTEN) <= set(QUERIES)
     for name in REWRITTEN:
         # the decorators are the served query's: grlc, the API and OpenAPI read the same
-        keep = re.compile(r"^#\+.*$", re.M)
-        assert keep.findall(QUERIES[name].text) == keep.findall(read_query(ORACLES / f"{name}.rq").text)
+        oracle = read_query(ORACLES / f"{name}.rq").text
+        assert DECORATOR.findall(QUERIES[name].text) == DECORATOR.findall(oracle)
