@@ -475,6 +475,12 @@ def _validate(
             for t in inferred
             if not (isinstance(s := t.subject, ox.NamedNode) and s.value.startswith(DERIVATION_NS))
         ]
+    # Hook for the one-claim rebuild: validate_graphs(changed=nodes) (the SHACL branch) checks
+    # only what those nodes touch and takes its other findings from the previous report
+    # (report.carry_over(previous)). Passing it needs the subjects whose statements differ
+    # from the last good build's asserted + inferred graphs (a diff of the two artifacts'
+    # sorted lines) and that build's report kept in CACHE_DIR beside HermiT's answer, saved
+    # in `after_write` like it. Until both are there every build checks everything.
     report = validate_graphs(
         data=graph_triples["asserted"] + inferred,
         ontology=schema,
