@@ -540,38 +540,55 @@ class _DataScan:
         self, schema: Sequence[ox.Triple], data: Iterable[ox.Triple], terms: Collection = ()
     ) -> None:
         self.blocker: str | None = None
-        self.by_subject: dict[object, list[tuple[ox.NamedNode, Term]]] = defaultdict(list)
         self.about_terms: list[ox.Triple] = []  # statements whose subject is in `terms`
-        self.functional = functional = _typed(schema, OWL + "FunctionalProperty")
+        self.functional = _typed(schema, OWL + "FunctionalProperty")
         ranged = plain_triples(t for t in schema if t.predicate.value == RDFS_RANGE)
         declared = _named_objects(ranged)
-        self.ranges = ranges = {ox.NamedNode(p): r for p, r in declared.items() if r in _COMPATIBLE}
-        seen_predicates: set[ox.NamedNode] = set()
-        seen_classes: set[object] = set()
+        self.ranges = {ox.NamedNode(p): r for p, r in declared.items() if r in _COMPATIBLE}
+        self._roles: dict[ox.NamedNode, tuple[bool, bool, str | None]] = {}
+        self._seen_classes: set[object] = set()
         values: dict[tuple, object] = {}
-        by_subject, rdf_type, literal = self.by_subject, ox.NamedNode(RDF_TYPE), ox.Literal
+        by_subject: dict[object, list[tuple[ox.NamedNode, Term]]] = {}
+        self.by_subject = by_subject
+        # The hot loop of the stage at a million triples: one lookup per predicate (its roles)
+        # and per subject (its list) where there were several.
+        roles, literal = self._roles, ox.Literal
         for t in data:
             s, p, o = t.subject, t.predicate, t.object
-            if s in terms:
-                self.about_terms.append(t)
-                continue
-            by_subject[s].append((p, o))  # type: ignore[arg-type]
-            if p not in seen_predicates:
-                seen_predicates.add(p)
-                if p.value.startswith((OWL, PREFIXES["rdfs"])) and p.value not in _HARMLESS:
-                    self._block(f"data states schema with {compact(p.value)}")
-            if p == rdf_type and o not in seen_classes:
-                seen_classes.add(o)
-                if isinstance(o, ox.NamedNode) and o.value.startswith((OWL, PREFIXES["rdfs"])):
-                    self._block(f"data states schema: a node typed {compact(o.value)}")
-            if p in functional and values.setdefault((s, p), o) != o:
+            statements = by_subject.get(s)
+            if statements is None:
+                if s in terms:
+                    self.about_terms.append(t)
+                    continue
+                statements = by_subject[s] = []
+            statements.append((p, o))  # type: ignore[arg-type]
+            role = roles.get(p)
+            if role is None:
+                role = self._first_use(p)
+            is_type, is_functional, expected = role
+            if is_type and o not in self._seen_classes:
+                self._first_class(o)
+            if is_functional and values.setdefault((s, p), o) != o:
                 self._block(f"two values of functional {compact(p.value)}: {s}")
             if (
-                isinstance(o, literal)
-                and p in ranges
-                and o.datatype.value not in _COMPATIBLE[ranges[p]]
+                expected is not None
+                and isinstance(o, literal)
+                and o.datatype.value not in _COMPATIBLE[expected]
             ):
                 self._block("a literal outside its property's range")
+
+    def _first_use(self, p: ox.NamedNode) -> tuple[bool, bool, str | None]:
+        """A predicate's roles (rdf:type, functional, its datatype range), worked out once."""
+        if p.value.startswith((OWL, PREFIXES["rdfs"])) and p.value not in _HARMLESS:
+            self._block(f"data states schema with {compact(p.value)}")
+        role = (p.value == RDF_TYPE, p in self.functional, self.ranges.get(p))
+        self._roles[p] = role
+        return role
+
+    def _first_class(self, o: object) -> None:
+        self._seen_classes.add(o)
+        if isinstance(o, ox.NamedNode) and o.value.startswith((OWL, PREFIXES["rdfs"])):
+            self._block(f"data states schema: a node typed {compact(o.value)}")
 
     def differs(self, other: _DataScan) -> bool:
         """Whether the schema-derived checks differ (functional properties, ranges)."""

@@ -291,12 +291,10 @@ class _DataScan:
         self.blocker: str | None = None
         self.reasons: dict[object, set[tuple[str, object]]] = defaultdict(set)
         self._values: dict[tuple, object] = {}
-        # Per predicate: (a domain gives the subject a type, a range the object one, functional)
-        self._roles = {
-            p: (p in types.by_domain, p in types.by_range, p in functional)
-            for p in {*types.by_domain, *types.by_range, *functional}
-        }
-        self._seen_predicates: set[ox.NamedNode] = set()
+        self._types, self._functional = types, functional
+        # Per predicate seen: (is rdf:type, the reason its domain gives the subject, the
+        # reason its range gives the object, is functional); the reasons made once.
+        self._roles: dict[ox.NamedNode, _Role] = {}
         self._seen_classes: set[object] = set()
         for t in schema:  # a functional property's value may be stated in the schema too
             if t.predicate in functional:
@@ -309,45 +307,54 @@ class _DataScan:
             self.blocker = f"two values of functional {p}: {s}"
 
     def scan(self, data: Iterable[ox.Triple]) -> None:
-        # The hot loop of the stage at a million triples: locals, and each term read from the
-        # triple only when its predicate needs it (every read makes a Python object).
-        roles, reasons, seen = self._roles, self.reasons, self._seen_predicates
-        rdf_type = RDF_TYPE
+        # The hot loop of the stage at a million triples: one lookup per predicate, and each
+        # term read from the triple only when needed (every read makes a Python object).
+        roles, reasons = self._roles, self.reasons
         for t in data:
             p = t.predicate
-            if p not in seen:
-                self._first_use(p)
-            if p == rdf_type:
+            role = roles.get(p)
+            if role is None:
+                role = self._first_use(p)
+            is_type, domain, range_, functional = role
+            if is_type:
                 o = t.object
                 reasons[t.subject].add(("type", o))
                 if o not in self._seen_classes:
                     self._first_type(o)
-            role = roles.get(p)
-            if role is None:
-                continue
-            by_domain, by_range, functional = role
-            if by_domain:
-                reasons[t.subject].add(("domain", p))
-            if by_range or functional:
-                self._object(t, p, by_range, functional)
+            if domain is not None:
+                reasons[t.subject].add(domain)
+            if range_ is not None or functional:
+                self._object(t, p, range_, functional)
 
-    def _object(self, t: ox.Triple, p: ox.NamedNode, by_range: bool, functional: bool) -> None:
+    def _object(
+        self, t: ox.Triple, p: ox.NamedNode, range_: tuple[str, object] | None, functional: bool
+    ) -> None:
         o = t.object
         if not isinstance(o, ox.Literal):
-            if by_range:
-                self.reasons[o].add(("range", p))
+            if range_ is not None:
+                self.reasons[o].add(range_)
             if functional:
                 self._value(t.subject, p, o)
 
-    def _first_use(self, p: ox.NamedNode) -> None:
-        self._seen_predicates.add(p)
+    def _first_use(self, p: ox.NamedNode) -> _Role:
         if p.value in _SCHEMA_PREDICATES and self.blocker is None:
             self.blocker = f"data states schema with {p}"
+        role = (
+            p == RDF_TYPE,
+            ("domain", p) if p in self._types.by_domain else None,
+            ("range", p) if p in self._types.by_range else None,
+            p in self._functional,
+        )
+        self._roles[p] = role
+        return role
 
     def _first_type(self, o: object) -> None:
         self._seen_classes.add(o)
         if isinstance(o, ox.NamedNode) and o.value.startswith((OWL, RDFS)) and self.blocker is None:
             self.blocker = f"data states schema: a node typed {o}"
+
+
+_Role = tuple[bool, tuple[str, object] | None, tuple[str, object] | None, bool]
 
 
 def owl_rl_fast(
