@@ -45,7 +45,7 @@ def terms(kind: str) -> list[str]:
             t.subject.value
             for t in triples
             if t.predicate.value == PREFIXES["rdf"] + "type"
-            and t.object.value == cls
+            and t.object == ox.NamedNode(cls)
             and isinstance(t.subject, ox.NamedNode)
         }
     )
@@ -102,6 +102,15 @@ def _own_peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process and of its finished children (the JVM)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = False) -> dict:
     """Build `size` synthetic triples; with `keep`, the root (and its artifact) stays there;
     with `edit`, one claim's figure is then changed and the build run again (the curator's
@@ -116,7 +125,7 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
         generate = time.perf_counter() - started
         outcome: dict = {}
         try:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds()
             manifest = build(root, root / "build", progress=True, skip=skip)
             outcome = {
                 "timings": manifest.timings,
@@ -124,6 +133,9 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
                 "triples": manifest.triples,
                 "full_input": manifest.full_input,
                 "wall_s": round(time.perf_counter() - started, 2),
+                # CPU seconds (this process; HermiT's JVM apart) depend far less than wall
+                # time on what else the machine runs: compare these across loaded runs.
+                "cpu_s": [round(a - b, 2) for a, b in zip(_cpu_seconds(), cpu, strict=True)],
             }
             if edit:
                 data = root / "data" / "synthetic.ttl"
@@ -195,7 +207,8 @@ def main() -> None:
             f"{head}: total {total:.1f}s (wall {r['wall_s']:.1f}s)  {stages}  "
             f"peak RSS {r['peak_rss_mib']} MiB (largest child process "
             f"{r['peak_child_rss_mib']} MiB; a forked child starts at the parent's size)  "
-            f"inferred {r['triples']['inferred']}"
+            f"inferred {r['triples']['inferred']}  CPU {r['cpu_s'][0]:.1f}s "
+            f"(+ JVM {r['cpu_s'][1]:.1f}s)"
         )
         if "rebuild_s" in r:
             again = "  ".join(f"{s} {r['rebuild_timings'][s]:.1f}s" for s in STAGES)
