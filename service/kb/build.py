@@ -278,8 +278,9 @@ def build(
 def _without_cyclic_gc() -> Iterator[None]:
     """The build makes millions of small pyoxigraph objects, every one tracked by Python's
     cycle collector, whose full passes then walk all of them again and again: at 100k triples
-    reading a triple's three terms took four times as long with it on. Nothing the build
-    keeps forms a cycle (reference counting frees it), so the collector waits until the end."""
+    reading a triple's three terms took four times as long with it on. Triples form no
+    cycles (reference counting frees them); the few cycles the libraries make (rdflib graphs,
+    owlready2 worlds) are collected once the build is over, failed or not."""
     enabled = gc.isenabled()
     gc.disable()
     try:
