@@ -7,6 +7,9 @@ random and the sources are labelled synthetic: nothing here is clinical data.
 
     .venv/bin/python benchmarks/build_scale.py                  # 100k and 1M triples
     .venv/bin/python benchmarks/build_scale.py --sizes 1000000 --skip owl_rl hermit shacl
+    .venv/bin/python benchmarks/build_scale.py --sizes 100000 --rebuild   # + one-claim edit
+
+Each stage is printed with its time and its peak resident memory (MiB, this process).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def terms(kind: str) -> list[str]:
             t.subject.value
             for t in triples
             if t.predicate.value == PREFIXES["rdf"] + "type"
-            and t.object.value == cls
+            and t.object == ox.NamedNode(cls)
             and isinstance(t.subject, ox.NamedNode)
         }
     )
@@ -99,6 +102,15 @@ def _own_peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process and of its finished children (the JVM)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = False) -> dict:
     """Build `size` synthetic triples; with `keep`, the root (and its artifact) stays there;
     with `edit`, one claim's figure is then changed and the build run again (the curator's
@@ -113,7 +125,7 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
         generate = time.perf_counter() - started
         outcome: dict = {}
         try:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds()
             manifest = build(root, root / "build", progress=True, skip=skip)
             outcome = {
                 "timings": manifest.timings,
@@ -121,6 +133,9 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
                 "triples": manifest.triples,
                 "full_input": manifest.full_input,
                 "wall_s": round(time.perf_counter() - started, 2),
+                # CPU seconds (this process; HermiT's JVM apart) depend far less than wall
+                # time on what else the machine runs: compare these across loaded runs.
+                "cpu_s": [round(a - b, 2) for a, b in zip(_cpu_seconds(), cpu, strict=True)],
             }
             if edit:
                 data = root / "data" / "synthetic.ttl"
@@ -133,8 +148,10 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
                 edited = line.replace(f'"{value}"', f'"{float(value) + 0.001:.3f}"')
                 data.write_text(text[:first] + edited + text[line_end:], encoding="utf-8")
                 started = time.perf_counter()
-                build(root, root / "build", progress=False, skip=skip)
+                again = build(root, root / "build", progress=False, skip=skip)
                 outcome["rebuild_s"] = round(time.perf_counter() - started, 2)
+                outcome["rebuild_timings"] = again.timings
+                outcome["rebuild_reused"] = again.reused
         except BuildFailed as err:
             outcome = {"failed_at": err.stage, "report": err.report[:2000]}
         peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -154,15 +171,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--skip", nargs="*", default=[], choices=["owl_rl", "hermit", "shacl"])
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="then change one claim's figure and build again (the curator's one-claim rebuild)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--edit", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.skip, args.keep, args.edit)))
+        print(json.dumps(run_one(args.one, args.skip, args.keep, args.edit or args.rebuild)))
         return
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(size), "--skip", *args.skip]
+        cmd += ["--edit"] if args.rebuild else []
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         sys.stderr.write(done.stderr)
         if done.returncode != 0 or not done.stdout.strip():
@@ -174,15 +197,23 @@ def main() -> None:
             print(f"{head}: build failed at {r['failed_at']}: {r['report'][:300]}")
             continue
         stages = "  ".join(
-            f"{s} {r['timings'][s]:.1f}s" if s not in r["skipped"] else f"{s} skipped"
+            f"{s} {r['timings'][s]:.1f}s ({r['peaks'].get(s, 0):.0f} MiB)"
+            if s not in r["skipped"]
+            else f"{s} skipped"
             for s in STAGES
         )
         total = sum(r["timings"].values())
         print(
-            f"{head}: total {total:.1f}s  {stages}  peak RSS {r['peak_rss_mib']} MiB "
-            f"(largest child process {r['peak_child_rss_mib']} MiB; a forked child starts at "
-            f"the parent's size)  inferred {r['triples']['inferred']}"
+            f"{head}: total {total:.1f}s (wall {r['wall_s']:.1f}s)  {stages}  "
+            f"peak RSS {r['peak_rss_mib']} MiB (largest child process "
+            f"{r['peak_child_rss_mib']} MiB; a forked child starts at the parent's size)  "
+            f"inferred {r['triples']['inferred']}  CPU {r['cpu_s'][0]:.1f}s "
+            f"(+ JVM {r['cpu_s'][1]:.1f}s)"
         )
+        if "rebuild_s" in r:
+            again = "  ".join(f"{s} {r['rebuild_timings'][s]:.1f}s" for s in STAGES)
+            reused = ", ".join(r["rebuild_reused"]) or "nothing"
+            print(f"{'':>9} one-claim rebuild: {r['rebuild_s']:.1f}s  {again}  reused {reused}")
 
 
 if __name__ == "__main__":

@@ -377,10 +377,11 @@ def test_sparql_constraints_run_once_give_the_engines_report():
     assert any(f[6].endswith("SPARQLConstraintComponent") for f in fast)  # some did fire
 
 
-def test_one_claim_edit_rebuild_reuses_hermit_and_changes_only_that_claim(own_copy):
+def test_one_claim_edit_rebuild_reuses_hermit_and_changes_only_that_claim(own_copy, tmp_path):
     """A curator's one-figure edit: the rebuild takes HermiT's answer from the build cache
     (the summary HermiT sees is unchanged) and the new artifact differs only where the edit
-    and what follows from it are."""
+    and what follows from it are; what it reused changes nothing: its bytes are those of a
+    clean build of the same inputs, with no cache."""
     out = own_copy / "build"
     build(own_copy, out)  # fills the cache (if the copied build had not)
     before = set((out / ARTIFACT_NAME).read_text().splitlines())
@@ -393,6 +394,11 @@ def test_one_claim_edit_rebuild_reuses_hermit_and_changes_only_that_claim(own_co
     after = set((out / ARTIFACT_NAME).read_text().splitlines())
     changed = {line.split(" ")[0] for line in before ^ after}
     assert changed == {f"<{NS}claim/busch-2007-aerobic-physical-function>"}
+    clean = build(own_copy, tmp_path / "clean")
+    assert clean.reused == []
+    assert (out / ARTIFACT_NAME).read_bytes() == (tmp_path / "clean" / ARTIFACT_NAME).read_bytes()
+    assert second.build_id == clean.build_id
+    assert second.triples == clean.triples and second.shacl_findings == clean.shacl_findings
 
 
 # --- a failed or killed build cleans up after itself ----------------------------------------------
@@ -515,3 +521,54 @@ def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_
         remove_stale_temporaries(tmp)
         assert list(tmp.iterdir()) == []
     process.stderr.close()  # type: ignore[union-attr]
+
+
+# --- the writer and the rebuild -------------------------------------------------------------------
+def _reference_serialize(by_graph: dict[str, list[ox.Triple]]) -> bytes:
+    """The writer as it was before it wrote from pyoxigraph's serializer (one Python string
+    per quad): the bytes the artifact must keep."""
+    lines: list[str] = []
+    with_blanks = ox.Dataset()
+    for name, graph in GRAPHS.items():
+        for t in set(by_graph.get(name, [])):
+            quad = ox.Quad(t.subject, t.predicate, t.object, graph)
+            if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
+                with_blanks.add(quad)
+            else:
+                lines.append(f"{quad} .\n")
+    with_blanks.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
+    lines += [f"{q} .\n" for q in with_blanks]
+    lines.sort()
+    return "".join(lines).encode("utf-8")
+
+
+def test_writer_gives_the_reference_bytes_on_the_shipped_data(shipped, store):
+    from service.kb.build import _load, serialize
+    from service.kb.sources import parse_file
+
+    root, manifest = shipped
+    by_graph = dict(_load(root).graphs)
+    inferred = [q.triple for q in store.quads_for_pattern(None, None, None, GRAPHS["inferred"])]
+    # What the shipped data lacks: a blank node in the inferred graph, a repeated statement,
+    # literals holding "_:", " .", a newline, quotes, a tab, a control character, non-ASCII.
+    odd = ox.Literal('a _:b .\n"q"\t\u0001 é')
+    blank = ox.BlankNode()
+    x, p, q = ox.NamedNode(NS + "x"), ox.NamedNode(NS + "vocab/p"), ox.NamedNode(NS + "vocab/q")
+    extra = [
+        ox.Triple(blank, p, odd),
+        ox.Triple(x, p, blank),
+        ox.Triple(x, q, ox.Literal("_:x", language="fr")),
+    ]
+    by_graph["inferred"] = [*inferred, *extra, *extra[:1]]
+    data, counts = serialize(by_graph)
+    assert data == _reference_serialize(by_graph)
+    assert counts["inferred"] == len(set(inferred)) + 3
+    # ... and the artifact's own graphs, as parsed (a store would normalise some literals),
+    # give its own bytes back.
+    quads = parse_file(root / "build" / ARTIFACT_NAME)
+    in_artifact = {
+        name: [q.triple for q in quads if q.graph_name == graph] for name, graph in GRAPHS.items()
+    }
+    again, again_counts = serialize(in_artifact)
+    assert again == (root / "build" / ARTIFACT_NAME).read_bytes()
+    assert again_counts == manifest.triples

@@ -7,6 +7,7 @@ Writing is atomic and fail-closed: any failure leaves the previous artifact unto
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -38,7 +39,7 @@ from service.kb.sources import (
     GRAPHS,
     RDFSyntaxError,
     knowledge_files,
-    parse_file,
+    parse_triples,
     project_root,
 )
 
@@ -209,19 +210,52 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _triples(quads: list[ox.Quad]) -> list[ox.Triple]:
-    return [q.triple for q in quads]
+class _FileOf(Mapping[str, str]):
+    """Which data file describes each node, so validation findings point at a file.
+
+    Worked out on the first lookup: a build whose validation finds nothing never needs it,
+    and at a million triples it cost seconds."""
+
+    def __init__(self, triples: Sequence[ox.Triple], spans: Mapping[str, range]) -> None:
+        self._triples, self._spans = triples, spans
+        self._where: dict[str, str] | None = None
+
+    def _table(self) -> dict[str, str]:
+        if self._where is None:
+            where: dict[str, list[str]] = defaultdict(list)
+            for shown, span in self._spans.items():
+                for i in span:
+                    subject = self._triples[i].subject
+                    if isinstance(subject, ox.NamedNode):
+                        files = where[subject.value]
+                        if shown not in files:
+                            files.append(shown)
+            self._where = {node: ", ".join(paths) for node, paths in where.items()}
+        return self._where
+
+    def __bool__(self) -> bool:  # `file_of or {}` must not work the table out
+        return True
+
+    def __getitem__(self, node: str) -> str:
+        return self._table()[node]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
 
 
-def _file_of(parsed: dict[Path, list[ox.Quad]], root: Path) -> dict[str, str]:
-    """Which data file describes each node, so validation findings point at a file."""
-    where: dict[str, list[str]] = defaultdict(list)
-    for path, quads in parsed.items():
-        shown = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-        for q in quads:
-            if isinstance(q.subject, ox.NamedNode) and shown not in where[q.subject.value]:
-                where[q.subject.value].append(shown)
-    return {node: ", ".join(paths) for node, paths in where.items()}
+@dataclass
+class _Loaded:
+    """Every input parsed once: each graph's triples, the rule vocabulary (the one rules
+    file that is schema rather than rules), each input's hash and where each data file's
+    triples lie in the asserted graph."""
+
+    graphs: dict[str, list[ox.Triple]]
+    vocabulary: list[ox.Triple]
+    hashes: dict[str, str]
+    file_of: _FileOf
 
 
 def build(
@@ -236,13 +270,41 @@ def build(
 
     `skip` ("owl_rl", "hermit", "shacl") exists for benchmarks on synthetic data only; a
     skipped step is recorded in the manifest."""
+    with _without_cyclic_gc():
+        return _build(root, out_dir, progress, owl_rl_engine, echo, skip)
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """The build makes millions of small pyoxigraph objects, every one tracked by Python's
+    cycle collector, whose full passes then walk all of them again and again: at 100k triples
+    reading a triple's three terms took four times as long with it on. Triples form no
+    cycles (reference counting frees them); the few cycles the libraries make (rdflib graphs,
+    owlready2 worlds) are collected once the build is over, failed or not."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build(
+    root: Path | None,
+    out_dir: Path | None,
+    progress: bool,
+    owl_rl_engine: str,
+    echo: Callable[[str], None],
+    skip: Collection[str],
+) -> Manifest:
     root = Path(root) if root else project_root()
     directory = build_dir(root, out_dir)
     stages = _Stages(progress, echo)
 
     with stages.stage("load"):
-        hashes = input_hashes(root)
-        parsed, graph_triples, vocabulary = _load(root)
+        loaded = _load(root)
+        graph_triples, vocabulary, hashes = loaded.graphs, loaded.vocabulary, loaded.hashes
         rules = load_rules(graph_triples["rules"])
         if not graph_triples["ontology"]:
             raise BuildFailed("load", f"no ontology files under {root / 'ontology'}")
@@ -279,9 +341,7 @@ def build(
     findings: dict[str, int] = {}
     if "shacl" not in skip:
         with stages.stage("shacl"), _failing_as("shacl"):
-            findings = _validate(
-                graph_triples, inferred, schema, _file_of(parsed["asserted"], root)
-            )
+            findings = _validate(graph_triples, inferred, schema, loaded.file_of)
 
     with stages.stage("write"):
         by_graph = {**graph_triples, "inferred": inferred}
@@ -309,24 +369,35 @@ def build(
     return manifest
 
 
-def _load(
-    root: Path,
-) -> tuple[dict[str, dict[Path, list]], dict[str, list[ox.Triple]], list[ox.Triple]]:
-    """Every input file parsed (per graph, per file), each graph's triples, and the rule
-    vocabulary (the one rules file that is schema rather than rules)."""
-    files = input_files(root)
+def _load(root: Path) -> _Loaded:
+    """Each input read once (its bytes hashed, then parsed straight into triples)."""
+    graphs: dict[str, list[ox.Triple]] = {}
+    hashes: dict[str, str] = {}
+    spans: dict[str, range] = {}
+    vocabulary: list[ox.Triple] = []
     try:
-        parsed = {g: {p: parse_file(p) for p in paths} for g, paths in files.items()}
+        for graph, paths in input_files(root).items():
+            triples: list[ox.Triple] = []
+            for path in paths:
+                data = path.read_bytes()
+                shown = _shown(path, root)
+                hashes[shown] = hashlib.sha256(data).hexdigest()
+                start = len(triples)
+                triples += parse_triples(path, data)
+                if graph == "asserted":
+                    spans[shown] = range(start, len(triples))
+                if graph == "rules" and path.name == RULE_VOCABULARY:
+                    vocabulary += triples[start:]
+            graphs[graph] = triples
+    except OSError as err:
+        raise BuildFailed("load", f"cannot read {err.filename}: {err.strerror}") from None
     except RDFSyntaxError as err:
         raise BuildFailed("load", f"cannot parse {err}") from None
-    graph_triples = {
-        g: [t for quads in by_file.values() for t in _triples(quads)]
-        for g, by_file in parsed.items()
-    }
-    vocabulary = [
-        q.triple for p, quads in parsed["rules"].items() if p.name == RULE_VOCABULARY for q in quads
-    ]
-    return parsed, graph_triples, vocabulary
+    return _Loaded(graphs, vocabulary, hashes, _FileOf(graphs["asserted"], spans))
+
+
+def _shown(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 @contextmanager
@@ -358,19 +429,26 @@ def _classify(
     from service.kb.hermit import JavaNotFoundError, run_hermit_summarized, save_cache_entry
 
     after_write = after_write if after_write is not None else []
-    logical = [t for t in inferred if not is_provenance(t)]
+    # One pass: the logical statements HermiT sees, and the subclass links already inferred
+    # (a set of every inferred triple cost seconds at a million).
+    subclass = ox.NamedNode(_RDFS_SUBCLASS)
+    logical: list[ox.Triple] = []
+    known: set[ox.Triple] = set()
+    for t in inferred:
+        if not is_provenance(t):
+            logical.append(t)
+            if t.predicate == subclass:
+                known.add(t)
     try:
         hermit, full_because = run_hermit_summarized(schema, asserted + logical, cache_dir)
     except JavaNotFoundError as err:
         raise BuildFailed("hermit", str(err)) from None
     if not hermit.consistent or hermit.unsatisfiable:
         raise BuildFailed("hermit", hermit.explanation)
-    known = set(inferred)
     links = [
         link
         for a, b in hermit.inferred_subclass_of
-        if (link := ox.Triple(ox.NamedNode(a), ox.NamedNode(_RDFS_SUBCLASS), ox.NamedNode(b)))
-        not in known
+        if (link := ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b))) not in known
     ]
     records = derivation_records(links, HERMIT_RULE)
     if hermit.reused:
@@ -383,7 +461,7 @@ def _validate(
     graph_triples: dict[str, list[ox.Triple]],
     inferred: list[ox.Triple],
     schema: list[ox.Triple],
-    file_of: dict[str, str],
+    file_of: Mapping[str, str],
 ) -> dict[str, int]:
     """SHACL on asserted + inferred (the ontology and rule vocabulary as schema)."""
     from service.kb.reasoning import DERIVATION_NS
@@ -393,7 +471,17 @@ def _validate(
     # their vocabulary), so they can change no finding: leave them out of the data graph.
     shape_text = " ".join(str(t) for t in graph_triples["shapes"])
     if not any(v in shape_text for v in (PROV_NS, RDF_REIFICATION, "derivation/")):
-        inferred = [t for t in inferred if not str(t.subject).startswith(f"<{DERIVATION_NS}")]
+        inferred = [
+            t
+            for t in inferred
+            if not (isinstance(s := t.subject, ox.NamedNode) and s.value.startswith(DERIVATION_NS))
+        ]
+    # Hook for the one-claim rebuild: validate_graphs(changed=nodes) (the SHACL branch) checks
+    # only what those nodes touch and takes its other findings from the previous report
+    # (report.carry_over(previous)). Passing it needs the subjects whose statements differ
+    # from the last good build's asserted + inferred graphs (a diff of the two artifacts'
+    # sorted lines) and that build's report kept in CACHE_DIR beside HermiT's answer, saved
+    # in `after_write` like it. Until both are there every build checks everything.
     report = validate_graphs(
         data=graph_triples["asserted"] + inferred,
         ontology=schema,
@@ -406,29 +494,52 @@ def _validate(
     return {s: report.count(s) for s in ("Violation", "Warning", "Info")}
 
 
-def serialize(by_graph: dict[str, list[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
-    """Sorted N-Quads with canonical blank-node labels, and the triple count of each graph."""
-    lines: list[str] = []
+def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
+    """Sorted N-Quads with canonical blank-node labels, and the triple count of each graph.
+
+    pyoxigraph writes each graph as N-Triples (its statement form is the N-Quads line's, so
+    the bytes are those of `f"{quad} ."`); the lines get their graph name, and are made unique
+    and sorted as bytes (UTF-8 keeps the code point order): no Python term object per line."""
+    lines: list[bytes] = []
     with_blanks = ox.Dataset()
     counts: dict[str, int] = {}
     for name in GRAPH_NAMES:
         graph = GRAPHS[name]
-        unique = set(by_graph.get(name, []))
-        counts[name] = len(unique)
-        for t in unique:
-            quad = ox.Quad(t.subject, t.predicate, t.object, graph)
-            if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
-                with_blanks.add(quad)
-            else:
-                lines.append(f"{quad} .\n")
+        triples = by_graph.get(name, [])
+        text = _ntriples(triples)
+        blank: set[ox.Triple] = set()
+        if b"_:" in text:  # a blank node, or those two characters inside a literal
+            blank = {t for t in triples if _mentions_blank(t)}
+            for t in blank:
+                with_blanks.add(ox.Quad(t.subject, t.predicate, t.object, graph))
+            plain = [t for t in triples if not _mentions_blank(t)]
+            text = _ntriples(plain)
+        # A statement ends in " .\n" and nowhere else (N-Triples escapes a literal's newline).
+        unique = set(text.replace(b" .\n", f" {graph} .\n".encode()).split(b"\n"))
+        unique.discard(b"")
+        counts[name] = len(unique) + len(blank)
+        lines += unique
     # Blank nodes (OWL lists, SHACL property shapes) get fresh ids on every parse; RDFC-1.0
     # relabels them from the graph's content, which is what makes two builds byte-identical.
     # Its labels depend only on the quads that mention a blank node, so only those are
     # canonicalised (the whole dataset took most of the write stage at 100k triples).
     with_blanks.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
-    lines += [f"{q} .\n" for q in with_blanks]
+    lines += [f"{q} .".encode() for q in with_blanks]
+    # No line is a prefix of another (each ends with its graph and " ."), so sorting without
+    # the newline gives the order of sorting with it.
     lines.sort()
-    return "".join(lines).encode("utf-8"), counts
+    lines.append(b"")
+    return b"\n".join(lines), counts
+
+
+def _ntriples(triples: Iterable[ox.Triple]) -> bytes:
+    data = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
+    assert data is not None  # only an output file makes pyoxigraph return None
+    return data
+
+
+def _mentions_blank(t: ox.Triple) -> bool:
+    return isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode)
 
 
 def _temp_prefix(name: str, pid: int | None = None) -> str:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -509,35 +509,94 @@ SUMMARY_NS = "urn:cmpkg:hermit-summary:"
 
 def summary_blocker(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> str | None:
     """Why HermiT must see the whole input (None when the summary is exact)."""
+    return _schema_blocker(schema) or _DataScan(schema, data).blocker
+
+
+def _schema_blocker(schema: Sequence[ox.Triple]) -> str | None:
     for t in schema:
         if t.predicate.value in _SUMMARY_BLOCKERS or (
             t.predicate.value == RDF_TYPE and str(t.object).strip("<>") in _SUMMARY_BLOCKERS
         ):
             return f"the ontology uses {compact(t.predicate.value)} {t.object}"
-    functional = {
-        t.subject for t in schema
-        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
-    }  # fmt: skip
-    rdfs = PREFIXES["rdfs"]
-    harmless = {RDFS_LABEL, rdfs + "comment", rdfs + "seeAlso"}
-    # Distinct predicates and classes first: the data is large, its vocabulary small.
-    predicates = {t.predicate for t in data}
-    for p in predicates:
-        if p.value.startswith((OWL, rdfs)) and p.value not in harmless:
-            return f"data states schema with {compact(p.value)}"
-    rdf_type = ox.NamedNode(RDF_TYPE)
-    classes = {t.object for t in data if t.predicate == rdf_type}
-    for c in classes:
-        if isinstance(c, ox.NamedNode) and c.value.startswith((OWL, rdfs)):
-            return f"data states schema: a node typed {compact(c.value)}"
-    first: dict[tuple, object] = {}
-    used = functional & predicates
-    for t in data:
-        if t.predicate in used and first.setdefault((t.subject, t.predicate), t.object) != t.object:
-            return f"two values of functional {compact(t.predicate.value)}: {t.subject}"
-    if find_literal_clashes([*schema, *data]):
+    if find_literal_clashes(schema):
         return "a literal outside its property's range"
     return None
+
+
+_HARMLESS = {RDFS_LABEL, PREFIXES["rdfs"] + "comment", PREFIXES["rdfs"] + "seeAlso"}
+
+
+def _typed(schema: Iterable[ox.Triple], cls: str) -> set[ox.NamedNode]:
+    node = ox.NamedNode(cls)
+    return {t.subject for t in schema if t.predicate.value == RDF_TYPE and t.object == node}  # type: ignore[misc]
+
+
+class _DataScan:
+    """One pass over the data nodes (not the schema's terms): what would make the summary
+    inexact (the blocker), and each node's statements, grouped by subject, for summarize().
+    At a million triples the separate passes this replaces were most of the HermiT stage."""
+
+    def __init__(
+        self, schema: Sequence[ox.Triple], data: Iterable[ox.Triple], terms: Collection = ()
+    ) -> None:
+        self.blocker: str | None = None
+        self.about_terms: list[ox.Triple] = []  # statements whose subject is in `terms`
+        self.functional = _typed(schema, OWL + "FunctionalProperty")
+        ranged = plain_triples(t for t in schema if t.predicate.value == RDFS_RANGE)
+        declared = _named_objects(ranged)
+        self.ranges = {ox.NamedNode(p): r for p, r in declared.items() if r in _COMPATIBLE}
+        self._roles: dict[ox.NamedNode, tuple[bool, bool, str | None]] = {}
+        self._seen_classes: set[object] = set()
+        values: dict[tuple, object] = {}
+        by_subject: dict[object, list[tuple[ox.NamedNode, Term]]] = {}
+        self.by_subject = by_subject
+        # The hot loop of the stage at a million triples: one lookup per predicate (its roles)
+        # and per subject (its list) where there were several.
+        roles, literal = self._roles, ox.Literal
+        for t in data:
+            s, p, o = t.subject, t.predicate, t.object
+            statements = by_subject.get(s)
+            if statements is None:
+                if s in terms:
+                    self.about_terms.append(t)
+                    continue
+                statements = by_subject[s] = []
+            statements.append((p, o))  # type: ignore[arg-type]
+            role = roles.get(p)
+            if role is None:
+                role = self._first_use(p)
+            is_type, is_functional, expected = role
+            if is_type and o not in self._seen_classes:
+                self._first_class(o)
+            if is_functional and values.setdefault((s, p), o) != o:
+                self._block(f"two values of functional {compact(p.value)}: {s}")
+            if (
+                expected is not None
+                and isinstance(o, literal)
+                and o.datatype.value not in _COMPATIBLE[expected]
+            ):
+                self._block("a literal outside its property's range")
+
+    def _first_use(self, p: ox.NamedNode) -> tuple[bool, bool, str | None]:
+        """A predicate's roles (rdf:type, functional, its datatype range), worked out once."""
+        if p.value.startswith((OWL, PREFIXES["rdfs"])) and p.value not in _HARMLESS:
+            self._block(f"data states schema with {compact(p.value)}")
+        role = (p.value == RDF_TYPE, p in self.functional, self.ranges.get(p))
+        self._roles[p] = role
+        return role
+
+    def _first_class(self, o: object) -> None:
+        self._seen_classes.add(o)
+        if isinstance(o, ox.NamedNode) and o.value.startswith((OWL, PREFIXES["rdfs"])):
+            self._block(f"data states schema: a node typed {compact(o.value)}")
+
+    def differs(self, other: _DataScan) -> bool:
+        """Whether the schema-derived checks differ (functional properties, ranges)."""
+        return self.functional != other.functional or self.ranges != other.ranges
+
+    def _block(self, why: str) -> None:
+        if self.blocker is None:  # the first reason found is the one given
+            self.blocker = why
 
 
 _XSD_NS = PREFIXES["xsd"]
@@ -570,64 +629,71 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
     describes keep their own names; other nodes map to `urn:cmpkg:hermit-summary:<hash>` of
     their sorted types and properties. Annotations (labels) say nothing to HermiT and go.
     """
-    annotation = {
-        t.subject for t in schema
-        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "AnnotationProperty")
-    } | {ox.NamedNode(RDFS_LABEL), ox.NamedNode(PREFIXES["rdfs"] + "comment")}  # fmt: skip
-    functional = {
-        t.subject for t in schema
-        if t.predicate.value == RDF_TYPE and t.object == ox.NamedNode(OWL + "FunctionalProperty")
-    }  # fmt: skip
+    return _summary(schema, _DataScan(schema, data).by_subject)
+
+
+def _summary(
+    schema: Sequence[ox.Triple], by_subject: Mapping[object, list[tuple[ox.NamedNode, Term]]]
+) -> list[ox.Triple]:
+    annotation = _typed(schema, OWL + "AnnotationProperty") | {
+        ox.NamedNode(RDFS_LABEL),
+        ox.NamedNode(PREFIXES["rdfs"] + "comment"),
+    }
+    functional = _typed(schema, OWL + "FunctionalProperty")
     terms = {t.subject for t in schema} | {
         t.object for t in schema if isinstance(t.object, ox.NamedNode)
     }
-    by_subject: dict[object, list[ox.Triple]] = defaultdict(list)
-    for t in data:
-        if t.predicate not in annotation:
-            by_subject[t.subject].append(t)
-    rep = _representatives(by_subject, terms)
+    rep = _representatives(by_subject, terms, annotation)
     out: set[ox.Triple] = set(schema)
-    literal_seen: set[tuple] = set()
-    for node, triples in by_subject.items():
+    # Each slot of the summary is filled once: one value per functional property, one literal
+    # per property and datatype (the values themselves were checked on the full data by the
+    # scan), every other (property, object) once per representative.
+    slots: set[tuple] = set()
+    literal = ox.Literal
+    for node, statements in by_subject.items():
         subject = rep.get(node, node)
-        for t in triples:
-            key = _value_slot(subject, t, functional)
-            if key is not None:
-                if key in literal_seen:
-                    continue
-                literal_seen.add(key)
-            obj = t.object
-            obj = _stand_in(obj) if isinstance(obj, ox.Literal) else rep.get(obj, obj)
-            out.add(ox.Triple(subject, t.predicate, obj))  # type: ignore[arg-type]
+        for p, o in statements:
+            if p in annotation:
+                continue
+            is_literal = isinstance(o, literal)
+            if p in functional:
+                slot: tuple = (subject, p)
+            elif is_literal:
+                slot = (subject, p, o.datatype, o.language)  # type: ignore[union-attr]
+            else:
+                slot = (subject, p, rep.get(o, o))
+            if slot in slots:
+                continue
+            slots.add(slot)
+            obj = _stand_in(o) if is_literal else rep.get(o, o)  # type: ignore[arg-type]
+            out.add(ox.Triple(subject, p, obj))  # type: ignore[arg-type]
     return sorted(out, key=str)
 
 
 def _representatives(
-    by_subject: Mapping[object, list[ox.Triple]], terms: set
+    by_subject: Mapping[object, list[tuple[ox.NamedNode, Term]]],
+    terms: set,
+    annotation: set[ox.NamedNode],
 ) -> dict[object, ox.NamedNode]:
     """Each data node not named by the schema -> the summary node of its kind (its sorted
     types and properties), so nodes of one kind collapse into one."""
     rep: dict[object, ox.NamedNode] = {}
-    for node, triples in by_subject.items():
+    kinds: dict[tuple[frozenset, frozenset], ox.NamedNode] = {}
+    rdf_type = ox.NamedNode(RDF_TYPE)
+    for node, statements in by_subject.items():
         if node in terms:
             continue
-        types = sorted({str(t.object) for t in triples if t.predicate.value == RDF_TYPE})
-        props = sorted({str(t.predicate) for t in triples if t.predicate.value != RDF_TYPE})
-        kind = "\n".join(types) + "\n\n" + "\n".join(props)
-        rep[node] = ox.NamedNode(SUMMARY_NS + hashlib.md5(kind.encode()).hexdigest())
+        types = frozenset(o for p, o in statements if p == rdf_type)
+        props = frozenset(p for p, _ in statements if p != rdf_type and p not in annotation)
+        if not types and not props:
+            continue  # only annotations: the node is in no statement of the summary
+        named = kinds.get((types, props))
+        if named is None:
+            kind = "\n".join(sorted(map(str, types))) + "\n\n" + "\n".join(sorted(map(str, props)))
+            named = ox.NamedNode(SUMMARY_NS + hashlib.md5(kind.encode()).hexdigest())
+            kinds[(types, props)] = named
+        rep[node] = named
     return rep
-
-
-def _value_slot(subject: object, t: ox.Triple, functional: set) -> tuple | None:
-    """The slot a statement fills in the summary, kept once: one value per functional property,
-    one literal per property and datatype (the values themselves were checked on the full data,
-    summary_blocker); None for statements that are all kept."""
-    if t.predicate in functional:
-        return (subject, t.predicate)
-    obj = t.object
-    if isinstance(obj, ox.Literal):
-        return (subject, t.predicate, obj.datatype, obj.language)
-    return None
 
 
 def _cached_run(triples: list[ox.Triple], cache_dir: Path | None) -> HermitResult:
@@ -705,12 +771,19 @@ def run_hermit_summarized(
     terms = {t.subject for t in schema} | {
         t.object for t in schema if isinstance(t.object, ox.NamedNode)
     }
-    schema = [*schema, *(t for t in data if t.subject in terms)]
-    data = [t for t in data if t.subject not in terms]
-    why = summary_blocker(schema, data)
+    scan = _DataScan(schema, data, terms)
+    schema = [*schema, *scan.about_terms]
+
+    def rest() -> list[ox.Triple]:  # the data nodes' statements, only when needed
+        return [t for t in data if t.subject not in terms]
+
+    if scan.about_terms and _DataScan(schema, ()).differs(scan):
+        # A data file declared a term functional or gave it a range: scan again with them.
+        scan = _DataScan(schema, rest())
+    why = _schema_blocker(schema) or scan.blocker
     if why is None:
-        result = _cached_run(summarize(schema, data), cache_dir)
+        result = _cached_run(_summary(schema, scan.by_subject), cache_dir)
         if result.consistent and not result.unsatisfiable:
             return result, None
         why = "the summary is inconsistent: checking the full input to name the nodes"
-    return run_hermit([*schema, *data]), why
+    return run_hermit([*schema, *rest()]), why

@@ -257,34 +257,16 @@ _UNSUPPORTED_SCHEMA = {
     )),
 }  # fmt: skip
 _FUNCTIONAL = OWL + "FunctionalProperty"
+_FUNCTIONAL_NODE = ox.NamedNode(_FUNCTIONAL)
 
 
-def _needs_full_closure(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> str | None:
-    """Why the fast path would not be exact for these inputs (None when it is)."""
+def _schema_blocker(schema: Sequence[ox.Triple]) -> str | None:
+    """Why the fast path would not be exact for this schema (None when it is)."""
     for t in schema:
         if t.predicate.value in _UNSUPPORTED_SCHEMA or (
             t.predicate == RDF_TYPE and str(t.object).strip("<>") in _UNSUPPORTED_SCHEMA
         ):
             return f"schema uses {t.predicate.value if t.predicate != RDF_TYPE else t.object}"
-    # Distinct predicates and classes: the data is large, its vocabulary small.
-    for p in {t.predicate for t in data}:
-        if p.value in _SCHEMA_PREDICATES:
-            return f"data states schema with {p}"
-    for c in {t.object for t in data if t.predicate == RDF_TYPE}:
-        if isinstance(c, ox.NamedNode) and c.value.startswith((OWL, RDFS)):
-            return f"data states schema: a node typed {c}"
-    functional = {
-        t.subject
-        for t in schema
-        if t.predicate == RDF_TYPE and t.object == ox.NamedNode(_FUNCTIONAL)
-    }
-    functional &= {t.predicate for t in data} | {t.predicate for t in schema}
-    seen: dict[tuple, object] = {}
-    for t in (*schema, *data):
-        if t.predicate in functional and not isinstance(t.object, ox.Literal):
-            first = seen.setdefault((t.subject, t.predicate), t.object)
-            if first != t.object:  # prp-fp: the two values would be owl:sameAs
-                return f"two values of functional {t.predicate}: {t.subject}"
     return None
 
 
@@ -304,7 +286,6 @@ class _SchemaTypes:
                 target[t.subject].add(t.object)  # type: ignore[index]
         self.by_domain = {p: self.with_supers(cs) for p, cs in domains.items()}
         self.by_range = {p: self.with_supers(cs) for p, cs in ranges.items()}
-        self._by_class: dict[ox.NamedNode, set[ox.NamedNode]] = {}
 
     def with_supers(self, classes: Iterable[ox.NamedNode]) -> set[ox.NamedNode]:
         out: set[ox.NamedNode] = set()
@@ -313,44 +294,138 @@ class _SchemaTypes:
             out |= self.supers.get(c, set())
         return out
 
-    def of_class(self, c: ox.NamedNode) -> set[ox.NamedNode]:
-        if c not in self._by_class:
-            self._by_class[c] = self.with_supers([c])
-        return self._by_class[c]
+    def of_reasons(self, reasons: frozenset[tuple[str, object]]) -> set[ox.NamedNode]:
+        """The types one node's reasons give: ("type", class), ("domain", p), ("range", p)."""
+        out: set[ox.NamedNode] = set()
+        for kind, term in reasons:
+            if kind == "type":
+                out |= self.with_supers([term])  # type: ignore[list-item]
+            else:
+                out |= (self.by_domain if kind == "domain" else self.by_range).get(term, set())  # type: ignore[call-overload]
+        return out
 
-    def instance_types(self, data: Iterable[ox.Triple]) -> dict[object, set[ox.NamedNode]]:
-        """Every node's types from rdf:type, domains and ranges (cax-sco, prp-dom, prp-rng)."""
-        types: dict[object, set[ox.NamedNode]] = defaultdict(set)
+
+class _DataScan:
+    """One pass over the instance data: what would take it outside the fast path, and why each
+    node has a type (cax-sco, prp-dom, prp-rng). Each node's reasons are few and shared by
+    many nodes (every claim uses the same properties), so types are worked out per distinct
+    set of reasons, not per statement."""
+
+    def __init__(self, schema: Sequence[ox.Triple], types: _SchemaTypes) -> None:
+        functional = {
+            t.subject for t in schema if t.predicate == RDF_TYPE and t.object == _FUNCTIONAL_NODE
+        }
+        self.blocker: str | None = None
+        self.reasons: dict[object, set[tuple[str, object]]] = defaultdict(set)
+        self._values: dict[tuple, object] = {}
+        self._types, self._functional = types, functional
+        # Per predicate seen: (is rdf:type, the reason its domain gives the subject, the
+        # reason its range gives the object, is functional); the reasons made once.
+        self._roles: dict[ox.NamedNode, _Role] = {}
+        self._seen_classes: set[object] = set()
+        for t in schema:  # a functional property's value may be stated in the schema too
+            if t.predicate in functional:
+                self._value(t.subject, t.predicate, t.object)
+
+    def _value(self, s: object, p: ox.NamedNode, o: object) -> None:
+        if isinstance(o, ox.Literal) or self.blocker is not None:
+            return
+        if self._values.setdefault((s, p), o) != o:  # prp-fp: the two values would be sameAs
+            self.blocker = f"two values of functional {p}: {s}"
+
+    def scan(self, data: Iterable[ox.Triple]) -> None:
+        # The hot loop of the stage at a million triples: one lookup per predicate, and each
+        # term read from the triple only when needed (every read makes a Python object).
+        roles, reasons = self._roles, self.reasons
         for t in data:
-            s, p, o = t.subject, t.predicate, t.object
-            if p == RDF_TYPE and isinstance(o, ox.NamedNode):
-                types[s] |= self.of_class(o)
-            if p in self.by_domain:
-                types[s] |= self.by_domain[p]
-            if p in self.by_range and not isinstance(o, ox.Literal):
-                types[o] |= self.by_range[p]
-        return types
+            p = t.predicate
+            role = roles.get(p)
+            if role is None:
+                role = self._first_use(p)
+            is_type, domain, range_, functional = role
+            if is_type:
+                o = t.object
+                reasons[t.subject].add(("type", o))
+                if o not in self._seen_classes:
+                    self._first_type(o)
+            if domain is not None:
+                reasons[t.subject].add(domain)
+            if range_ is not None or functional:
+                self._object(t, p, range_, functional)
+
+    def _object(
+        self, t: ox.Triple, p: ox.NamedNode, range_: tuple[str, object] | None, functional: bool
+    ) -> None:
+        o = t.object
+        if not isinstance(o, ox.Literal):
+            if range_ is not None:
+                self.reasons[o].add(range_)
+            if functional:
+                self._value(t.subject, p, o)
+
+    def _first_use(self, p: ox.NamedNode) -> _Role:
+        if p.value in _SCHEMA_PREDICATES and self.blocker is None:
+            self.blocker = f"data states schema with {p}"
+        role = (
+            p == RDF_TYPE,
+            ("domain", p) if p in self._types.by_domain else None,
+            ("range", p) if p in self._types.by_range else None,
+            p in self._functional,
+        )
+        self._roles[p] = role
+        return role
+
+    def _first_type(self, o: object) -> None:
+        self._seen_classes.add(o)
+        if isinstance(o, ox.NamedNode) and o.value.startswith((OWL, RDFS)) and self.blocker is None:
+            self.blocker = f"data states schema: a node typed {o}"
+
+
+_Role = tuple[bool, tuple[str, object] | None, tuple[str, object] | None, bool]
 
 
 def owl_rl_fast(
     schema: Sequence[ox.Triple], data: Sequence[ox.Triple], engine: str = "reasonable"
 ) -> tuple[list[ox.Triple], str | None]:
     """The OWL RL entailments `owl_rl_entailments(schema + data)` gives, computed from the
-    schema closure plus instance typing; returns (entailments, fallback reason or None)."""
-    why = _needs_full_closure(schema, data)
+    schema closure plus instance typing (one pass over the data); returns (entailments,
+    fallback reason or None). Unsorted: the writer sorts."""
+    why = _schema_blocker(schema)
     if why is not None:
         return owl_rl_entailments([*schema, *data], engine), why
     closure = set(owl_rl_entailments(schema, engine)) | set(schema)
-    given = set(data) | set(schema)
-    found = {t for t in closure if t not in given and keep_entailment(t)}
-    for node, classes in _SchemaTypes(closure).instance_types(data).items():
+    types = _SchemaTypes(closure)
+    scan = _DataScan(schema, types)
+    scan.scan(data)
+    if scan.blocker is not None:
+        return owl_rl_entailments([*schema, *data], engine), scan.blocker
+    given_schema = set(schema)
+    # Schema entailments the data restates are not new; a data statement is a schema one only
+    # when it is a type (anything else sent the build to the full closure above).
+    found = {
+        t
+        for t in closure
+        if t not in given_schema
+        and keep_entailment(t)
+        and not (t.predicate == RDF_TYPE and ("type", t.object) in scan.reasons.get(t.subject, ()))
+    }
+    by_reasons: dict[frozenset, list[ox.NamedNode]] = {}
+    for node, reasons in scan.reasons.items():
         if not isinstance(node, ox.NamedNode) or not _is_ours(node):
             continue
+        key = frozenset(reasons)
+        classes = by_reasons.get(key)
+        if classes is None:
+            asserted = {term for kind, term in reasons if kind == "type"}
+            classes = by_reasons[key] = [
+                c for c in types.of_reasons(key) if c not in asserted and _is_ours(c)
+            ]
         for c in classes:
-            t = ox.Triple(node, RDF_TYPE, c)
-            if t not in given and keep_entailment(t):
-                found.add(t)
-    return sorted(found, key=str), None
+            if c != node:  # keep_entailment: no reflexive statement
+                t = ox.Triple(node, RDF_TYPE, c)
+                if t not in given_schema:
+                    found.add(t)
+    return list(found), None
 
 
 def derivation_records(triples: Iterable[ox.Triple], rule: ox.NamedNode) -> list[ox.Triple]:

@@ -6,7 +6,8 @@ pyoxigraph store, or (for pySHACL / owlrl, which need it) an rdflib graph.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
@@ -91,8 +92,27 @@ def rdf_format(path: Path) -> ox.RdfFormat:
 def parse_file(path: Path) -> list[ox.Quad]:
     """Every statement of one file; triple formats give quads in the default graph."""
     path = Path(path)
-    try:
+    with _reporting(path):
         return list(ox.parse(path=path, format=rdf_format(path)))
+
+
+def parse_triples(path: Path, data: bytes | None = None) -> list[ox.Triple]:
+    """Every statement of one file (or of `data`, that file's bytes already read) as a triple,
+    graph names dropped: what the build holds, without a list of quads beside it."""
+    path = Path(path)
+    with _reporting(path):
+        if data is None:
+            quads = ox.parse(path=path, format=rdf_format(path))
+        else:
+            quads = ox.parse(data, format=rdf_format(path))
+        return [q.triple for q in quads]
+
+
+@contextmanager
+def _reporting(path: Path) -> Iterator[None]:
+    """A parse error (raised while the statements are read) as RDFSyntaxError: file and line."""
+    try:
+        yield
     except SyntaxError as err:
         message = str(err.msg if hasattr(err, "msg") else err)
         raise RDFSyntaxError(path, err.lineno, err.offset, message) from None
@@ -125,7 +145,7 @@ def load_store(
 
 def load_triples(files: Iterable[Path]) -> list[ox.Triple]:
     """The union of several files as plain triples (graph names dropped)."""
-    return [q.triple for path in files for q in parse_file(path)]
+    return [t for path in files for t in parse_triples(path)]
 
 
 def to_rdflib_term(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Node:
