@@ -8,9 +8,8 @@ standard sh:ValidationReport.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import rdflib
 from rdflib.namespace import RDF, RDFS, SH
 
 from service import config
+from service.kb import shacl_sparql
 from service.kb.hermit import (
     Clash,
     HermitError,
@@ -37,6 +37,7 @@ from service.kb.sources import (
     parse_file,
     project_root,
     to_rdflib_graph,
+    to_rdflib_term,
 )
 
 SHAPE_NS = "https://w3id.org/cmpkg/shape/"
@@ -44,6 +45,7 @@ ONTOLOGY_IRI = "https://w3id.org/cmpkg/ontology"
 SEVERITIES = ("Violation", "Warning", "Info")
 
 Statement = ox.Triple | ox.Quad
+Term = ox.NamedNode | ox.BlankNode | rdflib.URIRef | rdflib.BNode | str  # a node; "_:x" is blank
 ENGINES = {"turbo": pyshacl_turbo.validate, "pyshacl": pyshacl.validate}
 
 
@@ -83,6 +85,36 @@ class Finding:
 class ValidationReport:
     findings: list[Finding]
     hermit: HermitResult | None = field(default=None, repr=False)
+    # With validate_graphs(changed=...): the focus nodes the local rules checked (None: all).
+    scope: frozenset[str] | None = None
+    local_rules: frozenset[str] = frozenset()  # rules restricted to the scope (Finding.shape)
+    # Node shapes the SPARQL compiler left to the SHACL engine, and why (manifest full_input).
+    uncompiled: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def engine_fallback(self) -> str | None:
+        """Why part of SHACL ran through the engine rather than in the store, or None."""
+        if not self.uncompiled:
+            return None
+        return "; ".join(f"{short(k)}: {v}" for k, v in sorted(self.uncompiled.items()))
+
+    def carry_over(self, previous: ValidationReport) -> ValidationReport:
+        """The whole graph's report from a scoped one: `previous` (a report on the graph
+        before the change, all nodes checked) supplies the local rules' findings outside the
+        scope, which the change cannot have altered (validate_graphs says when)."""
+        if self.scope is None:
+            return self
+        kept = [
+            f
+            for f in previous.findings
+            if f.check == "shacl"
+            and f.shape in self.local_rules
+            and f.focus_node not in self.scope
+        ]
+        merged = sorted([*self.findings, *kept], key=Finding.sort_key)
+        return ValidationReport(
+            findings=_dedupe(merged), hermit=self.hermit, uncompiled=self.uncompiled
+        )
 
     @property
     def conforms(self) -> bool:
@@ -394,8 +426,21 @@ def validate_graphs(
     file_of: Mapping[str, str] | None = None,
     reasoner: bool = True,
     engine: str | None = None,
+    changed: Collection[Term] | None = None,
 ) -> ValidationReport:
-    """SHACL-validate ontology + data against the shapes, then (optionally) run HermiT."""
+    """SHACL-validate ontology + data against the shapes, then (optionally) run HermiT.
+
+    `changed` (None: check everything) names the nodes an edit touched: the subject of every
+    triple added or removed since a previous run. Then the *local* rules (every compiled core
+    constraint, and each SPARQL constraint whose patterns start at $this or at a node one
+    $this pattern reaches) check only the affected focus nodes: the changed nodes and every
+    node with a triple pointing at one (`report.scope`). The guarantee: the report holds
+    exactly the whole run's findings of local rules on focus nodes in the scope, and all of
+    the whole run's findings of every other rule (non-local SPARQL, shapes left to the
+    engine, OWL); a local rule's findings on a node outside the scope are those of the graph
+    before the change, which `report.carry_over(previous_report)` adds back. A change to the
+    schema (see affected_nodes) checks everything, and so does the reference engine.
+    """
     file_of = file_of or {}
     schema = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
     statements = schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
@@ -403,14 +448,20 @@ def validate_graphs(
     # rdfs:subClassOf links (a cmp:SystematicReview is a cmp:Source).
     engine = engine or shacl_engine()
     data_graph: rdflib.Graph | _StoreGraph
+    scope: set[ox.NamedNode | ox.BlankNode] | None = None
+    local_rules: frozenset[str] = frozenset()
+    uncompiled: dict[str, str] = {}
     if engine == "turbo":
-        # The native engine reads a pyoxigraph store directly: no rdflib copy of the data,
-        # which at a million triples cost more than the validation itself.
+        # SHACL runs inside a pyoxigraph store: no rdflib copy of the data, which at a
+        # million triples cost more than the validation itself.
         store = ox.Store()
         default = ox.DefaultGraph()
         store.extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in statements)
         data_graph = _StoreGraph(store)
-        findings = validate_store(store, to_rdflib_graph(shapes), file_of)
+        if changed is not None:
+            scope = affected_nodes(store, changed, schema)
+        run = validate_store(store, to_rdflib_graph(shapes), file_of, scope)
+        findings, local_rules, uncompiled = run.findings, run.local_rules, run.uncompiled
     else:
         data_graph = to_rdflib_graph(statements)
         results = run_shacl(data_graph, to_rdflib_graph(shapes), engine)
@@ -427,7 +478,13 @@ def validate_graphs(
         except HermitError as err:
             # Input HermiT rejects is not OWL 2 DL: report it with the SHACL findings.
             findings.append(_ontology_finding(str(err), file_of))
-    return ValidationReport(findings=_dedupe(sorted(findings, key=Finding.sort_key)), hermit=hermit)
+    return ValidationReport(
+        findings=_dedupe(sorted(findings, key=Finding.sort_key)),
+        hermit=hermit,
+        scope=None if scope is None else frozenset(_node_key(n) for n in scope),
+        local_rules=local_rules if scope is not None else frozenset(),
+        uncompiled=uncompiled,
+    )
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -457,9 +514,16 @@ def display_path(path: Path, root: Path) -> str:
 
 
 def validate_project(
-    extra_files: Sequence[Path] = (), root: Path | None = None, reasoner: bool = True
+    extra_files: Sequence[Path] = (),
+    root: Path | None = None,
+    reasoner: bool = True,
+    whole: bool = False,
 ) -> ValidationReport:
     """Validate the shipped ontology + data (+ draft files) against shapes/.
+
+    With draft files, SHACL checks what they touch (validate_graphs' `changed`: every subject
+    a draft describes) against the whole knowledge base, unless `whole`; the knowledge base
+    itself is checked by every build and by a run without drafts.
 
     Raises service.kb.sources.RDFSyntaxError for a file that cannot be parsed."""
     root = root or project_root()
@@ -479,144 +543,117 @@ def validate_project(
                 if shown not in where[key]:
                     where[key].append(shown)
     file_of = {node: ", ".join(paths) for node, paths in where.items()}
+    drafts = [parsed["data"][Path(p)] for p in extra_files]
+    changed = None
+    if extra_files and not whole:
+        changed = {q.subject for qs in drafts for q in qs if not isinstance(q.subject, ox.Triple)}
     return validate_graphs(
         data=[q for quads in parsed["data"].values() for q in quads],
         ontology=[q for quads in parsed["ontology"].values() for q in quads],
         shapes=[q for quads in parsed["shapes"].values() for q in quads],
         file_of=file_of,
         reasoner=reasoner,
+        changed=changed,
     )
 
 
-# --- SPARQL-based constraints, once per constraint instead of once per focus node -------------
-# SHACL engines run a SPARQL constraint once per focus node ($this pre-bound): at 100k triples
-# that was most of the validation. For a node shape whose only targets are sh:targetClass, the
-# same results come from one query that binds $this to every target itself (a test compares
-# the reports with pySHACL's). The other constraints still go to the SHACL engine.
-_SH = PREFIXES["sh"]
-_SPARQL_CC = _SH + "SPARQLConstraintComponent"
-_OTHER_TARGETS = [SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target, SH.path]
-
-
-def _split_sparql(shapes: rdflib.Graph) -> list[tuple[rdflib.term.Node, rdflib.term.Node]] | None:
-    """(shape, constraint) pairs that can run as one query each; None when any cannot."""
-    pairs = sorted(shapes.subject_objects(SH.sparql))
-    for shape, constraint in pairs:
-        if any(shapes.value(shape, p) is not None for p in _OTHER_TARGETS):
-            return None
-        if (shape, RDF.type, RDFS.Class) in shapes or (shape, RDF.type, rdflib.OWL.Class) in shapes:
-            return None  # an implicit class target
-        if shapes.value(shape, SH.targetClass) is None:
-            return None  # used only from another shape (sh:node): its focus nodes vary
-        if shapes.value(constraint, SH.select) is None:
-            return None
-        if shapes.value(shape, SH.deactivated) or shapes.value(constraint, SH.deactivated):
-            return None
-        if "$PATH" in str(shapes.value(constraint, SH.select)):
-            return None
-    return pairs
-
-
-def _declared_prefixes(shapes: rdflib.Graph, constraint: rdflib.term.Node) -> str:
-    lines = []
-    for holder in shapes.objects(constraint, SH.prefixes):
-        for decl in shapes.objects(holder, SH.declare):
-            prefix, ns = shapes.value(decl, SH.prefix), shapes.value(decl, SH.namespace)
-            if prefix is not None and ns is not None:
-                lines.append(f"PREFIX {prefix}: <{ns}>")
-    return "\n".join(sorted(set(lines))) + "\n"
-
-
-def _all_targets_query(select: str, classes: list[str]) -> str | None:
-    where = re.search(r"\bWHERE\s*\{", select, re.IGNORECASE)
-    if where is None:
-        return None
-    targets = (
-        "{ SELECT DISTINCT ?this WHERE { VALUES ?cmpkgTarget { "
-        + " ".join(f"<{c}>" for c in classes)
-        + " } ?this <"
-        + PREFIXES["rdf"]
-        + "type>/<"
-        + PREFIXES["rdfs"]
-        + "subClassOf>* "
-        "?cmpkgTarget } }"
-    )
-    text = select[: where.end()] + " " + targets + " " + select[where.end() :]
-    return re.sub(r"\$this\b", "?this", text)
-
-
-def _sparql_findings(
-    store: ox.Store,
-    shapes: rdflib.Graph,
-    pairs: list[tuple[rdflib.term.Node, rdflib.term.Node]],
-    file_of: Mapping[str, str],
-) -> list[Finding] | None:
-    from service.kb.sources import to_rdflib_term
-
-    labels = _StoreGraph(store)
-    findings: list[Finding] = []
-    for shape, constraint in pairs:
-        classes = sorted(str(c) for c in shapes.objects(shape, SH.targetClass))
-        select = str(shapes.value(constraint, SH.select))
-        query = _all_targets_query(_declared_prefixes(shapes, constraint) + select, classes)
-        if query is None:
-            return None
-        severity = shapes.value(shape, SH.severity) or SH.Violation
-        messages = [str(m) for m in shapes.objects(constraint, SH.message)] or [
-            str(m) for m in shapes.objects(shape, SH.message)
-        ]
-        solutions = store.query(query)
-        names = [v.value for v in solutions.variables]  # type: ignore[union-attr]
-        for row in solutions:  # type: ignore[union-attr]
-            focus = row["this"]
-            if focus is None:
-                continue
-            bound = {n: row[n] for n in names if row[n] is not None}
-            texts = []
-            for message in messages:
-                for var, term in bound.items():
-                    message = re.sub("{[?$]" + var + "}", term.value.replace("\\", "\\\\"), message)
-                texts.append(message)
-            value = bound.get("value")
-            value = None if value == focus else value
-            path = bound.get("path")
-            focus_text = focus.value if isinstance(focus, ox.NamedNode) else f"_:{focus.value}"
-            findings.append(
-                Finding(
-                    severity=str(severity).rsplit("#", 1)[-1],
-                    focus_node=focus_text,
-                    focus_label=_label(labels, rdflib.URIRef(focus.value))
-                    if isinstance(focus, ox.NamedNode)
-                    else None,
-                    path=path.value if isinstance(path, ox.NamedNode) else None,
-                    value=None if value is None else _term_text(to_rdflib_term(value)),
-                    message=sorted(texts)[0] if texts else "Constraint not met.",
-                    shape=str(constraint) if isinstance(constraint, rdflib.URIRef) else None,
-                    constraint=_SPARQL_CC,
-                    file=file_of.get(focus_text),
-                    check="shacl",
-                    value_term=None if value is None else to_rdflib_term(value),
-                )
-            )
-    return findings
+# --- SHACL inside the store ---------------------------------------------------------------------
+@dataclass
+class StoreRun:
+    findings: list[Finding]
+    local_rules: frozenset[str]  # rules (Finding.shape) whose checks read one hop only
+    uncompiled: dict[str, str]  # node shape -> why the SHACL engine ran it instead
 
 
 def validate_store(
-    store: ox.Store, shapes: rdflib.Graph, file_of: Mapping[str, str]
-) -> list[Finding]:
-    """SHACL findings for the data in `store`'s default graph (native engine, with the
-    SPARQL-based constraints run once each; the whole shapes graph through the engine when
-    they cannot be)."""
-    pairs = _split_sparql(shapes)
-    if pairs:
+    store: ox.Store,
+    shapes: rdflib.Graph,
+    file_of: Mapping[str, str],
+    scope: Collection[ox.NamedNode | ox.BlankNode] | None = None,
+) -> StoreRun:
+    """SHACL findings for the data in `store`'s default graph: the compiled shapes as SPARQL
+    in the store (service.kb.shacl_sparql), any other node shape through pyshacl-turbo.
+
+    With `scope`, local rules check only the focus nodes in it (see validate_graphs)."""
+    compiled = shacl_sparql.compile_shapes(shapes)
+    try:
+        shacl_sparql.record_targets(store, compiled, scope)
+        results = shacl_sparql.run_checks(store, compiled.checks, scoped=scope is not None)
+    finally:
+        shacl_sparql.clear_targets(store)  # the engine below must see the data alone
+    labels = _StoreGraph(store)
+    findings = [_result_finding(r, labels, file_of) for r in results]
+    if compiled.uncompiled:
+        # The engine runs only the shapes left: the compiled ones lose their targets.
+        done = {
+            t
+            for t in shapes.subjects(SH.targetClass)
+            if _term_text(t) not in compiled.uncompiled
+        }
         rest = rdflib.Graph()
         for t in shapes:
-            if t[1] != SH.sparql:
+            if not (t[0] in done and t[1] == SH.targetClass):
                 rest.add(t)
-        for prefix, ns in shapes.namespaces():
-            rest.bind(prefix, ns, override=True)
-        found = _sparql_findings(store, shapes, pairs, file_of)
-        if found is not None:
-            results = run_shacl(store, rest, "turbo")
-            return _shacl_findings(results, _StoreGraph(store), file_of) + found
-    return _shacl_findings(run_shacl(store, shapes, "turbo"), _StoreGraph(store), file_of)
+        findings += _shacl_findings(run_shacl(store, rest, "turbo"), labels, file_of)
+    local = frozenset(c.shape for c in compiled.checks if c.local)
+    return StoreRun(findings, local, compiled.uncompiled)
+
+
+def _result_finding(
+    r: shacl_sparql.Result, labels: _StoreGraph, file_of: Mapping[str, str]
+) -> Finding:
+    focus = _node_key(r.focus)
+    value = None if r.value is None else to_rdflib_term(r.value)
+    return Finding(
+        severity=r.severity,
+        focus_node=focus,
+        focus_label=_label(labels, rdflib.URIRef(r.focus.value))
+        if isinstance(r.focus, ox.NamedNode)
+        else None,
+        path=r.path,
+        value=_term_text(value),
+        message=r.message,
+        shape=r.shape,
+        constraint=r.component,
+        file=file_of.get(focus),
+        check="shacl",
+        value_term=value,
+    )
+
+
+def affected_nodes(
+    store: ox.Store, changed: Iterable[Term], schema: Iterable[ox.Triple]
+) -> set[ox.NamedNode | ox.BlankNode] | None:
+    """The focus nodes whose local findings a change can alter: each changed node and every
+    node with a triple pointing at one. None (check everything) when a changed node is part of
+    the schema: a subject of the ontology, a property in use, a class something is typed
+    with, or either end of an rdfs:subClassOf link (targets and sh:class read those)."""
+    schema_subjects = {t.subject for t in schema}
+    rdf_type, sub_class = ox.NamedNode(str(RDF.type)), ox.NamedNode(str(RDFS.subClassOf))
+    found: set[ox.NamedNode | ox.BlankNode] = set()
+    for term in changed:
+        node = _as_node(term)
+        if node in schema_subjects:
+            return None
+        if isinstance(node, ox.NamedNode) and (
+            next(store.quads_for_pattern(None, node, None), None) is not None
+            or next(store.quads_for_pattern(None, rdf_type, node), None) is not None
+            or next(store.quads_for_pattern(None, sub_class, node), None) is not None
+        ):
+            return None
+        if next(store.quads_for_pattern(node, sub_class, None), None) is not None:
+            return None
+        found.add(node)
+        for q in store.quads_for_pattern(None, None, node, ox.DefaultGraph()):
+            if isinstance(q.subject, ox.NamedNode | ox.BlankNode):
+                found.add(q.subject)
+    return found
+
+
+def _as_node(term: Term) -> ox.NamedNode | ox.BlankNode:
+    if isinstance(term, ox.NamedNode | ox.BlankNode):
+        return term
+    if isinstance(term, rdflib.BNode):
+        return ox.BlankNode(str(term))
+    text = str(term)
+    return ox.BlankNode(text[2:]) if text.startswith("_:") else ox.NamedNode(text)
