@@ -20,8 +20,8 @@ and the schema. Only local checks may be restricted to the nodes a change touche
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Collection as Collection_
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import pyoxigraph as ox
@@ -39,14 +39,35 @@ IN_SCOPE = ox.NamedNode("urn:cmpkg:shacl:inScope")
 _SH = str(SH)
 
 # Predicates that describe a shape without constraining anything.
-_ANNOTATIONS = {RDF.type, RDFS.label, RDFS.comment, SH.message, SH.severity, SH.name,
-                SH.description, SH.order, SH.group}  # fmt: skip
+_ANNOTATIONS = {
+    RDF.type,
+    RDFS.label,
+    RDFS.comment,
+    SH.message,
+    SH.severity,
+    SH.name,
+    SH.description,
+    SH.order,
+    SH.group,
+}
 _NODE_KEYS = _ANNOTATIONS | {SH.targetClass, SH.property, SH.sparql, SH.nodeKind}
 _VALUE_COMPONENTS = {
-    SH.minCount, SH.maxCount, SH.datatype, SH["class"], SH["in"], SH["or"], SH.minInclusive,
-    SH.maxInclusive, SH.minLength, SH.pattern, SH.flags, SH.languageIn, SH.lessThan,
-    SH.lessThanOrEquals, SH.nodeKind,
-}  # fmt: skip
+    SH.minCount,
+    SH.maxCount,
+    SH.datatype,
+    SH["class"],
+    SH["in"],
+    SH["or"],
+    SH.minInclusive,
+    SH.maxInclusive,
+    SH.minLength,
+    SH.pattern,
+    SH.flags,
+    SH.languageIn,
+    SH.lessThan,
+    SH.lessThanOrEquals,
+    SH.nodeKind,
+}
 _PROPERTY_KEYS = _ANNOTATIONS | _VALUE_COMPONENTS | {SH.path}
 _NODE_KINDS = {
     SH.IRI: "isIRI(?value)",
@@ -59,10 +80,27 @@ _NODE_KINDS = {
 _XSD = "http://www.w3.org/2001/XMLSchema#"
 # Datatypes the store parses into values: an ill-formed literal ("1.5"^^xsd:integer) is then
 # not numeric, which is how pySHACL's ill-typed check is reproduced.
-_NUMERIC = {_XSD + t for t in ("integer", "decimal", "double", "float", "int", "long", "short",
-                               "byte", "nonNegativeInteger", "positiveInteger",
-                               "nonPositiveInteger", "negativeInteger", "unsignedLong",
-                               "unsignedInt", "unsignedShort", "unsignedByte")}  # fmt: skip
+_NUMERIC = {
+    _XSD + t
+    for t in (
+        "integer",
+        "decimal",
+        "double",
+        "float",
+        "int",
+        "long",
+        "short",
+        "byte",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "nonPositiveInteger",
+        "negativeInteger",
+        "unsignedLong",
+        "unsignedInt",
+        "unsignedShort",
+        "unsignedByte",
+    )
+}
 _STRINGS = {_XSD + "string", str(RDF.langString)}
 
 
@@ -182,9 +220,9 @@ def _severity(shapes: rdflib.Graph, shape: rdflib.term.Node) -> str:
 def _datatype_test(datatype: str, var: str = "?value") -> str:
     base = f"(isLiteral({var}) && datatype({var}) = <{datatype}>"
     if datatype == str(RDF.langString):
-        return f"(isLiteral({var}) && lang({var}) != \"\")"
+        return f'(isLiteral({var}) && lang({var}) != "")'
     if datatype == _XSD + "string":
-        return f"{base} && lang({var}) = \"\")"
+        return f'{base} && lang({var}) = "")'
     if datatype in _NUMERIC:
         return f"{base} && isNumeric({var}))"
     if datatype == _XSD + "boolean":
@@ -205,44 +243,59 @@ def _or_test(shapes: rdflib.Graph, items: rdflib.term.Node) -> str:
         elif keys == {SH["class"]}:
             tests.append(_class_test(str(_one(shapes, member, SH["class"]))))
         else:
-            raise Unsupported(f"sh:or member with {sorted(keys)}")
+            raise Unsupported(f"sh:or member with {sorted(map(str, keys))}")
     return "(" + " || ".join(tests) + ")" if tests else "false"
 
 
-def _value_filters(shapes: rdflib.Graph, ps: rdflib.term.Node) -> Iterator[tuple[str, str]]:
-    """(component, SPARQL condition a conforming ?value meets) for value-based components."""
-    for pred in sorted(set(shapes.predicates(ps)) & _VALUE_COMPONENTS):
-        value = _one(shapes, ps, pred) if pred != SH.flags else None
-        name = str(pred).rsplit("#", 1)[-1]
-        component = _SH + name[0].upper() + name[1:] + "ConstraintComponent"
-        if pred == SH.datatype:
-            yield component, _datatype_test(str(value))
-        elif pred == SH["class"]:
-            yield component, _class_test(str(value))
-        elif pred == SH["in"]:
-            members = list(Collection(shapes, value))  # type: ignore[arg-type]
-            same = " || ".join(f"sameTerm(?value, {_term(m)})" for m in members) or "false"
-            yield component, f"({same})"
-        elif pred == SH["or"]:
-            yield component, _or_test(shapes, value)  # type: ignore[arg-type]
-        elif pred == SH.minInclusive:
-            yield component, f"COALESCE(?value >= {_term(value)}, false)"
-        elif pred == SH.maxInclusive:
-            yield component, f"COALESCE(?value <= {_term(value)}, false)"
-        elif pred == SH.minLength:
-            yield component, f"(!isBlank(?value) && STRLEN(STR(?value)) >= {int(value)})"
-        elif pred == SH.pattern:
-            flags = shapes.value(ps, SH.flags)
-            args = _lit(str(value)) + (f", {_lit(str(flags))}" if flags is not None else "")
-            yield component, f"(!isBlank(?value) && REGEX(STR(?value), {args}))"
-        elif pred == SH.languageIn:
-            tags = [str(t) for t in Collection(shapes, value)]  # type: ignore[arg-type]
-            any_tag = " || ".join(f"langMatches(lang(?value), {_lit(t)})" for t in tags)
-            yield component, f"(isLiteral(?value) && ({any_tag or 'false'}))"
-        elif pred == SH.nodeKind:
-            if value not in _NODE_KINDS:
-                raise Unsupported(f"sh:nodeKind {value}")
-            yield component, _NODE_KINDS[value]  # type: ignore[index]
+def _in_test(shapes: rdflib.Graph, _ps: rdflib.term.Node, value: rdflib.term.Node) -> str:
+    members = list(Collection(shapes, value))
+    return "(" + (" || ".join(f"sameTerm(?value, {_term(m)})" for m in members) or "false") + ")"
+
+
+def _pattern_test(shapes: rdflib.Graph, ps: rdflib.term.Node, value: rdflib.term.Node) -> str:
+    flags = shapes.value(ps, SH.flags)
+    args = _lit(str(value)) + (f", {_lit(str(flags))}" if flags is not None else "")
+    return f"(!isBlank(?value) && REGEX(STR(?value), {args}))"
+
+
+def _language_test(shapes: rdflib.Graph, _ps: rdflib.term.Node, value: rdflib.term.Node) -> str:
+    tags = [str(t) for t in Collection(shapes, value)]
+    any_tag = " || ".join(f"langMatches(lang(?value), {_lit(t)})" for t in tags)
+    return f"(isLiteral(?value) && ({any_tag or 'false'}))"
+
+
+def _node_kind_test(_shapes: rdflib.Graph, _ps: rdflib.term.Node, value: rdflib.term.Node) -> str:
+    if value not in _NODE_KINDS:
+        raise Unsupported(f"sh:nodeKind {value}")
+    return _NODE_KINDS[value]  # type: ignore[index]
+
+
+# The SPARQL condition a conforming ?value meets, per value-based component parameter.
+_VALUE_TESTS: dict[
+    rdflib.URIRef, Callable[[rdflib.Graph, rdflib.term.Node, rdflib.term.Node], str]
+] = {
+    SH.datatype: lambda _g, _ps, v: _datatype_test(str(v)),
+    SH["class"]: lambda _g, _ps, v: _class_test(str(v)),
+    SH["in"]: _in_test,
+    SH["or"]: lambda g, _ps, v: _or_test(g, v),
+    SH.minInclusive: lambda _g, _ps, v: f"COALESCE(?value >= {_term(v)}, false)",
+    SH.maxInclusive: lambda _g, _ps, v: f"COALESCE(?value <= {_term(v)}, false)",
+    SH.minLength: lambda _g, _ps, v: f"(!isBlank(?value) && STRLEN(STR(?value)) >= {_int(v)})",
+    SH.pattern: _pattern_test,
+    SH.languageIn: _language_test,
+    SH.nodeKind: _node_kind_test,
+}
+
+
+def _int(node: rdflib.term.Node | None) -> int:
+    if not isinstance(node, rdflib.Literal) or not isinstance(node.value, int):
+        raise Unsupported(f"{node} is not a whole number")
+    return node.value
+
+
+def _component(pred: rdflib.URIRef) -> str:
+    name = str(pred).rsplit("#", 1)[-1]
+    return _SH + name[0].upper() + name[1:] + "ConstraintComponent"
 
 
 def _property_checks(shapes: rdflib.Graph, ps: rdflib.term.Node) -> list[Check]:
@@ -254,51 +307,46 @@ def _property_checks(shapes: rdflib.Graph, ps: rdflib.term.Node) -> list[Check]:
     path = _one(shapes, ps, SH.path)
     if not isinstance(path, rdflib.URIRef):
         raise Unsupported(f"a complex sh:path on {ps}")
-    p = f"<{path}>"
     messages = tuple(sorted(str(m) for m in shapes.objects(ps, SH.message)))
     if not messages:
         raise Unsupported(f"{ps} has no sh:message")  # pySHACL's default texts are not copied
-    checks = []
+    severity = _severity(shapes, ps)
+    return [
+        Check(str(ps), components, kind, body, severity, messages, str(path), True)
+        for components, kind, body in _property_queries(shapes, ps, f"<{path}>")
+    ]
 
-    def add(components: tuple[str, ...], kind: str, body: str) -> None:
-        checks.append(
-            Check(str(ps), components, kind, body, _severity(shapes, ps), messages, str(path),
-                  True)  # fmt: skip
-        )
 
-    if (n := shapes.value(ps, SH.minCount)) is not None and int(n) > 0:
+def _property_queries(
+    shapes: rdflib.Graph, ps: rdflib.URIRef, p: str
+) -> Iterator[tuple[tuple[str, ...], str, str]]:
+    """(components, kind, body) of each check of one property shape with path `p`."""
+    if (n := shapes.value(ps, SH.minCount)) is not None and _int(n) > 0:
         body = f"?this {p} ?v"
-        if int(n) > 1:
-            body = f"OPTIONAL {{ {body} }} GROUP BY ?this HAVING (COUNT(DISTINCT ?v) < {int(n)})"
-        add((_SH + "MinCountConstraintComponent",), "min", body)
+        if _int(n) > 1:
+            body = f"OPTIONAL {{ {body} }} GROUP BY ?this HAVING (COUNT(DISTINCT ?v) < {_int(n)})"
+        yield (_SH + "MinCountConstraintComponent",), "min", body
     if (n := shapes.value(ps, SH.maxCount)) is not None:
-        add((_SH + "MaxCountConstraintComponent",), "max",
-            f"?this {p} ?v GROUP BY ?this HAVING (COUNT(DISTINCT ?v) > {int(n)})")  # fmt: skip
-    for pred, op, name in ((SH.lessThan, "<", "LessThan"), (SH.lessThanOrEquals, "<=",
-                                                            "LessThanOrEquals")):  # fmt: skip
+        having = f"GROUP BY ?this HAVING (COUNT(DISTINCT ?v) > {_int(n)})"
+        yield (_SH + "MaxCountConstraintComponent",), "max", f"?this {p} ?v {having}"
+    for pred, op in ((SH.lessThan, "<"), (SH.lessThanOrEquals, "<=")):
         other = shapes.value(ps, pred)
         if other is None:
             continue
         if not isinstance(other, rdflib.URIRef):
             raise Unsupported(f"{pred} {other}")
         # As in pySHACL: a value that does not compare (a string with a number) fails.
-        add((f"{_SH}{name}ConstraintComponent",), "pair",
-            f"?this {p} ?value . ?this <{other}> ?other "
-            f"FILTER (!COALESCE(?value {op} ?other, false))")  # fmt: skip
-    tests = [
-        (c, t)
-        for c, t in _value_filters(shapes, ps)
-        if not c.endswith(("MinCountConstraintComponent", "MaxCountConstraintComponent",
-                           "LessThanConstraintComponent",
-                           "LessThanOrEqualsConstraintComponent"))  # fmt: skip
-    ]
+        body = f"?this {p} ?value . ?this <{other}> ?other "
+        yield (_component(pred),), "pair", body + f"FILTER (!COALESCE(?value {op} ?other, false))"
+    used = sorted(p for p in _VALUE_TESTS if (ps, p, None) in shapes)
+    tests = [(_component(p), _VALUE_TESTS[p](shapes, ps, _one(shapes, ps, p))) for p in used]
     if tests:
         # ?failed lists the indices of the components the value fails ("0 2 ").
-        failed = ", ".join(f'IF(COALESCE({t}, false), "", "{i} ")' for i, (_c, t) in enumerate(tests))
-        add(tuple(c for c, _t in tests), "values",
-            f"?this {p} ?value . BIND (CONCAT({failed}, \"\") AS ?failed) "
-            f'FILTER (?failed != "")')  # fmt: skip
-    return checks
+        failed = ", ".join(
+            f'IF(COALESCE({t}, false), "", "{i} ")' for i, (_c, t) in enumerate(tests)
+        )
+        body = f'?this {p} ?value . BIND (CONCAT({failed}, "") AS ?failed) FILTER (?failed != "")'
+        yield tuple(c for c, _t in tests), "values", body
 
 
 def _node_kind_check(shapes: rdflib.Graph, ns: rdflib.URIRef) -> Check | None:
@@ -337,8 +385,14 @@ def declared_prefixes(shapes: rdflib.Graph, constraint: rdflib.term.Node) -> str
 def _sparql_check(shapes: rdflib.Graph, ns: rdflib.URIRef, constraint: rdflib.term.Node) -> Check:
     if not isinstance(constraint, rdflib.URIRef):
         raise Unsupported(f"an unnamed SPARQL constraint on {ns}")
-    unknown = set(shapes.predicates(constraint)) - {RDF.type, RDFS.label, RDFS.comment,
-                                                    SH.message, SH.prefixes, SH.select}  # fmt: skip
+    unknown = set(shapes.predicates(constraint)) - {
+        RDF.type,
+        RDFS.label,
+        RDFS.comment,
+        SH.message,
+        SH.prefixes,
+        SH.select,
+    }
     if unknown:
         raise Unsupported(f"{constraint} uses {sorted(map(str, unknown))}")
     select = str(_one(shapes, constraint, SH.select))
@@ -491,9 +545,7 @@ class _PatternReader:
         kind, text = self.take()
         if kind == "var":
             return "?" + text[1:]  # $x and ?x are one variable
-        if kind in ("iri", "pname", "number") or (
-            kind == "word" and text in ("true", "false")
-        ):
+        if kind in ("iri", "pname", "number") or (kind == "word" and text in ("true", "false")):
             return text
         if kind == "string":
             if self.peek()[0] == "lang":
@@ -567,7 +619,7 @@ def compile_shapes(shapes: rdflib.Graph) -> Compiled:
     compiled = Compiled(checks=[])
     parents: dict[str, set[str]] = {}  # property shape -> target classes of its node shapes
     by_shape: dict[str, list[Check]] = {}
-    for ns in sorted(set(shapes.subjects(SH.targetClass))):
+    for ns in sorted(set(shapes.subjects(SH.targetClass)), key=str):
         if not isinstance(ns, rdflib.URIRef):
             compiled.uncompiled[f"_:{ns}"] = "an unnamed shape"
             continue
@@ -602,13 +654,18 @@ def _compile_node_shape(
     if node_kind is not None:
         checks.append(node_kind)
     properties = {}
-    for ps in sorted(shapes.objects(ns, SH.property)):
+    for ps in sorted(shapes.objects(ns, SH.property), key=str):
         # A property shape with targets of its own would have other focus nodes too.
-        if set(shapes.predicates(ps)) & {SH.targetClass, SH.targetNode, SH.targetSubjectsOf,
-                                          SH.targetObjectsOf, SH.target}:  # fmt: skip
+        if set(shapes.predicates(ps)) & {
+            SH.targetClass,
+            SH.targetNode,
+            SH.targetSubjectsOf,
+            SH.targetObjectsOf,
+            SH.target,
+        }:
             raise Unsupported(f"{ps} has targets of its own")
         properties[str(ps)] = _property_checks(shapes, ps)
-    for constraint in sorted(shapes.objects(ns, SH.sparql)):
+    for constraint in sorted(shapes.objects(ns, SH.sparql), key=str):
         checks.append(_sparql_check(shapes, ns, constraint))
     return checks, properties
 

@@ -107,9 +107,7 @@ class ValidationReport:
         kept = [
             f
             for f in previous.findings
-            if f.check == "shacl"
-            and f.shape in self.local_rules
-            and f.focus_node not in self.scope
+            if f.check == "shacl" and f.shape in self.local_rules and f.focus_node not in self.scope
         ]
         merged = sorted([*self.findings, *kept], key=Finding.sort_key)
         return ValidationReport(
@@ -205,7 +203,14 @@ def _summary(report: ValidationReport) -> str:
     if any(f.check == "syntax" for f in report.findings):
         return "NOT checked: a file could not be read (fix it, then validate again)"
     verdict = "valid" if report.conforms else "NOT valid"
-    return f"{verdict}: " + ", ".join(parts) + f"; OWL DL: {owl}"
+    line = f"{verdict}: " + ", ".join(parts) + f"; OWL DL: {owl}"
+    if report.scope is not None:
+        # The curator must not read a draft check as a verdict on the whole knowledge base.
+        line = (
+            f"SHACL checked the {len(report.scope)} node(s) the draft touches and the nodes "
+            "pointing at them (validate without files, or with --whole, for everything)\n" + line
+        )
+    return line
 
 
 def render_json(report: ValidationReport) -> str:
@@ -214,6 +219,7 @@ def render_json(report: ValidationReport) -> str:
         "violations": report.count("Violation"),
         "warnings": report.count("Warning"),
         "owl_consistent": None if report.hermit is None else report.hermit.consistent,
+        "checked_nodes": None if report.scope is None else sorted(report.scope),
         "findings": [f.as_dict() for f in report.findings],
     }
     return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
@@ -460,12 +466,15 @@ def validate_graphs(
         data_graph = _StoreGraph(store)
         if changed is not None:
             scope = affected_nodes(store, changed, schema)
-        run = validate_store(store, to_rdflib_graph(shapes), file_of, scope)
+        shapes_graph, compiled = _compiled_shapes(shapes)
+        run = validate_store(store, shapes_graph, file_of, scope, compiled)
         findings, local_rules, uncompiled = run.findings, run.local_rules, run.uncompiled
     else:
         data_graph = to_rdflib_graph(statements)
         results = run_shacl(data_graph, to_rdflib_graph(shapes), engine)
         findings = _shacl_findings(results, data_graph, file_of)
+    if engine == "turbo":
+        _restore_literals(findings, statements)
     hermit = None
     if reasoner:
         try:
@@ -485,6 +494,32 @@ def validate_graphs(
         local_rules=local_rules if scope is not None else frozenset(),
         uncompiled=uncompiled,
     )
+
+
+def _restore_literals(findings: list[Finding], statements: Sequence[ox.Triple]) -> None:
+    """The store keeps numbers in canonical form (120.0 comes back as 120): give a finding
+    the literal as the curator wrote it, which is what the engines report."""
+    wanted = {(f.focus_node, f.path) for f in findings if isinstance(f.value_term, rdflib.Literal)}
+    if not wanted:
+        return
+    subjects = {node for node, _path in wanted}
+    written: dict[tuple[str, str], list[rdflib.Literal]] = defaultdict(list)
+    for t in statements:
+        if isinstance(t.object, ox.Literal) and _node_key(t.subject) in subjects:
+            literal = to_rdflib_term(t.object)
+            written[(_node_key(t.subject), t.predicate.value)].append(literal)  # type: ignore[arg-type]
+            written[(_node_key(t.subject), "")].append(literal)  # type: ignore[arg-type]
+    for f in findings:
+        if not isinstance(f.value_term, rdflib.Literal):
+            continue
+        for original in written.get((f.focus_node, f.path or ""), []):
+            same_kind = (original.datatype, original.language) == (
+                f.value_term.datatype,
+                f.value_term.language,
+            )
+            if same_kind and original != f.value_term and original.eq(f.value_term):
+                f.value_term, f.value = original, _term_text(original)
+                break
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -565,17 +600,36 @@ class StoreRun:
     uncompiled: dict[str, str]  # node shape -> why the SHACL engine ran it instead
 
 
+_COMPILED: dict[frozenset[ox.Triple], tuple[rdflib.Graph, shacl_sparql.Compiled]] = {}
+
+
+def _compiled_shapes(
+    shapes: Iterable[Statement],
+) -> tuple[rdflib.Graph, shacl_sparql.Compiled]:
+    """The shapes as rdflib graph and compiled checks, kept for the next call with the same
+    shapes (the prescription service validates every request against one shapes graph)."""
+    key = frozenset(s.triple if isinstance(s, ox.Quad) else s for s in shapes)
+    found = _COMPILED.get(key)
+    if found is None:
+        graph = to_rdflib_graph(key)
+        found = (graph, shacl_sparql.compile_shapes(graph))
+        _COMPILED.clear()  # one shapes graph is in use at a time
+        _COMPILED[key] = found
+    return found
+
+
 def validate_store(
     store: ox.Store,
     shapes: rdflib.Graph,
     file_of: Mapping[str, str],
     scope: Collection[ox.NamedNode | ox.BlankNode] | None = None,
+    compiled: shacl_sparql.Compiled | None = None,
 ) -> StoreRun:
     """SHACL findings for the data in `store`'s default graph: the compiled shapes as SPARQL
     in the store (service.kb.shacl_sparql), any other node shape through pyshacl-turbo.
 
     With `scope`, local rules check only the focus nodes in it (see validate_graphs)."""
-    compiled = shacl_sparql.compile_shapes(shapes)
+    compiled = compiled or shacl_sparql.compile_shapes(shapes)
     try:
         shacl_sparql.record_targets(store, compiled, scope)
         results = shacl_sparql.run_checks(store, compiled.checks, scoped=scope is not None)
@@ -586,9 +640,7 @@ def validate_store(
     if compiled.uncompiled:
         # The engine runs only the shapes left: the compiled ones lose their targets.
         done = {
-            t
-            for t in shapes.subjects(SH.targetClass)
-            if _term_text(t) not in compiled.uncompiled
+            t for t in shapes.subjects(SH.targetClass) if _term_text(t) not in compiled.uncompiled
         }
         rest = rdflib.Graph()
         for t in shapes:
@@ -604,12 +656,12 @@ def _result_finding(
 ) -> Finding:
     focus = _node_key(r.focus)
     value = None if r.value is None else to_rdflib_term(r.value)
+    names = labels.store.quads_for_pattern(r.focus, ox.NamedNode(str(RDFS.label)), None)
+    texts = sorted(q.object.value for q in names if isinstance(q.object, ox.Literal))
     return Finding(
         severity=r.severity,
         focus_node=focus,
-        focus_label=_label(labels, rdflib.URIRef(r.focus.value))
-        if isinstance(r.focus, ox.NamedNode)
-        else None,
+        focus_label=texts[0] if texts else None,
         path=r.path,
         value=_term_text(value),
         message=r.message,
