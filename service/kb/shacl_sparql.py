@@ -1,9 +1,11 @@
 """The SHACL shapes compiled to SPARQL and run inside the pyoxigraph store.
 
 A SHACL engine walks focus node by focus node; here each (shape, constraint component) is one
-SELECT over all of that shape's focus nodes, which the store answers with its own indexes. The
-focus nodes of every shape are written once into a private named graph (TARGETS), so a query
-starts from `GRAPH TARGETS { ?this :focusOf <shape> }` whatever the shape's target classes.
+SELECT over all of that shape's focus nodes, which the store answers with its own indexes (the
+value-based components of one property shape share one SELECT, which names the components each
+value fails). The SHACL instances of every class the shapes name are written once into a private
+named graph (INSTANCES), from which each query takes its focus nodes and sh:class its answer;
+the working graphs are removed afterwards.
 
 Only what shapes/*.ttl uses is compiled: node shapes with sh:targetClass holding sh:property,
 sh:nodeKind and sh:sparql (SELECT without $PATH); property shapes with an IRI sh:path and

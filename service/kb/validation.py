@@ -1,7 +1,10 @@
 """Validation of the knowledge base: SHACL shapes plus OWL DL consistency (HermiT).
 
-SHACL runs on pyshacl-turbo (pySHACL-compatible, Rust) by default, pySHACL on request. One report
-type for both checks, rendered as text for curators, JSON for tools, or Turtle as a
+SHACL runs by default inside a pyoxigraph store: the shapes compiled to SPARQL
+(service.kb.shacl_sparql), any node shape the compiler does not know through pyshacl-turbo
+(pySHACL-compatible, Rust), which `ValidationReport.engine_fallback` names; CMPKG_SHACL_ENGINE=
+pyshacl runs the reference engine on everything. Tests compare the compiled run with pySHACL.
+One report type for both checks, rendered as text for curators, JSON for tools, or Turtle as a
 standard sh:ValidationReport.
 """
 
@@ -258,8 +261,9 @@ def render_turtle(report: ValidationReport) -> str:
 
 # --- SHACL -------------------------------------------------------------------------------------
 def shacl_engine() -> str:
-    """pyshacl-turbo by default (tests prove its report identical to pySHACL's on every fixture,
-    at a fraction of the time); CMPKG_SHACL_ENGINE=pyshacl selects the reference engine."""
+    """ "turbo" by default: the shapes as SPARQL in the store, pyshacl-turbo for the rest (tests
+    prove both reports identical to pySHACL's on every fixture, at a fraction of the time);
+    CMPKG_SHACL_ENGINE=pyshacl selects the reference engine."""
     engine = config.value("shacl_engine")
     if engine not in ENGINES:
         raise ValueError(f"CMPKG_SHACL_ENGINE must be one of {sorted(ENGINES)}, not {engine!r}")
@@ -449,7 +453,11 @@ def validate_graphs(
     """
     file_of = file_of or {}
     schema = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
-    statements = schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
+    data = list(data)
+
+    def statements() -> list[ox.Triple]:  # only HermiT and pySHACL need one list of triples
+        return schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
+
     # The ontology goes into the data graph: term shapes check it, and sh:class needs its
     # rdfs:subClassOf links (a cmp:SystematicReview is a cmp:Source).
     engine = engine or shacl_engine()
@@ -458,29 +466,23 @@ def validate_graphs(
     local_rules: frozenset[str] = frozenset()
     uncompiled: dict[str, str] = {}
     if engine == "turbo":
-        # SHACL runs inside a pyoxigraph store: no rdflib copy of the data, which at a
-        # million triples cost more than the validation itself.
-        store = ox.Store()
-        default = ox.DefaultGraph()
-        store.extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in statements)
-        data_graph = _StoreGraph(store)
-        if changed is not None:
-            scope = affected_nodes(store, changed, schema)
-        shapes_graph, compiled = _compiled_shapes(shapes)
-        run = validate_store(store, shapes_graph, file_of, scope, compiled)
-        findings, local_rules, uncompiled = run.findings, run.local_rules, run.uncompiled
+        run, data_graph = _shacl_in_store(schema, data, shapes, file_of, changed)
+        findings, scope, local_rules, uncompiled = (
+            run.findings,
+            run.scope,
+            run.local_rules,
+            run.uncompiled,
+        )
     else:
-        data_graph = to_rdflib_graph(statements)
+        data_graph = to_rdflib_graph(statements())
         results = run_shacl(data_graph, to_rdflib_graph(shapes), engine)
         findings = _shacl_findings(results, data_graph, file_of)
-    if engine == "turbo":
-        _restore_literals(findings, statements)
     hermit = None
     if reasoner:
         try:
             # The summary (one representative per kind of data node) keeps a draft check
             # interactive on a large knowledge base; the whole input runs when it must.
-            hermit, _why = run_hermit_summarized(schema, statements[len(schema) :])
+            hermit, _why = run_hermit_summarized(schema, statements()[len(schema) :])
             findings += _owl_findings(hermit, data_graph, file_of)
         except JavaNotFoundError:
             raise
@@ -496,16 +498,71 @@ def validate_graphs(
     )
 
 
-def _restore_literals(findings: list[Finding], statements: Sequence[ox.Triple]) -> None:
+def _shacl_in_store(
+    schema: list[ox.Triple],
+    data: list[Statement],
+    shapes: Iterable[Statement],
+    file_of: Mapping[str, str],
+    changed: Collection[Term] | None,
+) -> tuple[StoreRun, _StoreGraph]:
+    """SHACL inside a pyoxigraph store: no rdflib copy of the data, which at a million
+    triples cost more than the validation itself."""
+    shapes_graph, compiled = _compiled_shapes(shapes)
+    near = None
+    every_check_local = not compiled.uncompiled and all(c.local for c in compiled.checks)
+    if changed is not None and every_check_local:
+        near = _neighbourhood(schema, data, changed)
+    scope = None
+    if near is not None:
+        # Local checks read no further than one hop from the scope: the store holds that and
+        # the schema, not the whole knowledge base (most of a draft check's time).
+        scope, data = near
+    store = _load_store([*schema, *data])
+    if changed is not None and near is None:
+        scope = affected_nodes(store, changed, schema)
+    run = validate_store(store, shapes_graph, file_of, scope, compiled)
+    _restore_literals(run.findings, [*schema, *data])
+    return run, _StoreGraph(store)
+
+
+def _load_store(statements: Sequence[Statement]) -> ox.Store:
+    """The statements in a new store's default graph. Written out as N-Triples / N-Quads and
+    read back by Oxigraph: a Python Quad per statement took longer than the validation. The
+    statements with blank nodes are added as they are, since reading relabels blank nodes and
+    findings must name the caller's."""
+    store = ox.Store()
+    default = ox.DefaultGraph()
+    triples: list[ox.Triple] = []
+    quads: list[ox.Quad] = []
+    kept: list[ox.Quad] = []
+    for s in statements:
+        if isinstance(s.subject, ox.NamedNode) and not isinstance(
+            s.object, ox.BlankNode | ox.Triple
+        ):
+            if isinstance(s, ox.Triple):
+                triples.append(s)
+                continue
+            if s.graph_name == default:
+                quads.append(s)
+                continue
+        kept.append(ox.Quad(s.subject, s.predicate, s.object, default))
+    for fmt, group in ((ox.RdfFormat.N_TRIPLES, triples), (ox.RdfFormat.N_QUADS, quads)):
+        if group:
+            store.load(ox.serialize(group, format=fmt), format=fmt)
+    store.extend(kept)
+    return store
+
+
+def _restore_literals(findings: list[Finding], statements: Sequence[Statement]) -> None:
     """The store keeps numbers in canonical form (120.0 comes back as 120): give a finding
     the literal as the curator wrote it, which is what the engines report."""
     wanted = {(f.focus_node, f.path) for f in findings if isinstance(f.value_term, rdflib.Literal)}
     if not wanted:
         return
-    subjects = {node for node, _path in wanted}
+    subjects = {_as_node(node) for node, _path in wanted}
     written: dict[tuple[str, str], list[rdflib.Literal]] = defaultdict(list)
     for t in statements:
-        if isinstance(t.object, ox.Literal) and _node_key(t.subject) in subjects:
+        if t.subject in subjects and isinstance(t.object, ox.Literal):
             literal = to_rdflib_term(t.object)
             written[(_node_key(t.subject), t.predicate.value)].append(literal)  # type: ignore[arg-type]
             written[(_node_key(t.subject), "")].append(literal)  # type: ignore[arg-type]
@@ -573,10 +630,8 @@ def validate_project(
     for group in ("data", "ontology"):
         for path, quads in parsed[group].items():
             shown = display_path(path, root)
-            for q in quads:
-                key = _node_key(q.subject)
-                if shown not in where[key]:
-                    where[key].append(shown)
+            for subject in {q.subject for q in quads}:
+                where[_node_key(subject)].append(shown)
     file_of = {node: ", ".join(paths) for node, paths in where.items()}
     drafts = [parsed["data"][Path(p)] for p in extra_files]
     changed = None
@@ -598,6 +653,7 @@ class StoreRun:
     findings: list[Finding]
     local_rules: frozenset[str]  # rules (Finding.shape) whose checks read one hop only
     uncompiled: dict[str, str]  # node shape -> why the SHACL engine ran it instead
+    scope: set[ox.NamedNode | ox.BlankNode] | None = None  # the nodes local rules checked
 
 
 _COMPILED: dict[frozenset[ox.Triple], tuple[rdflib.Graph, shacl_sparql.Compiled]] = {}
@@ -648,7 +704,7 @@ def validate_store(
                 rest.add(t)
         findings += _shacl_findings(run_shacl(store, rest, "turbo"), labels, file_of)
     local = frozenset(c.shape for c in compiled.checks if c.local)
-    return StoreRun(findings, local, compiled.uncompiled)
+    return StoreRun(findings, local, compiled.uncompiled, None if scope is None else set(scope))
 
 
 def _result_finding(
@@ -700,6 +756,39 @@ def affected_nodes(
             if isinstance(q.subject, ox.NamedNode | ox.BlankNode):
                 found.add(q.subject)
     return found
+
+
+def _neighbourhood(
+    schema: Sequence[ox.Triple], data: Sequence[Statement], changed: Iterable[Term]
+) -> tuple[set[ox.NamedNode | ox.BlankNode], list[Statement]] | None:
+    """affected_nodes read from the statements, and every statement a local check on those
+    nodes can read: the triples of the nodes, of the nodes and properties they point to, and
+    every rdfs:subClassOf link (the schema comes separately). None on a schema change."""
+    nodes = {_as_node(t) for t in changed}
+    if nodes & {t.subject for t in schema}:
+        return None
+    rdf_type, sub_class = ox.NamedNode(str(RDF.type)), ox.NamedNode(str(RDFS.subClassOf))
+    scope: set[ox.NamedNode | ox.BlankNode] = set(nodes)
+    links: list[Statement] = []
+    for s in [*schema, *data]:
+        subject, predicate, obj = s.subject, s.predicate, s.object
+        if predicate in nodes:
+            return None
+        if predicate == sub_class:
+            if subject in nodes or obj in nodes:
+                return None
+            links.append(s)
+        if obj in nodes:
+            if predicate == rdf_type:
+                return None
+            if isinstance(subject, ox.NamedNode | ox.BlankNode):
+                scope.add(subject)
+    own = [s for s in data if s.subject in scope]
+    near: set[ox.NamedNode | ox.BlankNode] = set()
+    for s in own:
+        near |= {x for x in (s.predicate, s.object) if isinstance(x, ox.NamedNode | ox.BlankNode)}
+    near -= scope
+    return scope, own + [s for s in data if s.subject in near] + links
 
 
 def _as_node(term: Term) -> ox.NamedNode | ox.BlankNode:
