@@ -340,3 +340,19 @@ def test_validate_graphs_on_the_mini_kb_is_clean_and_deterministic(mini_clash: P
     b = validate_graphs(load_triples([MINI[1], mini_clash]), ontology, shapes, reasoner=False)
     assert a.render("json") == b.render("json")
     assert a.exit_code() == 1
+
+
+def test_a_draft_is_checked_on_what_it_touches_and_whole_checks_everything() -> None:
+    """cmpkg validate FILE names its scope (it is not a verdict on the whole knowledge base);
+    --whole runs every shape on every node and finds the same mistake."""
+    fixture = str(BROKEN / "reversed-ci.ttl")
+    code, scoped = invoke(fixture, "--no-reasoner")
+    assert code == 1
+    assert "SHACL checked the 1 node(s) the draft touches" in scoped
+    code, whole = invoke(fixture, "--no-reasoner", "--whole")
+    assert code == 1
+    assert "node(s) the draft touches" not in whole
+    mistake = "The 95% CI is reversed"
+    assert [x for x in scoped.splitlines() if mistake in x] == [
+        x for x in whole.splitlines() if mistake in x
+    ]

@@ -46,13 +46,24 @@ def _syntax_report(err: RDFSyntaxError) -> ValidationReport:
 )
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
 @click.option("--no-reasoner", is_flag=True, help="Skip the HermiT OWL DL consistency check.")
-def validate(files: tuple[Path, ...], fmt: str, strict: bool, no_reasoner: bool) -> None:
+@click.option(
+    "--whole",
+    is_flag=True,
+    help="With FILES: run every shape on the whole knowledge base, not only on what FILES touch.",
+)
+def validate(
+    files: tuple[Path, ...], fmt: str, strict: bool, no_reasoner: bool, whole: bool
+) -> None:
     """Check ontology/ + data/ (+ FILES, e.g. a draft) against shapes/ and with HermiT.
+
+    With FILES, SHACL checks the nodes they describe and the nodes pointing at those, against
+    the whole knowledge base (every build checks the knowledge base itself); --whole checks
+    every node.
 
     Exit codes: 0 valid, 1 violations (or warnings with --strict), 2 unreadable input.
     """
     try:
-        report = validate_project(extra_files=files, reasoner=not no_reasoner)
+        report = validate_project(extra_files=files, reasoner=not no_reasoner, whole=whole)
     except RDFSyntaxError as err:
         click.echo(_syntax_report(err).render(fmt), nl=False)
         if fmt != "text":

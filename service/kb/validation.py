@@ -1,16 +1,18 @@
 """Validation of the knowledge base: SHACL shapes plus OWL DL consistency (HermiT).
 
-SHACL runs on pyshacl-turbo (pySHACL-compatible, Rust) by default, pySHACL on request. One report
-type for both checks, rendered as text for curators, JSON for tools, or Turtle as a
+SHACL runs by default inside a pyoxigraph store: the shapes compiled to SPARQL
+(service.kb.shacl_sparql), any node shape the compiler does not know through pyshacl-turbo
+(pySHACL-compatible, Rust), which `ValidationReport.engine_fallback` names; CMPKG_SHACL_ENGINE=
+pyshacl runs the reference engine on everything. Tests compare the compiled run with pySHACL.
+One report type for both checks, rendered as text for curators, JSON for tools, or Turtle as a
 standard sh:ValidationReport.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import rdflib
 from rdflib.namespace import RDF, RDFS, SH
 
 from service import config
+from service.kb import shacl_sparql
 from service.kb.hermit import (
     Clash,
     HermitError,
@@ -37,6 +40,7 @@ from service.kb.sources import (
     parse_file,
     project_root,
     to_rdflib_graph,
+    to_rdflib_term,
 )
 
 SHAPE_NS = "https://w3id.org/cmpkg/shape/"
@@ -44,6 +48,7 @@ ONTOLOGY_IRI = "https://w3id.org/cmpkg/ontology"
 SEVERITIES = ("Violation", "Warning", "Info")
 
 Statement = ox.Triple | ox.Quad
+Term = ox.NamedNode | ox.BlankNode | rdflib.URIRef | rdflib.BNode | str  # a node; "_:x" is blank
 ENGINES = {"turbo": pyshacl_turbo.validate, "pyshacl": pyshacl.validate}
 
 
@@ -83,6 +88,34 @@ class Finding:
 class ValidationReport:
     findings: list[Finding]
     hermit: HermitResult | None = field(default=None, repr=False)
+    # With validate_graphs(changed=...): the focus nodes the local rules checked (None: all).
+    scope: frozenset[str] | None = None
+    local_rules: frozenset[str] = frozenset()  # rules restricted to the scope (Finding.shape)
+    # Node shapes the SPARQL compiler left to the SHACL engine, and why (manifest full_input).
+    uncompiled: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def engine_fallback(self) -> str | None:
+        """Why part of SHACL ran through the engine rather than in the store, or None."""
+        if not self.uncompiled:
+            return None
+        return "; ".join(f"{short(k)}: {v}" for k, v in sorted(self.uncompiled.items()))
+
+    def carry_over(self, previous: ValidationReport) -> ValidationReport:
+        """The whole graph's report from a scoped one: `previous` (a report on the graph
+        before the change, all nodes checked) supplies the local rules' findings outside the
+        scope, which the change cannot have altered (validate_graphs says when)."""
+        if self.scope is None:
+            return self
+        kept = [
+            f
+            for f in previous.findings
+            if f.check == "shacl" and f.shape in self.local_rules and f.focus_node not in self.scope
+        ]
+        merged = sorted([*self.findings, *kept], key=Finding.sort_key)
+        return ValidationReport(
+            findings=_dedupe(merged), hermit=self.hermit, uncompiled=self.uncompiled
+        )
 
     @property
     def conforms(self) -> bool:
@@ -173,7 +206,14 @@ def _summary(report: ValidationReport) -> str:
     if any(f.check == "syntax" for f in report.findings):
         return "NOT checked: a file could not be read (fix it, then validate again)"
     verdict = "valid" if report.conforms else "NOT valid"
-    return f"{verdict}: " + ", ".join(parts) + f"; OWL DL: {owl}"
+    line = f"{verdict}: " + ", ".join(parts) + f"; OWL DL: {owl}"
+    if report.scope is not None:
+        # The curator must not read a draft check as a verdict on the whole knowledge base.
+        line = (
+            f"SHACL checked the {len(report.scope)} node(s) the draft touches and the nodes "
+            "pointing at them (validate without files, or with --whole, for everything)\n" + line
+        )
+    return line
 
 
 def render_json(report: ValidationReport) -> str:
@@ -182,6 +222,7 @@ def render_json(report: ValidationReport) -> str:
         "violations": report.count("Violation"),
         "warnings": report.count("Warning"),
         "owl_consistent": None if report.hermit is None else report.hermit.consistent,
+        "checked_nodes": None if report.scope is None else sorted(report.scope),
         "findings": [f.as_dict() for f in report.findings],
     }
     return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
@@ -220,8 +261,9 @@ def render_turtle(report: ValidationReport) -> str:
 
 # --- SHACL -------------------------------------------------------------------------------------
 def shacl_engine() -> str:
-    """pyshacl-turbo by default (tests prove its report identical to pySHACL's on every fixture,
-    at a fraction of the time); CMPKG_SHACL_ENGINE=pyshacl selects the reference engine."""
+    """ "turbo" by default: the shapes as SPARQL in the store, pyshacl-turbo for the rest (tests
+    prove both reports identical to pySHACL's on every fixture, at a fraction of the time);
+    CMPKG_SHACL_ENGINE=pyshacl selects the reference engine."""
     engine = config.value("shacl_engine")
     if engine not in ENGINES:
         raise ValueError(f"CMPKG_SHACL_ENGINE must be one of {sorted(ENGINES)}, not {engine!r}")
@@ -394,25 +436,45 @@ def validate_graphs(
     file_of: Mapping[str, str] | None = None,
     reasoner: bool = True,
     engine: str | None = None,
+    changed: Collection[Term] | None = None,
 ) -> ValidationReport:
-    """SHACL-validate ontology + data against the shapes, then (optionally) run HermiT."""
+    """SHACL-validate ontology + data against the shapes, then (optionally) run HermiT.
+
+    `changed` (None: check everything) names the nodes an edit touched: the subject of every
+    triple added or removed since a previous run. Then the *local* rules (every compiled core
+    constraint, and each SPARQL constraint whose patterns start at $this or at a node one
+    $this pattern reaches) check only the affected focus nodes: the changed nodes and every
+    node with a triple pointing at one (`report.scope`). The guarantee: the report holds
+    exactly the whole run's findings of local rules on focus nodes in the scope, and all of
+    the whole run's findings of every other rule (non-local SPARQL, shapes left to the
+    engine, OWL); a local rule's findings on a node outside the scope are those of the graph
+    before the change, which `report.carry_over(previous_report)` adds back. A change to the
+    schema (see affected_nodes) checks everything, and so does the reference engine.
+    """
     file_of = file_of or {}
     schema = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
-    statements = schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
+    data = list(data)
+
+    def statements() -> list[ox.Triple]:  # only HermiT and pySHACL need one list of triples
+        return schema + [s.triple if isinstance(s, ox.Quad) else s for s in data]
+
     # The ontology goes into the data graph: term shapes check it, and sh:class needs its
     # rdfs:subClassOf links (a cmp:SystematicReview is a cmp:Source).
     engine = engine or shacl_engine()
     data_graph: rdflib.Graph | _StoreGraph
+    scope: set[ox.NamedNode | ox.BlankNode] | None = None
+    local_rules: frozenset[str] = frozenset()
+    uncompiled: dict[str, str] = {}
     if engine == "turbo":
-        # The native engine reads a pyoxigraph store directly: no rdflib copy of the data,
-        # which at a million triples cost more than the validation itself.
-        store = ox.Store()
-        default = ox.DefaultGraph()
-        store.extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in statements)
-        data_graph = _StoreGraph(store)
-        findings = validate_store(store, to_rdflib_graph(shapes), file_of)
+        run, data_graph = _shacl_in_store(schema, data, shapes, file_of, changed)
+        findings, scope, local_rules, uncompiled = (
+            run.findings,
+            run.scope,
+            run.local_rules,
+            run.uncompiled,
+        )
     else:
-        data_graph = to_rdflib_graph(statements)
+        data_graph = to_rdflib_graph(statements())
         results = run_shacl(data_graph, to_rdflib_graph(shapes), engine)
         findings = _shacl_findings(results, data_graph, file_of)
     hermit = None
@@ -420,14 +482,101 @@ def validate_graphs(
         try:
             # The summary (one representative per kind of data node) keeps a draft check
             # interactive on a large knowledge base; the whole input runs when it must.
-            hermit, _why = run_hermit_summarized(schema, statements[len(schema) :])
+            hermit, _why = run_hermit_summarized(schema, statements()[len(schema) :])
             findings += _owl_findings(hermit, data_graph, file_of)
         except JavaNotFoundError:
             raise
         except HermitError as err:
             # Input HermiT rejects is not OWL 2 DL: report it with the SHACL findings.
             findings.append(_ontology_finding(str(err), file_of))
-    return ValidationReport(findings=_dedupe(sorted(findings, key=Finding.sort_key)), hermit=hermit)
+    return ValidationReport(
+        findings=_dedupe(sorted(findings, key=Finding.sort_key)),
+        hermit=hermit,
+        scope=None if scope is None else frozenset(_node_key(n) for n in scope),
+        local_rules=local_rules if scope is not None else frozenset(),
+        uncompiled=uncompiled,
+    )
+
+
+def _shacl_in_store(
+    schema: list[ox.Triple],
+    data: list[Statement],
+    shapes: Iterable[Statement],
+    file_of: Mapping[str, str],
+    changed: Collection[Term] | None,
+) -> tuple[StoreRun, _StoreGraph]:
+    """SHACL inside a pyoxigraph store: no rdflib copy of the data, which at a million
+    triples cost more than the validation itself."""
+    shapes_graph, compiled = _compiled_shapes(shapes)
+    near = None
+    every_check_local = not compiled.uncompiled and all(c.local for c in compiled.checks)
+    if changed is not None and every_check_local:
+        near = _neighbourhood(schema, data, changed)
+    scope = None
+    if near is not None:
+        # Local checks read no further than one hop from the scope: the store holds that and
+        # the schema, not the whole knowledge base (most of a draft check's time).
+        scope, data = near
+    store = _load_store([*schema, *data])
+    if changed is not None and near is None:
+        scope = affected_nodes(store, changed, schema)
+    run = validate_store(store, shapes_graph, file_of, scope, compiled)
+    _restore_literals(run.findings, [*schema, *data])
+    return run, _StoreGraph(store)
+
+
+def _load_store(statements: Sequence[Statement]) -> ox.Store:
+    """The statements in a new store's default graph. Written out as N-Triples / N-Quads and
+    read back by Oxigraph: a Python Quad per statement took longer than the validation. The
+    statements with blank nodes are added as they are, since reading relabels blank nodes and
+    findings must name the caller's."""
+    store = ox.Store()
+    default = ox.DefaultGraph()
+    triples: list[ox.Triple] = []
+    quads: list[ox.Quad] = []
+    kept: list[ox.Quad] = []
+    for s in statements:
+        if isinstance(s.subject, ox.NamedNode) and not isinstance(
+            s.object, ox.BlankNode | ox.Triple
+        ):
+            if isinstance(s, ox.Triple):
+                triples.append(s)
+                continue
+            if s.graph_name == default:
+                quads.append(s)
+                continue
+        kept.append(ox.Quad(s.subject, s.predicate, s.object, default))
+    for fmt, group in ((ox.RdfFormat.N_TRIPLES, triples), (ox.RdfFormat.N_QUADS, quads)):
+        if group:
+            store.load(ox.serialize(group, format=fmt), format=fmt)
+    store.extend(kept)
+    return store
+
+
+def _restore_literals(findings: list[Finding], statements: Sequence[Statement]) -> None:
+    """The store keeps numbers in canonical form (120.0 comes back as 120): give a finding
+    the literal as the curator wrote it, which is what the engines report."""
+    wanted = {(f.focus_node, f.path) for f in findings if isinstance(f.value_term, rdflib.Literal)}
+    if not wanted:
+        return
+    subjects = {_as_node(node) for node, _path in wanted}
+    written: dict[tuple[str, str], list[rdflib.Literal]] = defaultdict(list)
+    for t in statements:
+        if t.subject in subjects and isinstance(t.object, ox.Literal):
+            literal = to_rdflib_term(t.object)
+            written[(_node_key(t.subject), t.predicate.value)].append(literal)  # type: ignore[arg-type]
+            written[(_node_key(t.subject), "")].append(literal)  # type: ignore[arg-type]
+    for f in findings:
+        if not isinstance(f.value_term, rdflib.Literal):
+            continue
+        for original in written.get((f.focus_node, f.path or ""), []):
+            same_kind = (original.datatype, original.language) == (
+                f.value_term.datatype,
+                f.value_term.language,
+            )
+            if same_kind and original != f.value_term and original.eq(f.value_term):
+                f.value_term, f.value = original, _term_text(original)
+                break
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -457,9 +606,16 @@ def display_path(path: Path, root: Path) -> str:
 
 
 def validate_project(
-    extra_files: Sequence[Path] = (), root: Path | None = None, reasoner: bool = True
+    extra_files: Sequence[Path] = (),
+    root: Path | None = None,
+    reasoner: bool = True,
+    whole: bool = False,
 ) -> ValidationReport:
     """Validate the shipped ontology + data (+ draft files) against shapes/.
+
+    With draft files, SHACL checks what they touch (validate_graphs' `changed`: every subject
+    a draft describes) against the whole knowledge base, unless `whole`; the knowledge base
+    itself is checked by every build and by a run without drafts.
 
     Raises service.kb.sources.RDFSyntaxError for a file that cannot be parsed."""
     root = root or project_root()
@@ -474,149 +630,171 @@ def validate_project(
     for group in ("data", "ontology"):
         for path, quads in parsed[group].items():
             shown = display_path(path, root)
-            for q in quads:
-                key = _node_key(q.subject)
-                if shown not in where[key]:
-                    where[key].append(shown)
+            for subject in {q.subject for q in quads}:
+                where[_node_key(subject)].append(shown)
     file_of = {node: ", ".join(paths) for node, paths in where.items()}
+    drafts = [parsed["data"][Path(p)] for p in extra_files]
+    changed = None
+    if extra_files and not whole:
+        changed = {q.subject for qs in drafts for q in qs if not isinstance(q.subject, ox.Triple)}
     return validate_graphs(
         data=[q for quads in parsed["data"].values() for q in quads],
         ontology=[q for quads in parsed["ontology"].values() for q in quads],
         shapes=[q for quads in parsed["shapes"].values() for q in quads],
         file_of=file_of,
         reasoner=reasoner,
+        changed=changed,
     )
 
 
-# --- SPARQL-based constraints, once per constraint instead of once per focus node -------------
-# SHACL engines run a SPARQL constraint once per focus node ($this pre-bound): at 100k triples
-# that was most of the validation. For a node shape whose only targets are sh:targetClass, the
-# same results come from one query that binds $this to every target itself (a test compares
-# the reports with pySHACL's). The other constraints still go to the SHACL engine.
-_SH = PREFIXES["sh"]
-_SPARQL_CC = _SH + "SPARQLConstraintComponent"
-_OTHER_TARGETS = [SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target, SH.path]
+# --- SHACL inside the store ---------------------------------------------------------------------
+@dataclass
+class StoreRun:
+    findings: list[Finding]
+    local_rules: frozenset[str]  # rules (Finding.shape) whose checks read one hop only
+    uncompiled: dict[str, str]  # node shape -> why the SHACL engine ran it instead
+    scope: set[ox.NamedNode | ox.BlankNode] | None = None  # the nodes local rules checked
 
 
-def _split_sparql(shapes: rdflib.Graph) -> list[tuple[rdflib.term.Node, rdflib.term.Node]] | None:
-    """(shape, constraint) pairs that can run as one query each; None when any cannot."""
-    pairs = sorted(shapes.subject_objects(SH.sparql))
-    for shape, constraint in pairs:
-        if any(shapes.value(shape, p) is not None for p in _OTHER_TARGETS):
-            return None
-        if (shape, RDF.type, RDFS.Class) in shapes or (shape, RDF.type, rdflib.OWL.Class) in shapes:
-            return None  # an implicit class target
-        if shapes.value(shape, SH.targetClass) is None:
-            return None  # used only from another shape (sh:node): its focus nodes vary
-        if shapes.value(constraint, SH.select) is None:
-            return None
-        if shapes.value(shape, SH.deactivated) or shapes.value(constraint, SH.deactivated):
-            return None
-        if "$PATH" in str(shapes.value(constraint, SH.select)):
-            return None
-    return pairs
+_COMPILED: dict[frozenset[ox.Triple], tuple[rdflib.Graph, shacl_sparql.Compiled]] = {}
 
 
-def _declared_prefixes(shapes: rdflib.Graph, constraint: rdflib.term.Node) -> str:
-    lines = []
-    for holder in shapes.objects(constraint, SH.prefixes):
-        for decl in shapes.objects(holder, SH.declare):
-            prefix, ns = shapes.value(decl, SH.prefix), shapes.value(decl, SH.namespace)
-            if prefix is not None and ns is not None:
-                lines.append(f"PREFIX {prefix}: <{ns}>")
-    return "\n".join(sorted(set(lines))) + "\n"
-
-
-def _all_targets_query(select: str, classes: list[str]) -> str | None:
-    where = re.search(r"\bWHERE\s*\{", select, re.IGNORECASE)
-    if where is None:
-        return None
-    targets = (
-        "{ SELECT DISTINCT ?this WHERE { VALUES ?cmpkgTarget { "
-        + " ".join(f"<{c}>" for c in classes)
-        + " } ?this <"
-        + PREFIXES["rdf"]
-        + "type>/<"
-        + PREFIXES["rdfs"]
-        + "subClassOf>* "
-        "?cmpkgTarget } }"
-    )
-    text = select[: where.end()] + " " + targets + " " + select[where.end() :]
-    return re.sub(r"\$this\b", "?this", text)
-
-
-def _sparql_findings(
-    store: ox.Store,
-    shapes: rdflib.Graph,
-    pairs: list[tuple[rdflib.term.Node, rdflib.term.Node]],
-    file_of: Mapping[str, str],
-) -> list[Finding] | None:
-    from service.kb.sources import to_rdflib_term
-
-    labels = _StoreGraph(store)
-    findings: list[Finding] = []
-    for shape, constraint in pairs:
-        classes = sorted(str(c) for c in shapes.objects(shape, SH.targetClass))
-        select = str(shapes.value(constraint, SH.select))
-        query = _all_targets_query(_declared_prefixes(shapes, constraint) + select, classes)
-        if query is None:
-            return None
-        severity = shapes.value(shape, SH.severity) or SH.Violation
-        messages = [str(m) for m in shapes.objects(constraint, SH.message)] or [
-            str(m) for m in shapes.objects(shape, SH.message)
-        ]
-        solutions = store.query(query)
-        names = [v.value for v in solutions.variables]  # type: ignore[union-attr]
-        for row in solutions:  # type: ignore[union-attr]
-            focus = row["this"]
-            if focus is None:
-                continue
-            bound = {n: row[n] for n in names if row[n] is not None}
-            texts = []
-            for message in messages:
-                for var, term in bound.items():
-                    message = re.sub("{[?$]" + var + "}", term.value.replace("\\", "\\\\"), message)
-                texts.append(message)
-            value = bound.get("value")
-            value = None if value == focus else value
-            path = bound.get("path")
-            focus_text = focus.value if isinstance(focus, ox.NamedNode) else f"_:{focus.value}"
-            findings.append(
-                Finding(
-                    severity=str(severity).rsplit("#", 1)[-1],
-                    focus_node=focus_text,
-                    focus_label=_label(labels, rdflib.URIRef(focus.value))
-                    if isinstance(focus, ox.NamedNode)
-                    else None,
-                    path=path.value if isinstance(path, ox.NamedNode) else None,
-                    value=None if value is None else _term_text(to_rdflib_term(value)),
-                    message=sorted(texts)[0] if texts else "Constraint not met.",
-                    shape=str(constraint) if isinstance(constraint, rdflib.URIRef) else None,
-                    constraint=_SPARQL_CC,
-                    file=file_of.get(focus_text),
-                    check="shacl",
-                    value_term=None if value is None else to_rdflib_term(value),
-                )
-            )
-    return findings
+def _compiled_shapes(
+    shapes: Iterable[Statement],
+) -> tuple[rdflib.Graph, shacl_sparql.Compiled]:
+    """The shapes as rdflib graph and compiled checks, kept for the next call with the same
+    shapes (the prescription service validates every request against one shapes graph)."""
+    key = frozenset(s.triple if isinstance(s, ox.Quad) else s for s in shapes)
+    found = _COMPILED.get(key)
+    if found is None:
+        graph = to_rdflib_graph(key)
+        found = (graph, shacl_sparql.compile_shapes(graph))
+        _COMPILED.clear()  # one shapes graph is in use at a time
+        _COMPILED[key] = found
+    return found
 
 
 def validate_store(
-    store: ox.Store, shapes: rdflib.Graph, file_of: Mapping[str, str]
-) -> list[Finding]:
-    """SHACL findings for the data in `store`'s default graph (native engine, with the
-    SPARQL-based constraints run once each; the whole shapes graph through the engine when
-    they cannot be)."""
-    pairs = _split_sparql(shapes)
-    if pairs:
+    store: ox.Store,
+    shapes: rdflib.Graph,
+    file_of: Mapping[str, str],
+    scope: Collection[ox.NamedNode | ox.BlankNode] | None = None,
+    compiled: shacl_sparql.Compiled | None = None,
+) -> StoreRun:
+    """SHACL findings for the data in `store`'s default graph: the compiled shapes as SPARQL
+    in the store (service.kb.shacl_sparql), any other node shape through pyshacl-turbo.
+
+    With `scope`, local rules check only the focus nodes in it (see validate_graphs)."""
+    compiled = compiled or shacl_sparql.compile_shapes(shapes)
+    try:
+        shacl_sparql.record_targets(store, compiled, scope)
+        results = shacl_sparql.run_checks(store, compiled.checks, scoped=scope is not None)
+    finally:
+        shacl_sparql.clear_targets(store)  # the engine below must see the data alone
+    labels = _StoreGraph(store)
+    findings = [_result_finding(r, labels, file_of) for r in results]
+    if compiled.uncompiled:
+        # The engine runs only the shapes left: the compiled ones lose their targets.
+        done = {
+            t for t in shapes.subjects(SH.targetClass) if _term_text(t) not in compiled.uncompiled
+        }
         rest = rdflib.Graph()
         for t in shapes:
-            if t[1] != SH.sparql:
+            if not (t[0] in done and t[1] == SH.targetClass):
                 rest.add(t)
-        for prefix, ns in shapes.namespaces():
-            rest.bind(prefix, ns, override=True)
-        found = _sparql_findings(store, shapes, pairs, file_of)
-        if found is not None:
-            results = run_shacl(store, rest, "turbo")
-            return _shacl_findings(results, _StoreGraph(store), file_of) + found
-    return _shacl_findings(run_shacl(store, shapes, "turbo"), _StoreGraph(store), file_of)
+        findings += _shacl_findings(run_shacl(store, rest, "turbo"), labels, file_of)
+    local = frozenset(c.shape for c in compiled.checks if c.local)
+    return StoreRun(findings, local, compiled.uncompiled, None if scope is None else set(scope))
+
+
+def _result_finding(
+    r: shacl_sparql.Result, labels: _StoreGraph, file_of: Mapping[str, str]
+) -> Finding:
+    focus = _node_key(r.focus)
+    value = None if r.value is None else to_rdflib_term(r.value)
+    names = labels.store.quads_for_pattern(r.focus, ox.NamedNode(str(RDFS.label)), None)
+    texts = sorted(q.object.value for q in names if isinstance(q.object, ox.Literal))
+    return Finding(
+        severity=r.severity,
+        focus_node=focus,
+        focus_label=texts[0] if texts else None,
+        path=r.path,
+        value=_term_text(value),
+        message=r.message,
+        shape=r.shape,
+        constraint=r.component,
+        file=file_of.get(focus),
+        check="shacl",
+        value_term=value,
+    )
+
+
+def affected_nodes(
+    store: ox.Store, changed: Iterable[Term], schema: Iterable[ox.Triple]
+) -> set[ox.NamedNode | ox.BlankNode] | None:
+    """The focus nodes whose local findings a change can alter: each changed node and every
+    node with a triple pointing at one. None (check everything) when a changed node is part of
+    the schema: a subject of the ontology, a property in use, a class something is typed
+    with, or either end of an rdfs:subClassOf link (targets and sh:class read those)."""
+    schema_subjects = {t.subject for t in schema}
+    rdf_type, sub_class = ox.NamedNode(str(RDF.type)), ox.NamedNode(str(RDFS.subClassOf))
+    found: set[ox.NamedNode | ox.BlankNode] = set()
+    for term in changed:
+        node = _as_node(term)
+        if node in schema_subjects:
+            return None
+        if isinstance(node, ox.NamedNode) and (
+            next(store.quads_for_pattern(None, node, None), None) is not None
+            or next(store.quads_for_pattern(None, rdf_type, node), None) is not None
+            or next(store.quads_for_pattern(None, sub_class, node), None) is not None
+        ):
+            return None
+        if next(store.quads_for_pattern(node, sub_class, None), None) is not None:
+            return None
+        found.add(node)
+        for q in store.quads_for_pattern(None, None, node, ox.DefaultGraph()):
+            if isinstance(q.subject, ox.NamedNode | ox.BlankNode):
+                found.add(q.subject)
+    return found
+
+
+def _neighbourhood(
+    schema: Sequence[ox.Triple], data: Sequence[Statement], changed: Iterable[Term]
+) -> tuple[set[ox.NamedNode | ox.BlankNode], list[Statement]] | None:
+    """affected_nodes read from the statements, and every statement a local check on those
+    nodes can read: the triples of the nodes, of the nodes and properties they point to, and
+    every rdfs:subClassOf link (the schema comes separately). None on a schema change."""
+    nodes = {_as_node(t) for t in changed}
+    if nodes & {t.subject for t in schema}:
+        return None
+    rdf_type, sub_class = ox.NamedNode(str(RDF.type)), ox.NamedNode(str(RDFS.subClassOf))
+    scope: set[ox.NamedNode | ox.BlankNode] = set(nodes)
+    links: list[Statement] = []
+    for s in [*schema, *data]:
+        subject, predicate, obj = s.subject, s.predicate, s.object
+        if predicate in nodes:
+            return None
+        if predicate == sub_class:
+            if subject in nodes or obj in nodes:
+                return None
+            links.append(s)
+        if obj in nodes:
+            if predicate == rdf_type:
+                return None
+            if isinstance(subject, ox.NamedNode | ox.BlankNode):
+                scope.add(subject)
+    own = [s for s in data if s.subject in scope]
+    near: set[ox.NamedNode | ox.BlankNode] = set()
+    for s in own:
+        near |= {x for x in (s.predicate, s.object) if isinstance(x, ox.NamedNode | ox.BlankNode)}
+    near -= scope
+    return scope, own + [s for s in data if s.subject in near] + links
+
+
+def _as_node(term: Term) -> ox.NamedNode | ox.BlankNode:
+    if isinstance(term, ox.NamedNode | ox.BlankNode):
+        return term
+    if isinstance(term, rdflib.BNode):
+        return ox.BlankNode(str(term))
+    text = str(term)
+    return ox.BlankNode(text[2:]) if text.startswith("_:") else ox.NamedNode(text)
