@@ -42,6 +42,7 @@ from service.kb.sources import (
     parse_triples,
     project_root,
 )
+from service.vocab import PREFIXES
 
 ARTIFACT_NAME = "cmpkg.nq"
 MANIFEST_NAME = "manifest.json"
@@ -341,7 +342,7 @@ def _build(
     findings: dict[str, int] = {}
     if "shacl" not in skip:
         with stages.stage("shacl"), _failing_as("shacl"):
-            findings = _validate(graph_triples, inferred, schema, loaded.file_of)
+            findings = _validate(graph_triples, inferred, schema, loaded.file_of, full_input)
 
     with stages.stage("write"):
         by_graph = {**graph_triples, "inferred": inferred}
@@ -413,8 +414,9 @@ def _failing_as(stage: str) -> Iterator[None]:
 
 
 _RDFS_SUBCLASS = "http://www.w3.org/2000/01/rdf-schema#subClassOf"
-PROV_NS = "http://www.w3.org/ns/prov#"
-RDF_REIFICATION = "http://www.w3.org/1999/02/22-rdf-syntax-ns#subject"
+VOCAB = PREFIXES["cmp"]
+RDF_TYPE = PREFIXES["rdf"] + "type"
+SH_TARGET_CLASS = PREFIXES["sh"] + "targetClass"
 
 
 def _classify(
@@ -462,20 +464,13 @@ def _validate(
     inferred: list[ox.Triple],
     schema: list[ox.Triple],
     file_of: Mapping[str, str],
+    full_input: dict[str, str],
 ) -> dict[str, int]:
-    """SHACL on asserted + inferred (the ontology and rule vocabulary as schema)."""
-    from service.kb.reasoning import DERIVATION_NS
+    """SHACL on asserted + inferred (the ontology and rule vocabulary as schema): the count of
+    findings per severity; `full_input["shacl"]` says why part of it ran through the engine."""
     from service.kb.validation import validate_graphs
 
-    # Derivation records are never a focus node nor a value a shape follows (no shape names
-    # their vocabulary), so they can change no finding: leave them out of the data graph.
-    shape_text = " ".join(str(t) for t in graph_triples["shapes"])
-    if not any(v in shape_text for v in (PROV_NS, RDF_REIFICATION, "derivation/")):
-        inferred = [
-            t
-            for t in inferred
-            if not (isinstance(s := t.subject, ox.NamedNode) and s.value.startswith(DERIVATION_NS))
-        ]
+    inferred = _without_records(graph_triples["asserted"], inferred, graph_triples["shapes"])
     # Hook for the one-claim rebuild: validate_graphs(changed=nodes) (the SHACL branch) checks
     # only what those nodes touch and takes its other findings from the previous report
     # (report.carry_over(previous)). Passing it needs the subjects whose statements differ
@@ -491,7 +486,43 @@ def _validate(
     )
     if not report.conforms:
         raise BuildFailed("shacl", report.render("text"))
+    if report.engine_fallback:
+        full_input["shacl"] = report.engine_fallback
     return {s: report.count(s) for s in ("Violation", "Warning", "Info")}
+
+
+def _without_records(
+    asserted: list[ox.Triple], inferred: list[ox.Triple], shapes: list[ox.Triple]
+) -> list[ox.Triple]:
+    """The inferred triples SHACL needs: derivation records left out when they can change no
+    finding, which holds when no shape names their vocabulary, no record has a type a shape
+    targets, and no statement points at a record (so no path from a focus node reaches one).
+    At 100k they are most of the inferred graph and no shipped shape reads them."""
+    from service.kb.reasoning import DERIVATION_NS
+
+    def record(node: object) -> bool:
+        return isinstance(node, ox.NamedNode) and node.value.startswith(DERIVATION_NS)
+
+    vocabulary = (DERIVATION_NS, VOCAB + "Derivation", VOCAB + "derivedSubject",
+                  VOCAB + "derivedProperty")  # fmt: skip
+    named = {n.value for t in shapes for n in (t.subject, t.predicate, t.object)
+             if isinstance(n, ox.NamedNode)}  # fmt: skip
+    # SPARQL-based constraints are text: any mention of the records' terms (prefixed or not)
+    # or of PROV, which a query could follow from anywhere, keeps the records in.
+    in_text = ("Derivation", "derivedSubject", "derivedProperty", "derivation/", "prov:",
+               PREFIXES["prov"])  # fmt: skip
+    if any(v in name for v in vocabulary for name in named) or any(
+        isinstance(t.object, ox.Literal) and any(v in t.object.value for v in in_text)
+        for t in shapes
+    ):
+        return inferred
+    targets = {t.object for t in shapes if t.predicate.value == SH_TARGET_CLASS}
+    for t in inferred:
+        if record(t.subject) and t.predicate.value == RDF_TYPE and t.object in targets:
+            return inferred
+    if any(record(t.object) for t in asserted) or any(record(t.object) for t in inferred):
+        return inferred
+    return [t for t in inferred if not record(t.subject)]
 
 
 def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
