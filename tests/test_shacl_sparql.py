@@ -135,7 +135,10 @@ def test_a_presentation_breaking_every_presentation_shape_gives_pyshacls_report(
     sh:lessThanOrEquals, ill-typed literals)."""
     path = tmp_path / "presentation.ttl"
     path.write_text(PRESENTATION)
-    ontology = load_triples(FILES["ontology"])
+    # The mini ontology holds the terms the presentation names: the shipped one would make
+    # pySHACL check its thousand terms as well (half a minute), which the shipped-data oracle
+    # above already compares.
+    ontology = load_triples([VALID / "mini-ontology.ttl"])
     fast, reference = both(parse_file(path), ontology, shapes)
     components = {f.constraint.rsplit("#", 1)[-1] for f in reference.findings if f.constraint}
     assert {
