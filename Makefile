@@ -10,12 +10,11 @@ setup:
 run: setup
 	$(BIN)/cmpkg serve
 
-# Static checks first (seconds), then the suite on three workers (pytest-xdist) for two cores:
-# many tests wait on a JVM, a server or a deadline, and a third worker fills those waits
-# (measured: 297 s against 327 s with two). A test module per worker, so its fixtures (a
-# build, a server) are made once; slow tests run too.
+# Static checks first (seconds), then the suite on two workers (pytest-xdist), a test module
+# per worker so its fixtures (a build, a server) are made once; slow tests run too. A third
+# worker was tried: it repeats each module fixture once more and used more CPU than it saved.
 test: setup lint
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # ruff (style, complexity), mypy (types), import-linter (layers point down: pyproject).
 lint: setup
