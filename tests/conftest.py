@@ -415,22 +415,3 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     context.close()
     assert foreign == [], f"requests left our origin: {foreign}"
     assert errors == [], f"JavaScript errors: {errors}"
-
-
-# The longest modules first. With a module per xdist worker (--dist loadfile) the modules are
-# handed out in collection order, so a long one collected last (test_shacl_sparql's pySHACL
-# oracle, test_build's failing builds) ran alone at the end while the other core idled.
-LONGEST_MODULES = (
-    "test_shacl_sparql.py",
-    "test_build.py",
-    "test_pages_e2e.py",
-    "test_lifecycle.py",
-    "test_attack_sparql.py",
-    "test_validate.py",
-    "test_soak.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_MODULES)))  # stable
