@@ -499,9 +499,7 @@ def _without_records(
     targets, and no statement points at a record (so no path from a focus node reaches one).
     At 100k they are most of the inferred graph and no shipped shape reads them."""
     from service.kb.reasoning import DERIVATION_NS
-
-    def record(node: object) -> bool:
-        return isinstance(node, ox.NamedNode) and node.value.startswith(DERIVATION_NS)
+    from service.kb.reasoning import is_record as record
 
     vocabulary = (DERIVATION_NS, VOCAB + "Derivation", VOCAB + "derivedSubject",
                   VOCAB + "derivedProperty")  # fmt: skip

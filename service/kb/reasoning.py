@@ -24,6 +24,7 @@ import rdflib
 
 from service.kb.sources import (
     GRAPHS,
+    NS,
     PREFIXES,
     constructed,
     parse_file,
@@ -33,8 +34,7 @@ from service.kb.sources import (
     to_rdflib_graph,
 )
 
-NS = "https://w3id.org/cmpkg/"
-DERIVATION_NS = NS + "derivation/"
+DERIVATION_NS = PREFIXES["derivation"]
 RULE_NS = PREFIXES["rule"]
 CMP = PREFIXES["cmp"]
 RDF = PREFIXES["rdf"]
@@ -754,7 +754,11 @@ def load_rule_statements(root: Path | None = None) -> list[ox.Quad]:
     return [q for path in rule_files(root) for q in parse_file(path)]
 
 
+def is_record(node: object) -> bool:
+    """A derivation record the build minted (never domain knowledge)."""
+    return isinstance(node, ox.NamedNode) and node.value.startswith(DERIVATION_NS)
+
+
 def is_provenance(t: ox.Triple) -> bool:
     """Statements that only record how something was derived (not domain knowledge)."""
-    ours = isinstance(t.subject, ox.NamedNode) and t.subject.value.startswith(DERIVATION_NS)
-    return ours or t.predicate.value.startswith(PROV)
+    return is_record(t.subject) or t.predicate.value.startswith(PROV)

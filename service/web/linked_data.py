@@ -32,7 +32,7 @@ HTML = "text/html"
 LD_MEDIA = [HTML, "text/turtle", "application/ld+json", "application/n-triples"]
 # A JSON-LD document is JSON: a client asking for plain JSON (as the API's clients do) gets it.
 PLAIN_JSON = "application/json"
-DERIVATION_NS = NS + "derivation/"
+DERIVATION_NS = PREFIXES["derivation"]
 FORMAT_NAMES = {"html": HTML}
 RDFS = PREFIXES["rdfs"]
 SKOS = PREFIXES["skos"]
