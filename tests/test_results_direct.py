@@ -44,3 +44,21 @@ def test_past_the_direct_limit_the_solutions_are_read_again(store, media, monkey
     answer = encode_solutions(store.query(QUERY), media, 30, again)
     assert answer.truncated and asked == [1]
     assert answer.body == encode_solutions(store.query(QUERY), media, 30).body
+
+
+@pytest.mark.parametrize("media", [m for m in SOLUTION_FORMATS if m != "text/tab-separated-values"])
+def test_a_long_answer_with_few_row_marks_is_not_read_back(store, media):
+    # 40 solutions of ~100 bytes each: longer than cap x MIN_ROW_BYTES, yet too few `{`,
+    # `<result>` or line breaks to reach the cap, so it is served as written (rows uncounted).
+    cap = 300
+    direct = encode_solutions(store.query(QUERY), media, cap, lambda: store.query(QUERY))
+    assert len(direct.body) > cap * results.MIN_ROW_BYTES[media]
+    assert direct.rows == -1 and not direct.truncated
+    assert direct.body == encode_solutions(store.query(QUERY), media, cap).body
+
+
+def test_an_answer_with_more_row_marks_than_the_cap_is_counted(store):
+    # JSON: three `{` per solution, so 40 solutions under a cap of 41 must be counted exactly.
+    media = "application/sparql-results+json"
+    answer = encode_solutions(store.query(QUERY), media, 41, lambda: store.query(QUERY))
+    assert answer.rows == 40 and not answer.truncated

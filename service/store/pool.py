@@ -329,7 +329,10 @@ class WorkerPool:
         self._handler = handler
         self.limits = limits or Limits()
         self._ctx = mp.get_context("fork")
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        # Last in, first out: the worker that just answered is taken again, with its caches
+        # (CPU, allocator, page tables) warm; a first-in queue sent each query to the worker
+        # idle longest, so with 16 workers every query ran on a cold one.
+        self._idle: queue.Queue[_Worker] = queue.LifoQueue()
         # Event-loop callers waiting for a worker; a returned worker goes to them first.
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[_Worker]]] = deque()
         self._lock = threading.Lock()  # the idle queue and the waiters change together
