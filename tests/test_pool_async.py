@@ -107,3 +107,32 @@ def test_a_worker_never_sends_a_pickle_back():
 
 def _unpicklable_header() -> tuple[object, bytes]:
     return {1, 2}, b""
+
+
+def scheduling() -> tuple[int, bytes]:
+    """In the worker: the scheduling policy of the thread running this job."""
+    return os.sched_getscheduler(0), b""
+
+
+def pid() -> tuple[int, bytes]:
+    return os.getpid(), b""
+
+
+def test_jobs_run_as_batch_work_so_the_event_loop_is_not_preempted():
+    pool = WorkerPool(_handle, 1)
+    try:
+        assert pool.run(Call(scheduling), 10)[0] == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the server itself is untouched
+    finally:
+        pool.close()
+
+
+def test_the_worker_that_just_answered_takes_the_next_job():
+    # Last in, first out: one client's queries keep landing on one warm worker.
+    pool = WorkerPool(_handle, 3)
+    try:
+        first = pool.run(Call(pid), 10)[0]
+        assert all(asyncio.run(pool.run_async(Call(pid), 10))[0] == first for _ in range(3))
+        assert all(pool.run(Call(pid), 10)[0] == first for _ in range(3))
+    finally:
+        pool.close()

@@ -10,7 +10,7 @@ from conftest import http
 
 from service.store.backends import Dataset
 from service.store.results import Answer
-from service.web.cache import ENTRY_OVERHEAD, AnswerCache, CacheKey, etag_matches
+from service.web.cache import ENTRY_OVERHEAD, AnswerCache, CacheKey, ResponseMemo, etag_matches
 
 
 def key(query: str, build: str = "b1", media: str = "text/csv") -> CacheKey:
@@ -50,6 +50,20 @@ def test_cache_is_bounded_and_least_recently_used_goes_first():
     assert cache.bytes <= cache.max_bytes
     cache.put(key("huge"), Answer("text/csv", b"x" * entry))  # over a quarter: never stored
     assert cache.get(key("huge")) is None
+
+
+def test_the_memo_keeps_any_response_that_fits_its_budget():
+    # The largest answers are the expensive ones: unlike the answer cache, the response memo
+    # keeps one of three quarters of its budget; what does not fit at all is never stored.
+    memo = ResponseMemo(max_bytes=2000)
+    key_a, key_b = (
+        ResponseMemo.key("GET", "a", "", b"", ""),
+        ResponseMemo.key("GET", "b", "", b"", ""),
+    )
+    memo.put(key_a, b"h", b"x" * 1500)
+    assert memo.get(key_a) == (b"h", b"x" * 1500)
+    memo.put(key_b, b"h", b"x" * 2000)  # with its key and overhead, over the budget
+    assert memo.get(key_b) is None and memo.get(key_a) is not None
 
 
 def test_long_keys_count_against_the_budget():

@@ -28,6 +28,7 @@ socket with `loop.add_reader`, so no thread sits between the loop and the worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import json
@@ -170,6 +171,7 @@ def _serve(sock: socket.socket, handler: Handler, limits: Limits) -> None:
         _reply(sock, REFUSED, str(err))
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours to handle
+    _batch_scheduling()
     # A worker over its memory cap should die at once: with backtraces on, Rust spends seconds
     # symbolising one before it aborts. A write to this worker's own C environment, which Rust
     # reads at that moment (nothing here reads the environment).
@@ -178,6 +180,21 @@ def _serve(sock: socket.socket, handler: Handler, limits: Limits) -> None:
     runner = threading.Thread(target=_loop, args=(sock, handler, limits), name="job")
     runner.start()
     runner.join()
+
+
+def _batch_scheduling() -> None:
+    """Mark this worker (and the job thread it starts) as batch work for the Linux scheduler.
+
+    Every query passes through the server's one event loop twice (request in, answer out),
+    while a worker only runs its own. As ordinary tasks, a worker woken by its job preempted
+    the loop in the middle of its send (a third of the loop's time under 16 clients went
+    there), and the loop waited behind busy workers for each request. SCHED_BATCH keeps the
+    worker's share of the CPU (the same weight as any task, so no slower against the rest
+    of the machine) but lets it wait for the next tick instead of preempting on wake-up.
+    """
+    # Not Linux, or refused: ordinary scheduling still works.
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def _loop(sock: socket.socket, handler: Handler, limits: Limits) -> None:

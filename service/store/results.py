@@ -10,10 +10,10 @@ terms) and, when it is, cut there and converted back, Rust to Rust: the count us
 every answer over a few hundred kilobytes, and it cost more than writing it (body-basis at 10k:
 95 ms on top of a 190 ms evaluation). Past DIRECT_LIMIT bytes (CSV, which cannot be read back:
 past the cap) the direct writer stops and the query's solutions are read again through the
-capped TSV writer, so memory stays bounded whatever the answer's size. Triples go through N-Triples, where one line is one triple. So the
-embedded store (results straight from the engine) and the remote store (results parsed back
-from its answer) produce byte-identical answers for the same solutions, and no answer is built
-term by term in Python.
+capped TSV writer, so memory stays bounded whatever the answer's size. Triples go through
+N-Triples, where one line is one triple. So the embedded store (results straight from the
+engine) and the remote store (results parsed back from its answer) produce byte-identical
+answers for the same solutions, and no answer is built term by term in Python.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ ROW_MARK = {
     "application/sparql-results+xml": b"<result>",
     "text/csv": b"\n",
 }
-DIRECT_LIMIT = 8 * 1024 * 1024  # bytes of a direct answer before it is re-read capped
+# Bytes of a direct answer before it is re-read capped. Past it the query is evaluated a second
+# time: at 8 MB, body-basis at 100k triples (a ~25 MB answer) was, and took twice Oxigraph's
+# time. A worker may use 1 GB (service.store.pool.DEFAULT_MEMORY); the answer is held twice.
+DIRECT_LIMIT = 64 * 1024 * 1024
 TSV = ox.QueryResultsFormat.TSV
 NT = ox.RdfFormat.N_TRIPLES
 

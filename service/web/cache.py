@@ -64,11 +64,13 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class ByteLRU(Generic[V]):
-    """A thread-safe LRU bounded in bytes; an entry larger than a quarter is never stored
-    (one huge answer must not flush everything else). `max_bytes=0` stores nothing."""
+    """A thread-safe LRU bounded in bytes; an entry larger than `largest` (by default a
+    quarter: one huge answer must not flush everything else) is never stored. `max_bytes=0`
+    stores nothing."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, largest: int | None = None) -> None:
         self.max_bytes = max(0, max_bytes)
+        self.largest = self.max_bytes // 4 if largest is None else min(largest, self.max_bytes)
         self._items: LRUCache[Hashable, tuple[V, int]] = LRUCache(
             maxsize=max(1, self.max_bytes), getsizeof=lambda entry: entry[1]
         )
@@ -81,7 +83,7 @@ class ByteLRU(Generic[V]):
 
     def put(self, key: Hashable, value: V, size: int) -> None:
         size += ENTRY_OVERHEAD
-        if self.max_bytes <= 0 or size > self.max_bytes // 4:
+        if self.max_bytes <= 0 or size > self.largest:
             return
         with self._lock:
             if key not in self._items:
@@ -133,11 +135,15 @@ class ResponseMemo:
     HTTP front (service.web.httpd) replays the stored header block and body without doing
     either. Conditional requests are never replayed (they are answered 304). Keyed by digest:
     a 1 MB request costs a 64-character key.
+
+    Any response that fits the budget is kept, however large: the largest answers are the
+    expensive ones (seconds to evaluate), the ones an operator most expects a cache to hold;
+    the answer cache's quarter rule kept every answer over 16 MB out of both.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._lru: ByteLRU[tuple[bytes, bytes]] = ByteLRU(max_bytes)
+        self._lru: ByteLRU[tuple[bytes, bytes]] = ByteLRU(max_bytes, largest=max_bytes)
         self.hits = 0
 
     @staticmethod

@@ -5,9 +5,9 @@ Kept free of any store so other blueprints (API, pages) can reuse negotiation an
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-import codecs
 from urllib.parse import unquote
 
 from flask import Response
@@ -178,7 +178,7 @@ def _unquote_plus(text: str) -> str:
         return text
     try:
         escaped = text.encode("utf-8").replace(b"\\", b"\\\\").replace(b"%", b"\\x")
-        raw = codecs.escape_decode(escaped)[0]  # type: ignore[attr-defined]
+        raw = codecs.escape_decode(escaped)[0]
     except ValueError:  # also UnicodeEncodeError (a lone surrogate)
         return unquote(text)
     return raw.decode("utf-8", "replace")
