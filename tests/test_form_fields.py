@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.web.protocol import form_fields
@@ -18,11 +18,17 @@ PIECES = st.one_of(
 )  # fmt: skip
 
 
+# A shared, loaded machine: generation speed is not what is tested.
+RELAXED = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@RELAXED
 @given(st.lists(PIECES, max_size=30).map("".join))
 def test_any_text_decodes_as_urllib_decodes_it(text):
     assert form_fields(text) == parse_qs(text, keep_blank_values=True)
 
 
+@RELAXED
 @given(st.dictionaries(st.text(min_size=1), st.lists(st.text(), min_size=1), max_size=4))
 def test_what_a_client_encodes_comes_back(fields):
     encoded = urlencode(fields, doseq=True)

@@ -57,8 +57,35 @@ def test_a_long_answer_with_few_row_marks_is_not_read_back(store, media):
     assert direct.body == encode_solutions(store.query(QUERY), media, cap).body
 
 
-def test_an_answer_with_more_row_marks_than_the_cap_is_counted(store):
-    # JSON: three `{` per solution, so 40 solutions under a cap of 41 must be counted exactly.
+def test_an_answer_that_could_be_over_the_cap_is_counted(store):
+    # JSON: 40 solutions and the 3 objects around them: under a cap of 41, counted exactly.
     media = "application/sparql-results+json"
     answer = encode_solutions(store.query(QUERY), media, 41, lambda: store.query(QUERY))
     assert answer.rows == 40 and not answer.truncated
+
+
+TRICKY = [
+    ox.Literal('{"type":"uri","value":"x"}'),  # what a term looks like, inside a literal
+    ox.Literal("}},{ <result> \n\r\n {"),
+    ox.Literal("plain"),
+    ox.NamedNode("urn:x%7B%7D"),
+    ox.BlankNode("b1"),
+]
+
+
+@pytest.mark.parametrize("media", [m for m in SOLUTION_FORMATS if m != "text/tab-separated-values"])
+@pytest.mark.parametrize("rows", [0, 1, 7, 40])
+def test_most_rows_is_never_fewer_than_the_solutions(media, rows):
+    # Variables named like the format's own keys, unbound values, literals that mimic terms.
+    data = ox.Store()
+    for i in range(rows):
+        data.add(ox.Quad(ox.NamedNode(f"urn:s{i}"), ox.NamedNode("urn:p"), TRICKY[i % len(TRICKY)]))
+    query = (
+        "SELECT ?type ?value ?head ?none WHERE { ?type <urn:p> ?value "
+        "OPTIONAL { ?type <urn:q> ?none } BIND(IF(isLiteral(?value), ?value, 1) AS ?head) }"
+    )
+    body = data.query(query).serialize(format=SOLUTION_FORMATS[media])
+    assert rows <= results.most_rows(body, media)
+    # ... and the answer served at a cap of exactly `rows` is whole and never cut.
+    answer = encode_solutions(data.query(query), media, max(rows, 1), lambda: data.query(query))
+    assert not answer.truncated and answer.body == body

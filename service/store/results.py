@@ -1,10 +1,10 @@
 """Query answers as bytes, written by pyoxigraph's serialisers, shared by both stores.
 
 Solutions are serialised by pyoxigraph straight into the format asked for. Every solution
-costs at least MIN_ROW_BYTES in each format, and writes at least one ROW_MARK (`{` in JSON,
-`<result>` in XML, a line break in CSV), so an answer shorter than `row_cap` times the first, or
-with at most `row_cap` of the second (one `bytes.count`, in C), cannot be over the row cap:
-that is nearly every answer, and it is served as written. Only an answer that could be over the
+costs at least MIN_ROW_BYTES in each format, and `most_rows` bounds the solutions an answer
+can hold from a count of bytes (in C; see there), so an answer shorter than `row_cap` times the
+first, or with at most `row_cap` by the second, cannot be over the row cap: that is nearly
+every answer, and it is served as written. Only an answer that could be over the
 cap is counted (parsed back and written as TSV, one line per row: TSV escapes line breaks in
 terms) and, when it is, cut there and converted back, Rust to Rust: the count used to be paid by
 every answer over a few hundred kilobytes, and it cost more than writing it (body-basis at 10k:
@@ -51,12 +51,23 @@ MIN_ROW_BYTES = {
     "text/csv": 2,
     "text/tab-separated-values": 1,
 }
-# Written at least once per solution (more often is fine: the count is only an upper bound).
-ROW_MARK = {
-    "application/sparql-results+json": b"{",
-    "application/sparql-results+xml": b"<result>",
-    "text/csv": b"\n",
-}
+
+
+def most_rows(body: bytes, media_type: str) -> int:
+    """At least as many as the solutions in `body` (never fewer; more only costs a count).
+
+    XML: `<result>` opens each (a `<` in text is escaped). CSV: each ends in a line break.
+    JSON: each is an object, so each has a `{`; so has each term, but a term object always
+    starts `{"type":"` and a solution never can (a variable's value is an object, and a `"`
+    inside a string is escaped), so those are taken off. A `{` inside a literal is counted too.
+    """
+    if media_type == "application/sparql-results+xml":
+        return body.count(b"<result>")
+    if media_type == "text/csv":
+        return body.count(b"\n")
+    return body.count(b"{") - body.count(b'{"type":"')
+
+
 # Bytes of a direct answer before it is re-read capped. Past it the query is evaluated a second
 # time: at 8 MB, body-basis at 100k triples (a ~25 MB answer) was, and took twice Oxigraph's
 # time. A worker may use 1 GB (service.store.pool.DEFAULT_MEMORY); the answer is held twice.
@@ -187,7 +198,7 @@ def encode_solutions(
             solutions = again()
         else:
             direct = b"".join(sink.chunks)
-            if len(direct) <= bound or direct.count(ROW_MARK[media_type]) <= row_cap:
+            if len(direct) <= bound or most_rows(direct, media_type) <= row_cap:
                 return Answer(media_type, direct, rows=-1)  # under the cap, rows not counted
             if media_type == "text/csv":  # CSV cannot be read back (it is lossy)
                 solutions = again()
