@@ -62,7 +62,9 @@ _JOB = struct.Struct("!I")  # length of the pickled job
 _REPLY = struct.Struct("!BII")  # state, header length, payload length
 READY, OK, ERROR, MEMORY, REFUSED = range(5)
 MAX_HEADER = 1024 * 1024  # a worker's JSON header; more means a broken (or subverted) worker
-READ_CHUNK = 256 * 1024
+# The first read of a reply (most replies are whole in it; a longer one is then read straight
+# into a buffer of its size). Under glibc's mmap threshold, so no read maps and unmaps memory.
+READ_CHUNK = 64 * 1024
 
 
 class WorkerTimeout(Exception):

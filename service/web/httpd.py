@@ -27,6 +27,7 @@ What the server itself guarantees (tests/test_http_server.py and the hardening t
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import logging
@@ -87,6 +88,7 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
+@functools.cache  # a handful of statuses, written on every response
 def _status_line(status: int) -> bytes:
     try:
         phrase = HTTPStatus(status).phrase
