@@ -22,7 +22,13 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from service.kb.rule_analysis import TYPE_KEY, read_patterns, sparql_group
+from service.kb.rule_analysis import (
+    PATTERNS_FILE,
+    TYPE_KEY,
+    patterns_file_text,
+    read_patterns,
+    sparql_group,
+)
 from service.kb.rule_analysis import rule_reads as _rule_reads
 from service.kb.sources import (
     NS,
@@ -768,6 +774,19 @@ def reason(
 
 def load_rule_statements(root: Path | None = None) -> list[ox.Quad]:
     return [q for path in rule_files(root) for q in parse_file(path)]
+
+
+def read_patterns_text(root: Path | None = None) -> str:
+    """What ontology/rules/read-patterns.json must hold for the rules under `root`; write it
+    after editing a rule with
+    `.venv/bin/python -c "from service.kb.reasoning import write_read_patterns as w; w()"`."""
+    rules = load_rules(load_rule_statements(root))
+    return patterns_file_text([r.query for r in rules if r.query], _PREFIXES_KEY)
+
+
+def write_read_patterns(root: Path | None = None) -> None:
+    root = root or project_root()
+    (root / PATTERNS_FILE).write_text(read_patterns_text(root), encoding="utf-8")
 
 
 def is_record(node: object) -> bool:

@@ -8,8 +8,11 @@ Both are conservative: where the analysis does not know a construct, it says "an
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from service.kb.sources import PREFIXES
@@ -123,12 +126,31 @@ class _Unknown(Exception):
     """A construct the relevance analysis does not model: the rule is then always rerun."""
 
 
+# The analysis of every shipped rule, stored: the build then parses no rule (rdflib takes
+# ~0.2 s a rule). Keyed by the query text, so an edited rule misses and is parsed instead;
+# tests/test_rules.py fails, with the command to regenerate it, when the file is not current.
+PATTERNS_FILE = Path("ontology") / "rules" / "read-patterns.json"
+_MISSING = object()
+
+
 @functools.lru_cache(maxsize=256)
 def read_patterns(
     query: str, prefixes_key: tuple[tuple[str, str], ...]
 ) -> tuple[ReadPattern, ...] | None:
-    """Every triple pattern the rule's WHERE reads, with its context; None when the query
-    uses something the analysis does not model (then any write it reads means a rerun).
+    """Every triple pattern the rule's WHERE reads, with its context (stored, else parsed);
+    None when the query uses something the analysis does not model."""
+    from service.kb.sources import project_root
+
+    stored = _stored(project_root() / PATTERNS_FILE).get(_key(query, prefixes_key), _MISSING)
+    if stored is not _MISSING:
+        return None if stored is None else tuple(_decode_read(r) for r in stored)
+    return analyse(query, prefixes_key)
+
+
+def analyse(
+    query: str, prefixes_key: tuple[tuple[str, str], ...]
+) -> tuple[ReadPattern, ...] | None:
+    """read_patterns from rdflib's parse of the query.
 
     Why it is sound: a new triple t changes a rule's result only if some evaluation matches
     t against one of its patterns P under a binding that reaches the result, and then all of
@@ -145,6 +167,60 @@ def read_patterns(
     except _Unknown:
         return None
     return tuple(walker.found)
+
+
+def patterns_file_text(queries: Iterable[str], prefixes_key: tuple[tuple[str, str], ...]) -> str:
+    """What PATTERNS_FILE holds for these rule queries: one line per read pattern."""
+    entries: list[str] = []
+    for key, query in sorted((_key(q, prefixes_key), q) for q in set(queries)):
+        found = analyse(query, prefixes_key)
+        if found is None:
+            entries.append(f"{json.dumps(key)}: null")
+            continue
+        lines = ",\n".join("  " + json.dumps(_encode_read(r), sort_keys=True) for r in found)
+        entries.append(f"{json.dumps(key)}: [\n{lines}\n]")
+    return "{\n" + ",\n".join(entries) + "\n}\n"
+
+
+def _key(query: str, prefixes_key: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha256(json.dumps([query, prefixes_key]).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _stored(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def _encode(c: Condition) -> Any:
+    if isinstance(c, Alternatives):
+        return {"union": [[_encode(x) for x in b] for b in c.branches]}
+    return list(c)
+
+
+def _decode(c: Any) -> Condition:
+    if isinstance(c, dict):
+        return Alternatives(tuple(tuple(_decode(x) for x in b) for b in c["union"]))
+    return (c[0], c[1], c[2])
+
+
+def _encode_read(r: ReadPattern) -> Any:
+    return {
+        "keys": sorted(r.keys),
+        "pattern": None if r.pattern is None else list(r.pattern),
+        "context": [_encode(c) for c in r.context],
+    }
+
+
+def _decode_read(r: Any) -> ReadPattern:
+    pattern = r["pattern"]
+    return ReadPattern(
+        frozenset(r["keys"]),
+        None if pattern is None else (pattern[0], pattern[1], pattern[2]),
+        tuple(_decode(c) for c in r["context"]),
+    )
 
 
 _PASS_THROUGH = ("Filter", "Extend", "Distinct", "Reduced", "Slice", "OrderBy", "ToMultiSet")
