@@ -230,12 +230,14 @@ class _Walker:
     def __init__(self) -> None:
         self.found: list[ReadPattern] = []
         self._fresh = 0
+        self._bnodes: dict[str, str] = {}
 
     def certain(self, node: Any) -> tuple[Condition, ...]:
         """What every solution of `node` matches (variables as in scope above `node`)."""
         name = getattr(node, "name", None)
         if name == "BGP":
-            return tuple(p for p in (_pattern(t) for t in node.triples) if p is not None)
+            patterns = (_pattern(t, self._bnodes) for t in node.triples)
+            return tuple(p for p in patterns if p is not None)
         if name == "Join":
             return self.certain(node.p1) + self.certain(node.p2)
         if name in ("LeftJoin", "Minus", "AggregateJoin") or name in _PASS_THROUGH:
@@ -324,7 +326,7 @@ class _Walker:
         from rdflib.term import URIRef, Variable
 
         _s, p, o = triple
-        pattern = _pattern(triple)
+        pattern = _pattern(triple, self._bnodes)
         if pattern is None or not isinstance(p, URIRef | Variable):  # a property path
             keys: set[str] = set()
             if not _path_iris(p, keys):
@@ -359,7 +361,7 @@ def _projected(node: Any) -> frozenset[str]:
     return frozenset("?" + str(v) for v in node.PV or ())
 
 
-def _pattern(triple: tuple) -> Pattern | None:
+def _pattern(triple: tuple, bnodes: dict[str, str]) -> Pattern | None:
     """A triple pattern in SPARQL syntax (its predicate may be a property path); None when a
     term has no SPARQL form here (a negated path)."""
     from rdflib.term import BNode, Literal, URIRef, Variable
@@ -368,8 +370,8 @@ def _pattern(triple: tuple) -> Pattern | None:
     for term in triple:
         if isinstance(term, Variable):
             out.append("?" + str(term))
-        elif isinstance(term, BNode):  # `[]` in a WHERE is a variable
-            out.append("?_b" + str(term))
+        elif isinstance(term, BNode):  # `[]` in a WHERE is a variable; named in parse order
+            out.append(bnodes.setdefault(str(term), f"?_b{len(bnodes) + 1}"))
         elif isinstance(term, URIRef | Literal):
             out.append(term.n3())
         else:
