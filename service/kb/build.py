@@ -111,7 +111,14 @@ def input_hashes(root: Path | None = None) -> dict[str, str]:
     }
 
 
-PIPELINE_MODULES = ("sources.py", "reasoning.py", "hermit.py", "validation.py", "build.py")
+PIPELINE_MODULES = (
+    "sources.py",
+    "reasoning.py",
+    "rule_analysis.py",
+    "hermit.py",
+    "validation.py",
+    "build.py",
+)
 
 
 def code_hash() -> str:

@@ -22,8 +22,15 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
+from service.kb.rule_analysis import (
+    PATTERNS_FILE,
+    TYPE_KEY,
+    patterns_file_text,
+    read_patterns,
+    sparql_group,
+)
+from service.kb.rule_analysis import rule_reads as _rule_reads
 from service.kb.sources import (
-    GRAPHS,
     NS,
     PREFIXES,
     constructed,
@@ -510,10 +517,11 @@ def _sparql_graph(g: Graph) -> str:
 
 
 def _run_natively(
-    store: ox.Store, rule: Rule, graphs: Sequence[Graph], targets: Sequence[Graph]
+    store: ox.Store, rule: Rule, graphs: Sequence[Graph], output: ox.NamedNode
 ) -> tuple[int, set[str]] | None:
-    """Run one rule inside the store (no triple crosses into Python); new triples added to
-    each of `targets`, their number returned. None when the rule text cannot be run this way."""
+    """Run one rule inside the store (no triple crosses into Python): what it derives that is
+    new is left in the graph `output`, its number and what it wrote returned. None when the
+    rule text cannot be run this way."""
     update = as_insert(rule.query or "")
     if update is None:
         return None
@@ -523,47 +531,50 @@ def _run_natively(
     # One graph read as the default graph (no USING) is much faster than a union of several.
     using = " ".join(f"USING <{g.value}>" for g in named)
     using += " " + " ".join(f"USING NAMED <{g.value}>" for g in named)
+    update = update.replace(f"<{SCRATCH.value}>", f"<{output.value}>")
     try:
         store.update(update.replace("__USING__", using), prefixes=RULE_PREFIXES)
     except SyntaxError:
         return None  # the query path reports the error in the rule's own terms
-    scratch = f"GRAPH <{SCRATCH.value}> {{ ?s ?p ?o }}"
+    out = f"GRAPH <{output.value}> {{ ?s ?p ?o }}"
     if named:
         known = ", ".join(f"<{g.value}>" for g in named)
         seen = f"GRAPH ?g {{ ?s ?p ?o }} FILTER (?g IN ({known}))"
     else:
         seen = "?s ?p ?o"
     try:
-        # What is known already leaves the scratch graph in one pass (a lookup per triple);
-        # then the scratch holds exactly the new triples, read and moved without joins.
-        store.update(f"DELETE {{ {scratch} }} WHERE {{ {scratch} FILTER EXISTS {{ {seen} }} }}")
-        if store.query(f"ASK {{ {scratch} FILTER (isBlank(?s) || isBlank(?o)) }}"):
-            blank = next(
+        # What is known already leaves the output graph in one pass (a lookup per triple);
+        # then it holds exactly the new triples, summed up in one more pass.
+        store.update(f"DELETE {{ {out} }} WHERE {{ {out} FILTER EXISTS {{ {seen} }} }}")
+        summary = solutions(
+            store.query(
+                f"""SELECT ?p ?c (COUNT(*) AS ?n) (MAX(isBlank(?s) || isBlank(?o)) AS ?blank)
+                    WHERE {{ {out} BIND (IF(?p = rdf:type, ?o, ?none) AS ?c) }} GROUP BY ?p ?c""",
+                prefixes=RULE_PREFIXES,
+            )
+        )
+        gained, written, blank = 0, set(), False
+        for row in summary:
+            gained += int(row["n"].value)
+            written.add(row["p"].value)
+            if isinstance(row["c"], ox.NamedNode):
+                written.add(_TYPE_KEY + row["c"].value)
+            blank = blank or row["blank"].value == "true"
+        if blank:
+            found = next(
                 q.triple
-                for q in store.quads_for_pattern(None, None, None, SCRATCH)
+                for q in store.quads_for_pattern(None, None, None, output)
                 if isinstance(q.subject, ox.BlankNode) or isinstance(q.object, ox.BlankNode)
             )
-            raise RuleError(f"{rule.iri} produced a blank node: {blank}")
-        counted = solutions(store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {scratch} }}"))
-        gained = int(next(iter(counted))["n"].value)
-        written: set[str] = set()
-        if gained:
-            rows = store.query(f"SELECT DISTINCT ?p WHERE {{ {scratch} }}")
-            written = {row["p"].value for row in solutions(rows)}
-            if RDF + "type" in written:
-                rows = store.query(
-                    f"SELECT DISTINCT ?c WHERE {{ GRAPH <{SCRATCH.value}> {{ ?s a ?c }} }}"
-                )
-                written |= {_TYPE_KEY + row["c"].value for row in solutions(rows)}
-            for target in targets:
-                store.update(f"ADD <{SCRATCH.value}> TO {_sparql_graph(target)}")
-    finally:
-        store.update(f"DROP SILENT GRAPH <{SCRATCH.value}>")
+            raise RuleError(f"{rule.iri} produced a blank node: {found}")
+    except BaseException:
+        store.update(f"DROP SILENT GRAPH <{output.value}>")
+        raise
     return gained, written
 
 
 def _run_in_python(
-    store: ox.Store, rule: Rule, graphs: Sequence[Graph], targets: Sequence[Graph]
+    store: ox.Store, rule: Rule, graphs: Sequence[Graph], output: ox.NamedNode
 ) -> tuple[int, set[str]]:
     try:
         dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
@@ -574,9 +585,12 @@ def _run_in_python(
     for t in constructed(result):
         if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
             raise RuleError(f"{rule.iri} produced a blank node: {t}")
-        if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
+        if not any(
+            next(store.quads_for_pattern(t.subject, t.predicate, t.object, g), None) is not None
+            for g in graphs
+        ):
             new.add(t)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, g) for t in new for g in targets)
+    store.extend(ox.Quad(t.subject, t.predicate, t.object, output) for t in new)
     written = {t.predicate.value for t in new} | {
         _TYPE_KEY + t.object.value
         for t in new
@@ -585,64 +599,14 @@ def _run_in_python(
     return len(new), written
 
 
-# What a rule's WHERE can match: predicate IRIs, and `type:` + class for rdf:type patterns with
-# a fixed class; None when it matches any predicate (a variable in predicate position).
-_TYPE_KEY = "type:"
+_TYPE_KEY = TYPE_KEY
+_PREFIXES_KEY = tuple(RULE_PREFIXES.items())  # in order: rdflib keeps the last prefix of an IRI
 
 
 @functools.lru_cache(maxsize=256)
 def rule_reads(query: str) -> frozenset[str] | None:
-    """The predicates (and typed classes) a rule's WHERE reads, from its parsed algebra.
-
-    A rule need not run again in a stratum's next round unless the last round wrote one of
-    these; None means "anything" (variable predicates, negated paths, an unparsable text)."""
-    from rdflib.plugins.sparql import prepareQuery
-
-    prologue = "".join(f"PREFIX {k}: <{v}>\n" for k, v in RULE_PREFIXES.items())
-    try:
-        algebra = prepareQuery(prologue + query).algebra
-    except Exception:  # rdflib's parser raises several kinds; any of them means "unknown"
-        return None
-    reads: set[str] = set()
-    return frozenset(reads) if _walk_algebra(algebra.get("p"), reads) else None
-
-
-def _path_iris(path: object, reads: set[str]) -> bool:
-    """Add the IRIs of a property path to `reads`; False when it can match any predicate."""
-    from rdflib.paths import AlternativePath, InvPath, MulPath, NegatedPath, SequencePath
-    from rdflib.term import URIRef, Variable
-
-    if isinstance(path, URIRef):
-        reads.add(str(path))
-        return True
-    if isinstance(path, SequencePath | AlternativePath):
-        return all(_path_iris(a, reads) for a in path.args)
-    if isinstance(path, MulPath):
-        return _path_iris(path.path, reads)
-    if isinstance(path, InvPath):
-        return _path_iris(path.arg, reads)
-    return not isinstance(path, NegatedPath | Variable)
-
-
-def _walk_algebra(node: object, reads: set[str]) -> bool:
-    """Collect what the patterns under `node` read; False when something reads anything."""
-    from rdflib.plugins.sparql.parserutils import CompValue
-    from rdflib.term import URIRef
-
-    if isinstance(node, CompValue) and node.name in ("BGP", "TriplesBlock"):
-        # A BGP holds (s, p, o) tuples; the untranslated pattern of an EXISTS inside an
-        # expression (FILTER, BIND) is a TriplesBlock of flat [s, p, o, s, p, o, ...] lists.
-        flat = [x for t in node.get("triples") or [] for x in t]
-        for p, o in zip(flat[1::3], flat[2::3], strict=True):
-            if str(p) == RDF + "type" and isinstance(o, URIRef):
-                reads.add(_TYPE_KEY + str(o))
-            elif not _path_iris(p, reads):
-                return False
-    if isinstance(node, dict):  # CompValue is a dict too; the CONSTRUCT template is output
-        return all(_walk_algebra(v, reads) for k, v in node.items() if k != "template")
-    if isinstance(node, list | tuple):
-        return all(_walk_algebra(v, reads) for v in node)
-    return True
+    """The predicates (and typed classes) a rule's WHERE reads (see rule_analysis)."""
+    return _rule_reads(query, RULE_PREFIXES)
 
 
 def _affected(reads: frozenset[str] | None, written: set[str]) -> bool:
@@ -653,48 +617,114 @@ def _affected(reads: frozenset[str] | None, written: set[str]) -> bool:
     return bool(reads & written)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One rule run that derived something: the graph holding exactly what was new, and the
+    predicates (and `type:` classes) of those triples."""
+
+    graph: ox.NamedNode
+    written: frozenset[str]
+
+
+def needs_rerun(
+    store: ox.Store,
+    rule: Rule,
+    since: Sequence[_Run],
+    graphs: Sequence[Graph],
+    by_predicate_only: bool = False,
+) -> bool:
+    """Whether a triple derived since the rule last ran (`since`: those runs, its own
+    included) can take part in its result, so running it again could derive more.
+
+    First by predicate (what the rule declares it reads); then, for the patterns that read a
+    written predicate, by asking the store whether a new triple matches the pattern together
+    with the patterns that must hold with it (rule_analysis.read_patterns): a body's new
+    label cannot change a rule that reads the labels of modalities, outcomes and conditions
+    only. Runs that would derive nothing are skipped; the fixpoint is the same.
+    `by_predicate_only` is the first test alone (the reference the tests compare with)."""
+    written = {w for run in since for w in run.written}
+    if not written or not _affected(reads_of(rule), written):
+        return False
+    patterns = None if by_predicate_only else read_patterns(rule.query or "", _PREFIXES_KEY)
+    if patterns is None:
+        return True
+    dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
+    new = " ".join(f"<{run.graph.value}>" for run in since)
+    for read in patterns:
+        if not _affected(read.keys, written):
+            continue
+        if read.pattern is None:
+            return True  # a property path over a written predicate
+        context = sparql_group(read.context)
+        s, p, o = read.pattern
+        ask = f"ASK {{ VALUES ?new_ {{ {new} }} GRAPH ?new_ {{ {s} {p} {o} }} {context} }}"
+        if store.query(ask, default_graph=dataset):
+            return True
+    return False
+
+
 def run_rules(
     store: ox.Store,
     rules: Sequence[Rule],
     premises: Sequence[Graph],
     target: Graph,
     seconds: dict[str, float] | None = None,
-    also: Graph | None = None,
+    outputs: list[ox.NamedNode] | None = None,
+    reruns_by_predicate: bool = False,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
     Rules run in strata by `cmp:order`; each stratum reaches its fixpoint before the next starts,
     so rules that aggregate (best certainty of a support) see complete inputs and never leave
-    a stale partial answer behind. Each rule runs inside the store as a SPARQL Update (its
-    CONSTRUCT turned into an INSERT), so no derived triple goes through Python; the store must
-    hold only `premises` and `target` besides (a triple in any graph counts as known).
-    `seconds`, when given, receives each rule's time over all rounds (for the profile);
-    `also`, when given, gets a copy of every new triple (the inferred triples, when the
-    premises and the target are one graph, which rules read fastest).
+    a stale partial answer behind. Within a stratum a rule runs again only while something
+    derived since its last run can take part in its result (needs_rerun). Each rule runs
+    inside the store as a SPARQL Update (its CONSTRUCT turned into an INSERT), so no derived
+    triple goes through Python; the store must hold only `premises` and `target` besides.
+    `seconds`, when given, receives each rule's time over all rounds (for the profile).
+    `outputs`, when given, receives the named graphs that hold, between them, every new
+    triple exactly once (the caller reads and drops them); else they are dropped here.
+    `reruns_by_predicate` reruns a rule whenever a predicate it reads was written (the
+    reference for needs_rerun, in the tests).
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
-    targets: list[Graph] = [target] if also is None else [target, also]
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
-    rounds = 0
-    for order in sorted({r.order for r in rules if r.query}):
-        stratum = [r for r in rules if r.query and r.order == order]
-        pending = stratum
-        while pending:
-            rounds += 1
-            written: set[str] = set()
-            for rule in pending:
-                started = time.perf_counter()
-                outcome = _run_natively(store, rule, graphs, targets)
-                if outcome is None:
-                    outcome = _run_in_python(store, rule, graphs, targets)
-                if seconds is not None:
-                    seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
-                gained, wrote = outcome
-                per_rule[rule.id] += gained
-                if gained:
-                    written |= wrote
-            # Fixpoint: only a rule that reads something just written can find more.
-            pending = [r for r in stratum if written and _affected(reads_of(r), written)]
+    runs: list[_Run] = []
+    last_run: dict[str, int] = {}  # per rule: how many runs had derived something before its last
+    rounds, serial = 0, 0
+    try:
+        for order in sorted({r.order for r in rules if r.query}):
+            stratum = [r for r in rules if r.query and r.order == order]
+            pending = stratum
+            while pending:
+                rounds += 1
+                for rule in pending:
+                    started = time.perf_counter()
+                    serial += 1
+                    output = ox.NamedNode(f"{SCRATCH.value}/{serial}")
+                    last_run[rule.id] = len(runs)
+                    outcome = _run_natively(store, rule, graphs, output)
+                    if outcome is None:
+                        outcome = _run_in_python(store, rule, graphs, output)
+                    gained, wrote = outcome
+                    if gained:
+                        store.update(f"ADD <{output.value}> TO {_sparql_graph(target)}")
+                        runs.append(_Run(output, frozenset(wrote)))
+                    else:
+                        store.update(f"DROP SILENT GRAPH <{output.value}>")
+                    per_rule[rule.id] += gained
+                    if seconds is not None:
+                        seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
+                pending = [
+                    r
+                    for r in stratum
+                    if needs_rerun(store, r, runs[last_run[r.id] :], graphs, reruns_by_predicate)
+                ]
+    finally:
+        if outputs is None:
+            for run in runs:
+                store.update(f"DROP SILENT GRAPH <{run.graph.value}>")
+    if outputs is not None:
+        outputs.extend(run.graph for run in runs)
     return per_rule, rounds
 
 
@@ -723,23 +753,26 @@ def reason(
 
     started = time.perf_counter()
     # Rules read everything as one default graph (a union of named graphs made every
-    # pattern several lookups); the inferred graph gets a copy of each new triple.
+    # pattern several lookups); what each run derives stays in its own named graph too.
     store = ox.Store()
-    g_inf, default = GRAPHS["inferred"], ox.DefaultGraph()
-    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in onto)
-    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in data)
-    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, default) for t in entailed)
-    store.bulk_extend(ox.Quad(t.subject, t.predicate, t.object, g_inf) for t in entailed)
+    default = ox.DefaultGraph()
+    # Serialised and loaded in Rust: a Quad built in Python per triple cost twice as much.
+    loaded = ox.serialize([*onto, *data, *entailed], format=ox.RdfFormat.N_TRIPLES)
+    store.bulk_load(loaded, format=ox.RdfFormat.N_TRIPLES)
     rule_seconds: dict[str, float] = {}
-    per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, also=g_inf)
-    inferred = [q.triple for q in store.quads_for_pattern(None, None, None, g_inf)]
-    inferred += derivation_records(entailed, OWL_RL_RULE)
+    outputs: list[ox.NamedNode] = []
+    per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, outputs=outputs)
+    # Distinct by construction: each output graph holds only what the store did not have.
+    inferred = list(entailed)
+    for graph in outputs:
+        inferred += [q.triple for q in store.quads_for_pattern(None, None, None, graph)]
+    inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, outputs)
     timings["rules"] = time.perf_counter() - started
     peaks["rules"] = peak_rss_mib()
     # Unsorted: the writer sorts the artifact's lines, and sorting millions of terms here
     # cost seconds for nothing.
     return ReasoningResult(
-        inferred=list(dict.fromkeys(inferred)),
+        inferred=inferred,
         owl_rl_count=len(entailed),
         per_rule=per_rule,
         rule_seconds=rule_seconds,
@@ -750,8 +783,44 @@ def reason(
     )
 
 
+def _not_inferred(
+    store: ox.Store,
+    records: Iterable[ox.Triple],
+    entailed: Sequence[ox.Triple],
+    outputs: Sequence[ox.NamedNode],
+) -> list[ox.Triple]:
+    """The records that are not already among the inferred triples (the entailments and the
+    rules' output graphs). Only a record the store holds somewhere needs the exact check."""
+    out: list[ox.Triple] = []
+    known: set[ox.Triple] | None = None
+    for t in dict.fromkeys(records):
+        if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
+            out.append(t)
+            continue
+        known = set(entailed) if known is None else known
+        if t not in known and not any(
+            next(store.quads_for_pattern(t.subject, t.predicate, t.object, g), None) is not None
+            for g in outputs
+        ):
+            out.append(t)  # an asserted statement that happens to be a record: still inferred
+    return out
+
+
 def load_rule_statements(root: Path | None = None) -> list[ox.Quad]:
     return [q for path in rule_files(root) for q in parse_file(path)]
+
+
+def read_patterns_text(root: Path | None = None) -> str:
+    """What ontology/rules/read-patterns.json must hold for the rules under `root`; write it
+    after editing a rule with
+    `.venv/bin/python -c "from service.kb.reasoning import write_read_patterns as w; w()"`."""
+    rules = load_rules(load_rule_statements(root))
+    return patterns_file_text([r.query for r in rules if r.query], _PREFIXES_KEY)
+
+
+def write_read_patterns(root: Path | None = None) -> None:
+    root = root or project_root()
+    (root / PATTERNS_FILE).write_text(read_patterns_text(root), encoding="utf-8")
 
 
 def is_record(node: object) -> bool:
