@@ -111,7 +111,15 @@ def input_hashes(root: Path | None = None) -> dict[str, str]:
     }
 
 
-PIPELINE_MODULES = ("sources.py", "reasoning.py", "hermit.py", "validation.py", "build.py")
+PIPELINE_MODULES = (
+    "sources.py",
+    "reasoning.py",
+    "hermit.py",
+    "validation.py",
+    "shacl_sparql.py",
+    "rebuild.py",
+    "build.py",
+)
 
 
 def code_hash() -> str:
@@ -201,8 +209,11 @@ class _Stages:
         started = time.perf_counter()
         peak_rss_mib()  # reset: what follows is this stage's own peak
         yield
-        self.timings[name] = round(time.perf_counter() - started, 3)
-        self.peaks[name] = peak_rss_mib()
+        # A stage may run in parts (the write serialises before SHACL, which scopes itself
+        # by the result, and writes after it): its parts add up.
+        elapsed = time.perf_counter() - started
+        self.timings[name] = round(self.timings.get(name, 0.0) + elapsed, 3)
+        self.peaks[name] = max(self.peaks.get(name, 0.0), peak_rss_mib())
         if self.progress:
             self.echo(f"[{number}/{len(STAGES)}] {name} done in {self.timings[name]:.2f} s")
 
@@ -339,16 +350,21 @@ def _build(
             elif hermit_full:
                 full_input["hermit"] = hermit_full
 
+    with stages.stage("write"), _failing_as("write"):
+        data, counts = serialize({**graph_triples, "inferred": inferred})
+        build_id = hashlib.sha256(data).hexdigest()
+
     findings: dict[str, int] = {}
     if "shacl" not in skip:
         with stages.stage("shacl"), _failing_as("shacl"):
-            findings = _validate(graph_triples, inferred, schema, loaded.file_of, full_input)
+            findings = _validate(
+                graph_triples, inferred, schema, loaded.file_of, full_input,
+                _Artifacts(directory, data, build_id, after_write, reused),
+            )  # fmt: skip
 
     with stages.stage("write"):
-        by_graph = {**graph_triples, "inferred": inferred}
-        data, counts = serialize(by_graph)
         manifest = Manifest(
-            build_id=hashlib.sha256(data).hexdigest(),
+            build_id=build_id,
             artifact=ARTIFACT_NAME,
             triples=counts,
             inputs=hashes,
@@ -459,35 +475,65 @@ def _classify(
     return [*inferred, *links, *records], links, full_because
 
 
+@dataclass
+class _Artifacts:
+    """The artifact this build is about to write, where the served one lies, what to do once
+    the new one is in place and the list of stages answered from the last build."""
+
+    directory: Path
+    data: bytes
+    build_id: str
+    after_write: list[Callable[[], None]]
+    reused: list[str]
+
+
 def _validate(
     graph_triples: dict[str, list[ox.Triple]],
     inferred: list[ox.Triple],
     schema: list[ox.Triple],
     file_of: Mapping[str, str],
     full_input: dict[str, str],
+    artifacts: _Artifacts | None = None,
 ) -> dict[str, int]:
     """SHACL on asserted + inferred (the ontology and rule vocabulary as schema): the count of
-    findings per severity; `full_input["shacl"]` says why part of it ran through the engine."""
+    findings per severity; `full_input["shacl"]` says why part of it ran through the engine.
+    With `artifacts`, only what changed since the served artifact is checked when that is
+    sound (service.kb.rebuild says when; "shacl" then joins `reused`), and the whole-graph
+    report is kept for the next build once the new artifact is in place."""
+    from service.kb import rebuild
     from service.kb.validation import validate_graphs
 
-    inferred = _without_records(graph_triples["asserted"], inferred, graph_triples["shapes"])
-    # Hook for the one-claim rebuild: validate_graphs(changed=nodes) (the SHACL branch) checks
-    # only what those nodes touch and takes its other findings from the previous report
-    # (report.carry_over(previous)). Passing it needs the subjects whose statements differ
-    # from the last good build's asserted + inferred graphs (a diff of the two artifacts'
-    # sorted lines) and that build's report kept in CACHE_DIR beside HermiT's answer, saved
-    # in `after_write` like it. Until both are there every build checks everything.
+    kept_inferred = _without_records(graph_triples["asserted"], inferred, graph_triples["shapes"])
+    records_left_out = kept_inferred is not inferred
+    key = rebuild.report_key(code_hash())
+    previous = changed = None
+    if artifacts is not None:
+        served = artifacts.directory / ARTIFACT_NAME
+        previous = rebuild.load_report(artifacts.directory / CACHE_DIR, served, key)
+        if previous is not None and previous.records_left_out == records_left_out:
+            data_graphs = (GRAPHS["asserted"], GRAPHS["inferred"])
+            changed = rebuild.changed_subjects(served, artifacts.data, data_graphs)
     report = validate_graphs(
-        data=graph_triples["asserted"] + inferred,
+        data=graph_triples["asserted"] + kept_inferred,
         ontology=schema,
         shapes=graph_triples["shapes"],
         file_of=file_of,
         reasoner=False,
+        changed=changed,
     )
+    if previous is not None and report.scope is not None:
+        report = report.carry_over(previous.report, file_of)
+        assert artifacts is not None
+        artifacts.reused.append("shacl")
     if not report.conforms:
         raise BuildFailed("shacl", report.render("text"))
     if report.engine_fallback:
         full_input["shacl"] = report.engine_fallback
+    if artifacts is not None:
+        cache, build_id = artifacts.directory / CACHE_DIR, artifacts.build_id
+        artifacts.after_write.append(
+            lambda: rebuild.save_report(cache, build_id, key, report, records_left_out)
+        )
     return {s: report.count(s) for s in ("Violation", "Warning", "Info")}
 
 
@@ -515,12 +561,18 @@ def _without_records(
     ):
         return inferred
     targets = {t.object for t in shapes if t.predicate.value == SH_TARGET_CLASS}
-    for t in inferred:
-        if record(t.subject) and t.predicate.value == RDF_TYPE and t.object in targets:
-            return inferred
-    if any(record(t.object) for t in asserted) or any(record(t.object) for t in inferred):
+    # One pass over each graph (at 100k the inferred one is 600k triples, mostly records).
+    if any(record(t.object) for t in asserted):
         return inferred
-    return [t for t in inferred if not record(t.subject)]
+    kept = []
+    for t in inferred:
+        if record(t.object):
+            return inferred
+        if not record(t.subject):
+            kept.append(t)
+        elif t.predicate.value == RDF_TYPE and t.object in targets:
+            return inferred
+    return kept
 
 
 def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
