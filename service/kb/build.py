@@ -147,9 +147,20 @@ def _java_version() -> str:
 
     import owlready2
 
+    from service.kb.hermit import die_with_parent
+
+    parent = os.getpid()
     try:
         done = subprocess.run(
-            [owlready2.JAVA_EXE, "-version"], capture_output=True, text=True, timeout=30
+            [owlready2.JAVA_EXE, "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            # Like HermiT's JVM: a killed build leaves no JVM behind (a JVM can take seconds
+            # to start on a loaded machine).
+            preexec_fn=(lambda: die_with_parent(parent))
+            if sys.platform.startswith("linux")
+            else None,
         )
     except (OSError, subprocess.SubprocessError):
         return "not found"
@@ -353,34 +364,40 @@ def _build(
     with stages.stage("write"), _failing_as("write"):
         data, counts = serialize({**graph_triples, "inferred": inferred})
         build_id = hashlib.sha256(data).hexdigest()
-
-    findings: dict[str, int] = {}
-    if "shacl" not in skip:
-        with stages.stage("shacl"), _failing_as("shacl"):
-            findings = _validate(
-                graph_triples, inferred, schema, loaded.file_of, full_input,
-                _Artifacts(directory, data, build_id, after_write, reused),
-            )  # fmt: skip
-
-    with stages.stage("write"):
-        manifest = Manifest(
-            build_id=build_id,
-            artifact=ARTIFACT_NAME,
-            triples=counts,
-            inputs=hashes,
-            code=code_hash(),
-            tools=tool_versions(),
-            timings={},
-            rules=result.per_rule,
-            hermit_subclass_links=len(links),
-            shacl_findings=findings,
-            skipped=sorted(skip),
-            full_input=full_input,
-            reused=reused,
-        )
-    manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
-    manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
-    _write_atomically(directory, data, manifest)
+    with _Staged(directory) as staged:
+        with stages.stage("write"):
+            # Staged before SHACL, which reads it to scope a rebuild; not held in memory
+            # through SHACL (at a million triples it is more than a gigabyte).
+            artifacts = _Artifacts(directory, staged.write(ARTIFACT_NAME, data), build_id,
+                                   counts, after_write, reused)  # fmt: skip
+            del data
+        findings: dict[str, int] = {}
+        if "shacl" not in skip:
+            with stages.stage("shacl"), _failing_as("shacl"):
+                findings = _validate(
+                    graph_triples, inferred, schema, loaded.file_of, full_input, artifacts
+                )
+        with stages.stage("write"):
+            manifest = Manifest(
+                build_id=build_id,
+                artifact=ARTIFACT_NAME,
+                triples=counts,
+                inputs=hashes,
+                code=code_hash(),
+                tools=tool_versions(),
+                timings={},
+                rules=result.per_rule,
+                hermit_subclass_links=len(links),
+                shacl_findings=findings,
+                skipped=sorted(skip),
+                full_input=full_input,
+                reused=reused,
+            )
+        manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
+        manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
+        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+        staged.write(MANIFEST_NAME, text.encode())
+        staged.publish()
     for keep in after_write:
         keep()
     return manifest
@@ -477,12 +494,13 @@ def _classify(
 
 @dataclass
 class _Artifacts:
-    """The artifact this build is about to write, where the served one lies, what to do once
-    the new one is in place and the list of stages answered from the last build."""
+    """The artifact this build is about to publish (staged), where the served one lies, what
+    to do once the new one is in place and the list of stages answered from the last build."""
 
     directory: Path
-    data: bytes
+    staged: Path
     build_id: str
+    counts: dict[str, int]  # lines per graph
     after_write: list[Callable[[], None]]
     reused: list[str]
 
@@ -512,7 +530,8 @@ def _validate(
         previous = rebuild.load_report(artifacts.directory / CACHE_DIR, served, key)
         if previous is not None and previous.records_left_out == records_left_out:
             data_graphs = (GRAPHS["asserted"], GRAPHS["inferred"])
-            changed = rebuild.changed_subjects(served, artifacts.data, data_graphs)
+            lines = sum(artifacts.counts.values())
+            changed = rebuild.changed_subjects(served, artifacts.staged, lines, data_graphs)
     report = validate_graphs(
         data=graph_triples["asserted"] + kept_inferred,
         ontology=schema,
@@ -643,37 +662,53 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
-def _write_atomically(directory: Path, data: bytes, manifest: Manifest) -> None:
-    """Stage both files, then rename them into place; on any failure (a full disk, a
-    read-only directory) nothing is left behind and BuildFailed says what happened."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(directory)
-        for name, payload in (
-            (ARTIFACT_NAME, data),
-            (
-                MANIFEST_NAME,
-                (json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
-            ),
-        ):
-            fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=directory)
-            staged.append((Path(tmp_name), directory / name))  # before writing: removed on failure
+class _Staged:
+    """The artifact and its manifest written beside the served ones under temporary names,
+    then renamed into place together; on any failure before that (a full disk, a read-only
+    directory, a later stage failing) nothing is left behind and the served build stays."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: list[tuple[Path, Path]] = []  # (staged, final), the artifact first
+
+    def write(self, name: str, payload: bytes) -> Path:
+        try:
+            if not self.files:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                remove_stale_temporaries(self.directory)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=_temp_prefix(name), suffix=".tmp", dir=self.directory
+            )
+            # Recorded before writing: removed on failure.
+            self.files.append((Path(tmp_name), self.directory / name))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be read/served
-        # Artifact first: a reader that sees a new manifest always finds its artifact.
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    except OSError as err:
-        where = err.filename or directory
-        raise BuildFailed(
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be served
+        except OSError as err:
+            raise self._failed(err) from None
+        return Path(tmp_name)
+
+    def publish(self) -> None:
+        try:
+            # Artifact first: a reader that sees a new manifest always finds its artifact.
+            for tmp, final in self.files:
+                os.replace(tmp, final)
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def _failed(self, err: OSError) -> BuildFailed:
+        where = err.filename or self.directory
+        return BuildFailed(
             "write",
-            f"cannot write the artifact to {directory}: {err.strerror or err} ({where}). "
+            f"cannot write the artifact to {self.directory}: {err.strerror or err} ({where}). "
             "Nothing was replaced; free some space or choose a writable --out-dir.",
-        ) from None
-    finally:
-        for tmp, _final in staged:
+        )
+
+    def __enter__(self) -> _Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for tmp, _final in self.files:
             tmp.unlink(missing_ok=True)

@@ -30,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -119,19 +120,14 @@ def _sha256(path: Path) -> str:
 
 
 def changed_subjects(
-    old_artifact: Path, new: bytes, data_graphs: Collection[ox.NamedNode]
+    old_artifact: Path, new_artifact: Path, new_lines: int, data_graphs: Collection[ox.NamedNode]
 ) -> set[ox.NamedNode] | None:
-    """The subjects of the lines in which `new` differs from the artifact at `old_artifact`
-    (both sorted N-Quads), or None when a scoped check would not be sound or not pay (see the
-    module docstring)."""
+    """The subjects of the lines in which two artifacts (sorted N-Quads) differ, or None when
+    a scoped check would not be sound or not pay (see the module docstring). Both are read
+    through the page cache: at a million triples an artifact is more than a gigabyte."""
     suffixes = tuple(f" {g} .".encode() for g in data_graphs)
-    limit = int(MAX_CHANGED_SHARE * new.count(b"\n")) + 1
-    with old_artifact.open("rb") as handle:
-        if old_artifact.stat().st_size == 0:
-            lines = sorted_line_diff(b"", new, limit)
-        else:
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as old:
-                lines = sorted_line_diff(old, new, limit)
+    with _mapped(old_artifact) as old, _mapped(new_artifact) as new:
+        lines = sorted_line_diff(old, new, int(MAX_CHANGED_SHARE * new_lines) + 1)
     if lines is None:
         return None
     subjects: set[ox.NamedNode] = set()
@@ -142,54 +138,67 @@ def changed_subjects(
     return subjects
 
 
-def sorted_line_diff(old: bytes | mmap.mmap, new: bytes, limit: int) -> list[bytes] | None:
+@contextmanager
+def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:  # mmap cannot map an empty file
+            yield b""
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped
+
+
+Text = bytes | mmap.mmap
+
+
+def sorted_line_diff(old: Text, new: Text, limit: int) -> list[bytes] | None:
     """The lines in only one of two sorted texts of unique newline-ended lines, or None past
-    `limit` of them. The runs both share are skipped with memcmp (doubling, then halving the
-    step), so a one-claim edit of a million-line artifact costs a few hundred comparisons."""
-    view = memoryview(old)
-    try:
-        i = j = 0
-        differing: list[bytes] = []
-        while True:
-            shared = _shared_prefix(view, i, new, j)
-            if shared:
-                cut = old.rfind(b"\n", i, i + shared)  # back to the start of a line
-                if cut >= 0:
-                    step = cut + 1 - i
-                    i, j = i + step, j + step
-            old_end = old.find(b"\n", i) if i < len(old) else -1
-            new_end = new.find(b"\n", j) if j < len(new) else -1
-            if old_end < 0 and new_end < 0:
-                return differing
-            old_line = bytes(old[i:old_end]) if old_end >= 0 else None
-            new_line = new[j:new_end] if new_end >= 0 else None
-            if new_line is None or (old_line is not None and old_line < new_line):
-                differing.append(old_line)  # type: ignore[arg-type]
-                i = old_end + 1
-            else:
-                differing.append(new_line)
-                j = new_end + 1
-            if len(differing) > limit:
-                return None
-    finally:
-        view.release()
+    `limit` of them. The runs both share are skipped by comparing ever longer slices (then
+    ever shorter ones up to the first difference), so a one-claim edit of a million-line
+    artifact costs a few hundred comparisons of memory."""
+    i = j = 0
+    differing: list[bytes] = []
+    while True:
+        shared = _shared_prefix(old, i, new, j)
+        if shared:
+            cut = old.rfind(b"\n", i, i + shared)  # back to the start of a line
+            if cut >= 0:
+                step = cut + 1 - i
+                i, j = i + step, j + step
+        old_end = old.find(b"\n", i) if i < len(old) else -1
+        new_end = new.find(b"\n", j) if j < len(new) else -1
+        if old_end < 0 and new_end < 0:
+            return differing
+        old_line = old[i:old_end] if old_end >= 0 else None
+        new_line = new[j:new_end] if new_end >= 0 else None
+        if new_line is None or (old_line is not None and old_line < new_line):
+            differing.append(old_line)  # type: ignore[arg-type]
+            i = old_end + 1
+        else:
+            differing.append(new_line)
+            j = new_end + 1
+        if len(differing) > limit:
+            return None
 
 
-def _shared_prefix(old: memoryview, i: int, new: bytes, j: int) -> int:
+MAX_STEP = 1 << 24  # bytes compared at once: slices are copies
+
+
+def _shared_prefix(old: Text, i: int, new: Text, j: int) -> int:
     """How many bytes old[i:] and new[j:] share from the start."""
     room = min(len(old) - i, len(new) - j)
     shared, step = 0, 4096
-    while True:  # doubling while the runs agree
+    while True:  # growing steps while the runs agree
         size = min(step, room - shared)
         if size <= 0:
             return shared
-        if not new.startswith(old[i + shared : i + shared + size], j + shared):
+        if old[i + shared : i + shared + size] != new[j + shared : j + shared + size]:
             break
         shared += size
-        step *= 2
+        step = min(2 * step, MAX_STEP)
     while size > 1:  # the first difference lies within the next `size` bytes
         half = size // 2
-        if new.startswith(old[i + shared : i + shared + half], j + shared):
+        if old[i + shared : i + shared + half] == new[j + shared : j + shared + half]:
             shared += half
             size -= half
         else:
