@@ -147,9 +147,12 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
                 value = line.split('"')[1]
                 edited = line.replace(f'"{value}"', f'"{float(value) + 0.001:.3f}"')
                 data.write_text(text[:first] + edited + text[line_end:], encoding="utf-8")
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), _cpu_seconds()
                 again = build(root, root / "build", progress=False, skip=skip)
                 outcome["rebuild_s"] = round(time.perf_counter() - started, 2)
+                outcome["rebuild_cpu_s"] = [
+                    round(a - b, 2) for a, b in zip(_cpu_seconds(), cpu, strict=True)
+                ]
                 outcome["rebuild_timings"] = again.timings
                 outcome["rebuild_reused"] = again.reused
         except BuildFailed as err:
@@ -213,7 +216,11 @@ def main() -> None:
         if "rebuild_s" in r:
             again = "  ".join(f"{s} {r['rebuild_timings'][s]:.1f}s" for s in STAGES)
             reused = ", ".join(r["rebuild_reused"]) or "nothing"
-            print(f"{'':>9} one-claim rebuild: {r['rebuild_s']:.1f}s  {again}  reused {reused}")
+            cpu = r["rebuild_cpu_s"]
+            print(
+                f"{'':>9} one-claim rebuild: {r['rebuild_s']:.1f}s  {again}  reused {reused}  "
+                f"CPU {cpu[0]:.1f}s (+ JVM {cpu[1]:.1f}s)"
+            )
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ PIPELINE_MODULES = (
     "rule_analysis.py",
     "hermit.py",
     "validation.py",
+    "shacl_sparql.py",
+    "rebuild.py",
     "build.py",
 )
 
@@ -146,9 +148,20 @@ def _java_version() -> str:
 
     import owlready2
 
+    from service.kb.hermit import die_with_parent
+
+    parent = os.getpid()
     try:
         done = subprocess.run(
-            [owlready2.JAVA_EXE, "-version"], capture_output=True, text=True, timeout=30
+            [owlready2.JAVA_EXE, "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            # Like HermiT's JVM: a killed build leaves no JVM behind (a JVM can take seconds
+            # to start on a loaded machine).
+            preexec_fn=(lambda: die_with_parent(parent))
+            if sys.platform.startswith("linux")
+            else None,
         )
     except (OSError, subprocess.SubprocessError):
         return "not found"
@@ -208,8 +221,11 @@ class _Stages:
         started = time.perf_counter()
         peak_rss_mib()  # reset: what follows is this stage's own peak
         yield
-        self.timings[name] = round(time.perf_counter() - started, 3)
-        self.peaks[name] = peak_rss_mib()
+        # A stage may run in parts (the write serialises before SHACL, which scopes itself
+        # by the result, and writes after it): its parts add up.
+        elapsed = time.perf_counter() - started
+        self.timings[name] = round(self.timings.get(name, 0.0) + elapsed, 3)
+        self.peaks[name] = max(self.peaks.get(name, 0.0), peak_rss_mib())
         if self.progress:
             self.echo(f"[{number}/{len(STAGES)}] {name} done in {self.timings[name]:.2f} s")
 
@@ -346,32 +362,43 @@ def _build(
             elif hermit_full:
                 full_input["hermit"] = hermit_full
 
-    findings: dict[str, int] = {}
-    if "shacl" not in skip:
-        with stages.stage("shacl"), _failing_as("shacl"):
-            findings = _validate(graph_triples, inferred, schema, loaded.file_of, full_input)
-
-    with stages.stage("write"):
-        by_graph = {**graph_triples, "inferred": inferred}
-        data, counts = serialize(by_graph)
-        manifest = Manifest(
-            build_id=hashlib.sha256(data).hexdigest(),
-            artifact=ARTIFACT_NAME,
-            triples=counts,
-            inputs=hashes,
-            code=code_hash(),
-            tools=tool_versions(),
-            timings={},
-            rules=result.per_rule,
-            hermit_subclass_links=len(links),
-            shacl_findings=findings,
-            skipped=sorted(skip),
-            full_input=full_input,
-            reused=reused,
-        )
-    manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
-    manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
-    _write_atomically(directory, data, manifest)
+    with stages.stage("write"), _failing_as("write"):
+        data, counts = serialize({**graph_triples, "inferred": inferred})
+        build_id = hashlib.sha256(data).hexdigest()
+    with _Staged(directory) as staged:
+        with stages.stage("write"):
+            # Staged before SHACL, which reads it to scope a rebuild; not held in memory
+            # through SHACL (at a million triples it is more than a gigabyte).
+            artifacts = _Artifacts(directory, staged.write(ARTIFACT_NAME, data), build_id,
+                                   counts, after_write, reused)  # fmt: skip
+            del data
+        findings: dict[str, int] = {}
+        if "shacl" not in skip:
+            with stages.stage("shacl"), _failing_as("shacl"):
+                findings = _validate(
+                    graph_triples, inferred, schema, loaded.file_of, full_input, artifacts
+                )
+        with stages.stage("write"):
+            manifest = Manifest(
+                build_id=build_id,
+                artifact=ARTIFACT_NAME,
+                triples=counts,
+                inputs=hashes,
+                code=code_hash(),
+                tools=tool_versions(),
+                timings={},
+                rules=result.per_rule,
+                hermit_subclass_links=len(links),
+                shacl_findings=findings,
+                skipped=sorted(skip),
+                full_input=full_input,
+                reused=reused,
+            )
+        manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
+        manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
+        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+        staged.write(MANIFEST_NAME, text.encode())
+        staged.publish()
     for keep in after_write:
         keep()
     return manifest
@@ -466,35 +493,67 @@ def _classify(
     return [*inferred, *links, *records], links, full_because
 
 
+@dataclass
+class _Artifacts:
+    """The artifact this build is about to publish (staged), where the served one lies, what
+    to do once the new one is in place and the list of stages answered from the last build."""
+
+    directory: Path
+    staged: Path
+    build_id: str
+    counts: dict[str, int]  # lines per graph
+    after_write: list[Callable[[], None]]
+    reused: list[str]
+
+
 def _validate(
     graph_triples: dict[str, list[ox.Triple]],
     inferred: list[ox.Triple],
     schema: list[ox.Triple],
     file_of: Mapping[str, str],
     full_input: dict[str, str],
+    artifacts: _Artifacts | None = None,
 ) -> dict[str, int]:
     """SHACL on asserted + inferred (the ontology and rule vocabulary as schema): the count of
-    findings per severity; `full_input["shacl"]` says why part of it ran through the engine."""
+    findings per severity; `full_input["shacl"]` says why part of it ran through the engine.
+    With `artifacts`, only what changed since the served artifact is checked when that is
+    sound (service.kb.rebuild says when; "shacl" then joins `reused`), and the whole-graph
+    report is kept for the next build once the new artifact is in place."""
+    from service.kb import rebuild
     from service.kb.validation import validate_graphs
 
-    inferred = _without_records(graph_triples["asserted"], inferred, graph_triples["shapes"])
-    # Hook for the one-claim rebuild: validate_graphs(changed=nodes) (the SHACL branch) checks
-    # only what those nodes touch and takes its other findings from the previous report
-    # (report.carry_over(previous)). Passing it needs the subjects whose statements differ
-    # from the last good build's asserted + inferred graphs (a diff of the two artifacts'
-    # sorted lines) and that build's report kept in CACHE_DIR beside HermiT's answer, saved
-    # in `after_write` like it. Until both are there every build checks everything.
+    kept_inferred = _without_records(graph_triples["asserted"], inferred, graph_triples["shapes"])
+    records_left_out = kept_inferred is not inferred
+    key = rebuild.report_key(code_hash())
+    previous = changed = None
+    if artifacts is not None:
+        served = artifacts.directory / ARTIFACT_NAME
+        previous = rebuild.load_report(artifacts.directory / CACHE_DIR, served, key)
+        if previous is not None and previous.records_left_out == records_left_out:
+            data_graphs = (GRAPHS["asserted"], GRAPHS["inferred"])
+            lines = sum(artifacts.counts.values())
+            changed = rebuild.changed_subjects(served, artifacts.staged, lines, data_graphs)
     report = validate_graphs(
-        data=graph_triples["asserted"] + inferred,
+        data=graph_triples["asserted"] + kept_inferred,
         ontology=schema,
         shapes=graph_triples["shapes"],
         file_of=file_of,
         reasoner=False,
+        changed=changed,
     )
+    if previous is not None and report.scope is not None:
+        report = report.carry_over(previous.report, file_of)
+        assert artifacts is not None
+        artifacts.reused.append("shacl")
     if not report.conforms:
         raise BuildFailed("shacl", report.render("text"))
     if report.engine_fallback:
         full_input["shacl"] = report.engine_fallback
+    if artifacts is not None:
+        cache, build_id = artifacts.directory / CACHE_DIR, artifacts.build_id
+        artifacts.after_write.append(
+            lambda: rebuild.save_report(cache, build_id, key, report, records_left_out)
+        )
     return {s: report.count(s) for s in ("Violation", "Warning", "Info")}
 
 
@@ -522,12 +581,18 @@ def _without_records(
     ):
         return inferred
     targets = {t.object for t in shapes if t.predicate.value == SH_TARGET_CLASS}
-    for t in inferred:
-        if record(t.subject) and t.predicate.value == RDF_TYPE and t.object in targets:
-            return inferred
-    if any(record(t.object) for t in asserted) or any(record(t.object) for t in inferred):
+    # One pass over each graph (at 100k the inferred one is 600k triples, mostly records).
+    if any(record(t.object) for t in asserted):
         return inferred
-    return [t for t in inferred if not record(t.subject)]
+    kept = []
+    for t in inferred:
+        if record(t.object):
+            return inferred
+        if not record(t.subject):
+            kept.append(t)
+        elif t.predicate.value == RDF_TYPE and t.object in targets:
+            return inferred
+    return kept
 
 
 def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
@@ -598,37 +663,53 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
-def _write_atomically(directory: Path, data: bytes, manifest: Manifest) -> None:
-    """Stage both files, then rename them into place; on any failure (a full disk, a
-    read-only directory) nothing is left behind and BuildFailed says what happened."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(directory)
-        for name, payload in (
-            (ARTIFACT_NAME, data),
-            (
-                MANIFEST_NAME,
-                (json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
-            ),
-        ):
-            fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=directory)
-            staged.append((Path(tmp_name), directory / name))  # before writing: removed on failure
+class _Staged:
+    """The artifact and its manifest written beside the served ones under temporary names,
+    then renamed into place together; on any failure before that (a full disk, a read-only
+    directory, a later stage failing) nothing is left behind and the served build stays."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: list[tuple[Path, Path]] = []  # (staged, final), the artifact first
+
+    def write(self, name: str, payload: bytes) -> Path:
+        try:
+            if not self.files:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                remove_stale_temporaries(self.directory)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=_temp_prefix(name), suffix=".tmp", dir=self.directory
+            )
+            # Recorded before writing: removed on failure.
+            self.files.append((Path(tmp_name), self.directory / name))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be read/served
-        # Artifact first: a reader that sees a new manifest always finds its artifact.
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    except OSError as err:
-        where = err.filename or directory
-        raise BuildFailed(
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be served
+        except OSError as err:
+            raise self._failed(err) from None
+        return Path(tmp_name)
+
+    def publish(self) -> None:
+        try:
+            # Artifact first: a reader that sees a new manifest always finds its artifact.
+            for tmp, final in self.files:
+                os.replace(tmp, final)
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def _failed(self, err: OSError) -> BuildFailed:
+        where = err.filename or self.directory
+        return BuildFailed(
             "write",
-            f"cannot write the artifact to {directory}: {err.strerror or err} ({where}). "
+            f"cannot write the artifact to {self.directory}: {err.strerror or err} ({where}). "
             "Nothing was replaced; free some space or choose a writable --out-dir.",
-        ) from None
-    finally:
-        for tmp, _final in staged:
+        )
+
+    def __enter__(self) -> _Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for tmp, _final in self.files:
             tmp.unlink(missing_ok=True)

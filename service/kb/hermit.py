@@ -114,7 +114,7 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TEMP_PREFIX = "cmpkg-hermit-"
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """In the forked JVM before exec: the kernel kills it when the build process dies, even
     by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -134,7 +134,7 @@ def _jvm_bound_to(tmp: str) -> Iterator[None]:
     saved_kwargs, saved_tempdir = dict(kwargs), tempfile.tempdir
     if sys.platform.startswith("linux"):
         parent = os.getpid()
-        kwargs["preexec_fn"] = lambda: _die_with_parent(parent)
+        kwargs["preexec_fn"] = lambda: die_with_parent(parent)
     tempfile.tempdir = tmp  # the build runs HermiT from one thread; restored below
     try:
         yield

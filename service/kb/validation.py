@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -101,10 +101,14 @@ class ValidationReport:
             return None
         return "; ".join(f"{short(k)}: {v}" for k, v in sorted(self.uncompiled.items()))
 
-    def carry_over(self, previous: ValidationReport) -> ValidationReport:
+    def carry_over(
+        self, previous: ValidationReport, file_of: Mapping[str, str] | None = None
+    ) -> ValidationReport:
         """The whole graph's report from a scoped one: `previous` (a report on the graph
         before the change, all nodes checked) supplies the local rules' findings outside the
-        scope, which the change cannot have altered (validate_graphs says when)."""
+        scope, which the change cannot have altered (validate_graphs says when). With
+        `file_of`, their files are looked up again: a statement can move to another file
+        without changing the graph."""
         if self.scope is None:
             return self
         kept = [
@@ -112,6 +116,8 @@ class ValidationReport:
             for f in previous.findings
             if f.check == "shacl" and f.shape in self.local_rules and f.focus_node not in self.scope
         ]
+        if file_of is not None:
+            kept = [replace(f, file=file_of.get(f.focus_node)) for f in kept]
         merged = sorted([*self.findings, *kept], key=Finding.sort_key)
         return ValidationReport(
             findings=_dedupe(merged), hermit=self.hermit, uncompiled=self.uncompiled
