@@ -434,7 +434,7 @@ def test_one_claim_edit_rebuild_reuses_hermit_and_changes_only_that_claim(own_co
     assert "cmp:ciUpper 0.92" in text
     busch.write_text(text.replace("cmp:ciUpper 0.92", "cmp:ciUpper 0.93", 1))
     second = build(own_copy, out)
-    assert "hermit" in second.reused
+    assert "hermit" in second.reused, (second.full_input, second.timings)
     after = set((out / ARTIFACT_NAME).read_text().splitlines())
     changed = {line.split(" ")[0] for line in before ^ after}
     assert changed == {f"<{NS}claim/busch-2007-aerobic-physical-function>"}

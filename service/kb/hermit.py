@@ -648,7 +648,10 @@ def _summary(
     # Each slot of the summary is filled once: one value per functional property, one literal
     # per property and datatype (the values themselves were checked on the full data by the
     # scan), every other (property, object) once per representative.
-    slots: set[tuple] = set()
+    # A slot keeps its smallest value, not the first seen: the data's order (the rules' output
+    # among it) varies with the process's hash seed, and a summary that varied with it would
+    # miss the build cache in every new process (`cmpkg build` after an edit).
+    slots: dict[tuple, ox.Triple] = {}
     literal = ox.Literal
     for node, statements in by_subject.items():
         subject = rep.get(node, node)
@@ -662,11 +665,13 @@ def _summary(
                 slot = (subject, p, o.datatype, o.language)  # type: ignore[union-attr]
             else:
                 slot = (subject, p, rep.get(o, o))
-            if slot in slots:
-                continue
-            slots.add(slot)
+                if slot in slots:
+                    continue  # its value is the slot's own
+            kept = slots.get(slot)
             obj = _stand_in(o) if is_literal else rep.get(o, o)  # type: ignore[arg-type]
-            out.add(ox.Triple(subject, p, obj))  # type: ignore[arg-type]
+            if kept is None or str(obj) < str(kept.object):
+                slots[slot] = ox.Triple(subject, p, obj)  # type: ignore[arg-type]
+    out.update(slots.values())
     return sorted(out, key=str)
 
 
