@@ -10,10 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_build import copy_knowledge
 
 from service.kb.build import ARTIFACT_NAME, CACHE_DIR, BuildFailed, Manifest, build
 from service.kb.rebuild import SHACL_REPORT, sorted_line_diff
-from tests.test_build import copy_knowledge
 
 CLAIM = "claim/busch-2007-aerobic-physical-function"
 FIGURE, EDITED = "cmp:ciUpper 0.92", "cmp:ciUpper 0.93"
