@@ -13,8 +13,10 @@ import pytest
 from conftest import SERVICE_FLAGS, http, start_service, stop
 
 SLOW_CLIENTS = 200  # twice waitress's default connection limit
-LINE_EVERY = 5.0  # seconds between the header lines a slow client sends
-HEADER_TIMEOUT = 8.0
+# A line more often than the deadline, so only a deadline on the whole header (not per line)
+# cuts the slow clients off.
+LINE_EVERY = 2.5  # seconds between the header lines a slow client sends
+HEADER_TIMEOUT = 4.0
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_build import copy_knowledge
+from test_build import copy_knowledge, copy_with_build
 
 from service.kb.build import ARTIFACT_NAME, CACHE_DIR, BuildFailed, Manifest, build
 from service.kb.rebuild import SHACL_REPORT, sorted_line_diff
@@ -28,9 +28,11 @@ def edit_claim(root: Path, old: str = FIGURE, new: str = EDITED) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Path:
-    """The shipped knowledge files with their last good build (and its kept report)."""
-    root = copy_knowledge(tmp_path_factory.mktemp("served"))
-    build(root, root / "build")
+    """The shipped knowledge files with their last good build (and its kept report): the
+    session's build of the same files by the same code, copied with its cache, which is the
+    build these files would get (test_build_twice_gives_identical_bytes)."""
+    root = copy_with_build(tmp_path_factory.mktemp("served"))
+    assert (root / "build" / CACHE_DIR / SHACL_REPORT).is_file()
     return root
 
 
