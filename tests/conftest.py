@@ -337,6 +337,22 @@ def shipped_client(store: object) -> Iterator[object]:
         served.close()
 
 
+@contextlib.contextmanager
+def one_triple_store(name: str, workers: int, memory_mb: int) -> Iterator[object]:
+    """A sandboxed embedded store holding one triple (urn:a urn:b urn:c): for tests of the
+    worker pool itself, where the data is beside the point."""
+    from service.store.backends import EmbeddedStore
+    from service.store.pool import Limits
+
+    data = ox.Store()
+    data.add(ox.Quad(ox.NamedNode("urn:a"), ox.NamedNode("urn:b"), ox.NamedNode("urn:c")))
+    embedded = EmbeddedStore(data, name, workers=workers, limits=Limits(memory_mb * 1024 * 1024))
+    try:
+        yield embedded
+    finally:
+        embedded.close()
+
+
 @functools.cache
 def shipped_store() -> ox.Store:
     """The shipped ontology, data and shapes (no reasoning), loaded once per test process.

@@ -19,10 +19,9 @@ from urllib.parse import urlencode
 
 import pyoxigraph as ox
 import pytest
-from conftest import HitCounter, http, readyz, start_service, stop
+from conftest import HitCounter, http, one_triple_store, readyz, start_service, stop
 
 from service.store.backends import Call, EmbeddedStore, StoreError
-from service.store.pool import Limits
 from service.store.query_check import Refused, inspect
 
 WORKER_MEMORY_MB = 256
@@ -147,11 +146,8 @@ def service_without_checks(url: str) -> tuple[str, bytes]:
 
 @pytest.fixture(scope="module")
 def sandboxed() -> Iterator[EmbeddedStore]:
-    store = ox.Store()
-    store.add(ox.Quad(ox.NamedNode("urn:a"), ox.NamedNode("urn:b"), ox.NamedNode("urn:c")))
-    embedded = EmbeddedStore(store, "attack", workers=1, limits=Limits(64 * 1024 * 1024))
-    yield embedded
-    embedded.close()
+    with one_triple_store("attack", workers=1, memory_mb=64) as embedded:
+        yield embedded
 
 
 def test_a_worker_cannot_reach_a_loopback_listener(sandboxed, hit_counter):

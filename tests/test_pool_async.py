@@ -7,11 +7,11 @@ import os
 import time
 from collections.abc import Iterator
 
-import pyoxigraph as ox
 import pytest
+from conftest import one_triple_store
 
 from service.store.backends import Call, Dataset, EmbeddedStore, QueryJob, StoreError
-from service.store.pool import Limits, PoolBusy, WorkerPool
+from service.store.pool import PoolBusy, WorkerPool
 
 
 def interval(seconds: float) -> tuple[list[float], bytes]:
@@ -27,11 +27,8 @@ def _handle(job: Call) -> tuple[object, bytes]:
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[EmbeddedStore]:
-    data = ox.Store()
-    data.add(ox.Quad(ox.NamedNode("urn:a"), ox.NamedNode("urn:b"), ox.NamedNode("urn:c")))
-    embedded = EmbeddedStore(data, "async", workers=2, limits=Limits(256 * 1024 * 1024))
-    yield embedded
-    embedded.close()
+    with one_triple_store("async", workers=2, memory_mb=256) as embedded:
+        yield embedded
 
 
 def test_independent_jobs_run_in_both_workers_at_once():
