@@ -18,6 +18,8 @@ from service.store.backends import EmbeddedStore
 from service.vocab import curie
 from service.web import create_app
 
+RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+
 FIBROMYALGIA = {
     "conditions": ["fibromyalgia"],
     "goals": ["physical function"],
@@ -245,6 +247,31 @@ def test_answer_is_valid_json_ld_with_every_curie_expanded(client):
     # A CURIE whose prefix the context lacks would stay as an IRI with a fake scheme.
     objects = [line.split(" ", 2)[2] for line in nquads.splitlines()]
     assert not [o for o in objects if o.startswith("<") and not o.startswith(("<http", "<_:"))]
+
+
+def test_the_rules_fired_read_back_as_the_knowledge_bases_rules(client):
+    """`rulesFired` holds short names ("prescribe-candidate"); as JSON-LD they must expand to
+    the rules in the graph (rule:prescribe-candidate), not to IRIs relative to wherever the
+    document was read (typed @id, pyld resolved them against http://example.org/base/)."""
+    from pyld import jsonld
+
+    rule_type = "https://w3id.org/cmpkg/vocab/Rule"
+    rules = {
+        q.subject.value
+        for q in parse_file(ensure_artifact())
+        if q.predicate.value == RDF_TYPE and q.object.value == rule_type
+    }
+    doc = post(client, FIBROMYALGIA).get_json()
+    fired = {name for rec in doc["recommendations"] for name in rec["rulesFired"]}
+    assert fired, "the fibromyalgia answer names the rules behind its recommendations"
+    nquads = jsonld.to_rdf(doc, {"format": "application/n-quads"})
+    generated = {
+        line.split(" ")[2].strip("<>")
+        for line in nquads.splitlines()
+        if " <http://www.w3.org/ns/prov#wasGeneratedBy> " in line
+    }
+    assert {f"https://w3id.org/cmpkg/rule/{name}" for name in fired} <= generated
+    assert generated <= rules, generated - rules
 
 
 def test_a_fractional_score_in_the_answer_reads_back_as_a_valid_number(client):
