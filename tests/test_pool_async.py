@@ -106,19 +106,34 @@ def _unpicklable_header() -> tuple[object, bytes]:
     return {1, 2}, b""
 
 
-def scheduling() -> tuple[int, bytes]:
-    """In the worker: the scheduling policy of the thread running this job."""
-    return os.sched_getscheduler(0), b""
-
-
 def pid() -> tuple[int, bytes]:
     return os.getpid(), b""
 
 
-def test_jobs_run_as_batch_work_so_the_event_loop_is_not_preempted():
-    pool = WorkerPool(_handle, 1)
+def policy_after(seconds: float) -> tuple[list[int], bytes]:
+    """In the worker: its scheduling policy and process, after `seconds` of work."""
+    time.sleep(seconds)
+    return [os.sched_getscheduler(0), os.getpid()], b""
+
+
+def test_a_job_runs_as_batch_work_only_while_others_are_in_flight():
+    # Before: every job ran as SCHED_BATCH. Now a job alone in flight runs as an ordinary
+    # task (woken at once, as Oxigraph's threads are), and one sent while another runs waits
+    # for the tick instead of preempting the event loop (service.store.pool._schedule).
+    pool = WorkerPool(_handle, 2)
     try:
-        assert pool.run(Call(scheduling), 10)[0] == os.SCHED_BATCH
+
+        async def pair() -> list[tuple[list[int], bytes]]:
+            alone = pool.run_async(Call(policy_after, (0.0,)), 10)  # sent with none in flight
+            crowded = pool.run_async(Call(policy_after, (0.3,)), 10)  # sent while one is
+            return list(await asyncio.gather(alone, crowded))
+
+        (first, _), (second, _) = asyncio.run(pair())
+        assert first[0] == os.SCHED_OTHER and second[0] == os.SCHED_BATCH
+        # The crowded job's worker answered last, so it takes the next job (last in, first
+        # out); alone again, that job runs as an ordinary task.
+        again = pool.run(Call(policy_after, (0.0,)), 10)[0]
+        assert again == [os.SCHED_OTHER, second[1]]
         assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the server itself is untouched
     finally:
         pool.close()
