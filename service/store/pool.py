@@ -66,6 +66,7 @@ MAX_HEADER = 1024 * 1024  # a worker's JSON header; more means a broken (or subv
 # The first read of a reply (most replies are whole in it; a longer one is then read straight
 # into a buffer of its size). Under glibc's mmap threshold, so no read maps and unmaps memory.
 READ_CHUNK = 64 * 1024
+UNWATCH_TIMEOUT = 1.0  # seconds another thread waits for the loop to drop a worker's reader
 
 
 class WorkerTimeout(Exception):
@@ -102,6 +103,9 @@ class Limits:
 class _Worker:
     process: Any
     sock: socket.socket  # our end, non-blocking
+    # The event loop whose reader is on `sock`, and the reply it waits for (see _Watch).
+    watched: asyncio.AbstractEventLoop | None = None
+    waiting: tuple[asyncio.Future[tuple[int, Any, bytes]], _Inbox] | None = None
 
 
 def leave_network() -> None:
@@ -319,36 +323,76 @@ def _receive_blocking(sock: socket.socket, deadline: float) -> tuple[int, Any, b
             return reply
 
 
-async def _receive_async(sock: socket.socket, deadline: float) -> tuple[int, Any, bytes]:
+async def _receive_async(worker: _Worker, deadline: float) -> tuple[int, Any, bytes]:
+    """The worker's reply, read by the loop as it arrives.
+
+    The loop's reader stays on a worker's socket from its first event-loop job on, instead of
+    being added and removed around every job: under uvloop that was five epoll_ctl calls, an
+    ioctl and two Python-level transport lookups per query. A reply the loop is not waiting
+    for (a thread's job: `run`) only makes the reader remove itself, reading nothing."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[int, Any, bytes]] = loop.create_future()
-    inbox = _Inbox()
-
-    def readable() -> None:
-        if done.done():
-            return
-        try:
-            reply = inbox.feed(sock)
-        except BlockingIOError:
-            return
-        except (EOFError, OSError):
-            done.set_exception(EOFError())
-            return
-        if reply is not None:
-            done.set_result(reply)
+    worker.waiting = (done, _Inbox())
+    if worker.watched is not loop:
+        _unwatch(worker)  # a loop before this one (a test's asyncio.run): never two readers
+        loop.add_reader(worker.sock.fileno(), _readable, worker, loop)
+        worker.watched = loop
 
     def overdue() -> None:
         if not done.done():
             done.set_exception(WorkerTimeout())
 
-    fd = sock.fileno()
-    loop.add_reader(fd, readable)
     timer = loop.call_later(max(0.0, deadline - time.monotonic()), overdue)
     try:
         return await done
     finally:
         timer.cancel()
+        worker.waiting = None
+
+
+def _readable(worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+    waiting = worker.waiting
+    if waiting is None or worker.watched is not loop:  # not this loop's reply to read
+        loop.remove_reader(worker.sock.fileno())
+        if worker.watched is loop:
+            worker.watched = None
+        return
+    done, inbox = waiting
+    if done.done():
+        return
+    try:
+        reply = inbox.feed(worker.sock)
+    except BlockingIOError:
+        return
+    except (EOFError, OSError):
+        done.set_exception(EOFError())
+        return
+    if reply is not None:
+        done.set_result(reply)
+
+
+def _unwatch(worker: _Worker) -> None:
+    """Take the loop's reader off the worker's socket, before the socket may be closed (a
+    closed descriptor must not stay in the loop: its number is soon another socket's).
+    On the loop itself at once; from another thread through the loop, waiting for it."""
+    loop, worker.watched = worker.watched, None
+    if loop is None or loop.is_closed():
+        return
+    fd = worker.sock.fileno()
+    if fd < 0:
+        return
+    if asyncio._get_running_loop() is loop:
         loop.remove_reader(fd)
+        return
+    removed = threading.Event()
+
+    def remove() -> None:
+        loop.remove_reader(fd)
+        removed.set()
+
+    with contextlib.suppress(RuntimeError):  # closed meanwhile: its readers went with it
+        loop.call_soon_threadsafe(remove)
+        removed.wait(UNWATCH_TIMEOUT)  # a loop that no longer runs never answers
 
 
 def _job_data(job: Any) -> bytes:
@@ -409,6 +453,7 @@ class WorkerPool:
 
     @staticmethod
     def _kill(worker: _Worker) -> None:
+        _unwatch(worker)
         worker.process.kill()
         worker.process.join()
         worker.sock.close()
@@ -521,15 +566,18 @@ class WorkerPool:
                 sent = _send_some(worker.sock, message)
                 if sent < len(message):  # a big job: the rest as the socket drains
                     await loop.sock_sendall(worker.sock, memoryview(message)[sent:])
-                reply = await _receive_async(worker.sock, deadline)
+                reply = await _receive_async(worker, deadline)
             except WorkerTimeout:
+                _unwatch(worker)  # here, on the loop, rather than waited for by the upkeep
                 await asyncio.wrap_future(self._discard(worker))
                 raise WorkerTimeout(f"query stopped after {timeout:g} s") from None
             except (EOFError, OSError):
+                _unwatch(worker)
                 # Finding out how it died waits for the process: not on the loop.
                 if await loop.run_in_executor(None, self._died, worker, attempt):
                     continue
             if reply[0] == MEMORY:
+                _unwatch(worker)
                 await asyncio.wrap_future(self._out_of_memory(worker))
                 raise WorkerOutOfMemory(self._memory_message())
             return self._settle(worker, reply)

@@ -79,6 +79,7 @@ class Request:
     body: bytes
     version: str
     keep_alive: bool
+    memo_key: str | None = None  # set by HttpServer.replay: the miss then stores under it
 
 
 class _Refused(Exception):
@@ -363,7 +364,7 @@ class HttpServer:
         """Answer a request seen before from the response memo; False when it was not."""
         started = time.perf_counter()
         memo = self.service.memo
-        key = self._memo_key(request, memo)
+        key = request.memo_key = self._memo_key(request, memo)
         stored = memo.get(key) if key is not None else None
         if stored is None:
             return False
@@ -377,7 +378,7 @@ class HttpServer:
         content_type = request.headers.get("content-type")
         if_none_match = request.headers.get("if-none-match")
         memo = self.service.memo  # this build's: a swap brings an empty one
-        key = self._memo_key(request, memo)
+        key = request.memo_key  # from `replay`, which every /sparql request passes first
         store = self.service.pin()
         try:
             incoming = Incoming(
