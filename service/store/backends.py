@@ -222,9 +222,7 @@ def _from_wire(fields: _WireJob) -> QueryJob:
     )  # fmt: skip
 
 
-def _handle(
-    store: ox.Store | None, job: QueryJob | _WireJob | Call | _Check
-) -> tuple[Any, bytes]:
+def _handle(store: ox.Store | None, job: QueryJob | _WireJob | Call | _Check) -> tuple[Any, bytes]:
     """In the worker: one job, its header made JSON for the way back."""
     if isinstance(job, tuple):
         job = _from_wire(job)
