@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -148,3 +149,64 @@ def test_the_worker_that_just_answered_takes_the_next_job():
         assert all(pool.run(Call(pid), 10)[0] == first for _ in range(3))
     finally:
         pool.close()
+
+
+def echo(value: int) -> tuple[int, bytes]:
+    return value, b""
+
+
+def test_a_worker_used_from_the_loop_and_from_a_thread_gives_each_its_own_reply():
+    # The loop's reader stays on a worker's socket between its jobs; a reply to a thread's
+    # job (`run`) must still reach that thread, and the loop's next job its own reply.
+    pool = WorkerPool(_handle, 1)
+    try:
+
+        async def alternate() -> list[int]:
+            loop = asyncio.get_running_loop()
+            seen = []
+            for k in range(3):
+                seen.append((await pool.run_async(Call(echo, (2 * k,)), 10))[0])
+                blocking = await loop.run_in_executor(None, pool.run, Call(echo, (2 * k + 1,)), 5)
+                seen.append(blocking[0])
+            return seen
+
+        assert asyncio.run(alternate()) == [0, 1, 2, 3, 4, 5]
+    finally:
+        pool.close()
+
+
+def test_a_worker_killed_while_idle_under_the_loops_reader_is_replaced():
+    pool = WorkerPool(_handle, 1)
+    try:
+
+        async def around_a_kill() -> list[int]:
+            first, _ = await pool.run_async(Call(pid), 10)
+            os.kill(first, 9)
+            time.sleep(0.2)  # dead before the next job is sent
+            answers = [(await pool.run_async(Call(pid), 10))[0] for _ in range(3)]
+            return [first, *answers]
+
+        first, *after = asyncio.run(around_a_kill())
+        assert len(set(after)) == 1 and after[0] != first  # one new worker answers them all
+        assert pool.replaced == 1
+    finally:
+        pool.close()
+
+
+def test_a_query_job_crosses_to_the_worker_with_every_field():
+    # A QueryJob travels as a tuple of its fields (service.store.backends._to_wire): every
+    # field, none at its default, must come back as it was.
+    import pyoxigraph as ox
+
+    from service.store.backends import _from_wire, _to_wire
+
+    job = QueryJob(
+        "SELECT * { ?s ?p ?o }", "SELECT", Dataset(("urn:g1",), ()), "text/csv", 7,
+        {"s": ox.NamedNode("urn:s")}, "http://example.org/sparql", "text/turtle",
+        ("no solutions here", "no graphs here"),
+    )  # fmt: skip
+    assert _from_wire(_to_wire(job)) == job
+    assert {f.name for f in dataclasses.fields(QueryJob)} == {
+        "query", "form", "dataset", "media_type", "row_cap", "substitutions", "base_iri",
+        "graph_media_type", "refusals",
+    }  # a new field must be added to the wire too  # fmt: skip
