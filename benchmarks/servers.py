@@ -48,7 +48,11 @@ class Server:
         self.name = name
         self.base = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.startup = wait_ready(self.base + ready_path, self.process)
+        try:
+            self.startup = wait_ready(self.base + ready_path, self.process)
+        except BaseException:  # a server that never got ready must not outlive the run
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.process.terminate()

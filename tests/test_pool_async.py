@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -106,19 +107,34 @@ def _unpicklable_header() -> tuple[object, bytes]:
     return {1, 2}, b""
 
 
-def scheduling() -> tuple[int, bytes]:
-    """In the worker: the scheduling policy of the thread running this job."""
-    return os.sched_getscheduler(0), b""
-
-
 def pid() -> tuple[int, bytes]:
     return os.getpid(), b""
 
 
-def test_jobs_run_as_batch_work_so_the_event_loop_is_not_preempted():
-    pool = WorkerPool(_handle, 1)
+def policy_after(seconds: float) -> tuple[list[int], bytes]:
+    """In the worker: its scheduling policy and process, after `seconds` of work."""
+    time.sleep(seconds)
+    return [os.sched_getscheduler(0), os.getpid()], b""
+
+
+def test_a_job_runs_as_batch_work_only_while_others_are_in_flight():
+    # Before: every job ran as SCHED_BATCH. Now a job alone in flight runs as an ordinary
+    # task (woken at once, as Oxigraph's threads are), and one sent while another runs waits
+    # for the tick instead of preempting the event loop (service.store.pool._schedule).
+    pool = WorkerPool(_handle, 2)
     try:
-        assert pool.run(Call(scheduling), 10)[0] == os.SCHED_BATCH
+
+        async def pair() -> list[tuple[list[int], bytes]]:
+            alone = pool.run_async(Call(policy_after, (0.0,)), 10)  # sent with none in flight
+            crowded = pool.run_async(Call(policy_after, (0.3,)), 10)  # sent while one is
+            return list(await asyncio.gather(alone, crowded))
+
+        (first, _), (second, _) = asyncio.run(pair())
+        assert first[0] == os.SCHED_OTHER and second[0] == os.SCHED_BATCH
+        # The crowded job's worker answered last, so it takes the next job (last in, first
+        # out); alone again, that job runs as an ordinary task.
+        again = pool.run(Call(policy_after, (0.0,)), 10)[0]
+        assert again == [os.SCHED_OTHER, second[1]]
         assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the server itself is untouched
     finally:
         pool.close()
@@ -133,3 +149,64 @@ def test_the_worker_that_just_answered_takes_the_next_job():
         assert all(pool.run(Call(pid), 10)[0] == first for _ in range(3))
     finally:
         pool.close()
+
+
+def echo(value: int) -> tuple[int, bytes]:
+    return value, b""
+
+
+def test_a_worker_used_from_the_loop_and_from_a_thread_gives_each_its_own_reply():
+    # The loop's reader stays on a worker's socket between its jobs; a reply to a thread's
+    # job (`run`) must still reach that thread, and the loop's next job its own reply.
+    pool = WorkerPool(_handle, 1)
+    try:
+
+        async def alternate() -> list[int]:
+            loop = asyncio.get_running_loop()
+            seen = []
+            for k in range(3):
+                seen.append((await pool.run_async(Call(echo, (2 * k,)), 10))[0])
+                blocking = await loop.run_in_executor(None, pool.run, Call(echo, (2 * k + 1,)), 5)
+                seen.append(blocking[0])
+            return seen
+
+        assert asyncio.run(alternate()) == [0, 1, 2, 3, 4, 5]
+    finally:
+        pool.close()
+
+
+def test_a_worker_killed_while_idle_under_the_loops_reader_is_replaced():
+    pool = WorkerPool(_handle, 1)
+    try:
+
+        async def around_a_kill() -> list[int]:
+            first, _ = await pool.run_async(Call(pid), 10)
+            os.kill(first, 9)
+            time.sleep(0.2)  # dead before the next job is sent
+            answers = [(await pool.run_async(Call(pid), 10))[0] for _ in range(3)]
+            return [first, *answers]
+
+        first, *after = asyncio.run(around_a_kill())
+        assert len(set(after)) == 1 and after[0] != first  # one new worker answers them all
+        assert pool.replaced == 1
+    finally:
+        pool.close()
+
+
+def test_a_query_job_crosses_to_the_worker_with_every_field():
+    # A QueryJob travels as a tuple of its fields (service.store.backends._to_wire): every
+    # field, none at its default, must come back as it was.
+    import pyoxigraph as ox
+
+    from service.store.backends import _from_wire, _to_wire
+
+    job = QueryJob(
+        "SELECT * { ?s ?p ?o }", "SELECT", Dataset(("urn:g1",), ()), "text/csv", 7,
+        {"s": ox.NamedNode("urn:s")}, "http://example.org/sparql", "text/turtle",
+        ("no solutions here", "no graphs here"),
+    )  # fmt: skip
+    assert _from_wire(_to_wire(job)) == job
+    assert {f.name for f in dataclasses.fields(QueryJob)} == {
+        "query", "form", "dataset", "media_type", "row_cap", "substitutions", "base_iri",
+        "graph_media_type", "refusals",
+    }  # a new field must be added to the wire too  # fmt: skip

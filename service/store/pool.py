@@ -58,13 +58,15 @@ START_TIMEOUT = 30.0
 # A job handler returns (header, payload): the header must be JSON (str, int, list, dict ...).
 Handler = Callable[[Any], tuple[Any, bytes]]
 
-_JOB = struct.Struct("!I")  # length of the pickled job
+# Length of the pickled job; 1 when other jobs were in flight as it was sent (see _schedule).
+_JOB = struct.Struct("!IB")
 _REPLY = struct.Struct("!BII")  # state, header length, payload length
 READY, OK, ERROR, MEMORY, REFUSED = range(5)
 MAX_HEADER = 1024 * 1024  # a worker's JSON header; more means a broken (or subverted) worker
 # The first read of a reply (most replies are whole in it; a longer one is then read straight
 # into a buffer of its size). Under glibc's mmap threshold, so no read maps and unmaps memory.
 READ_CHUNK = 64 * 1024
+UNWATCH_TIMEOUT = 1.0  # seconds another thread waits for the loop to drop a worker's reader
 
 
 class WorkerTimeout(Exception):
@@ -101,6 +103,9 @@ class Limits:
 class _Worker:
     process: Any
     sock: socket.socket  # our end, non-blocking
+    # The event loop whose reader is on `sock`, and the reply it waits for (see _Watch).
+    watched: asyncio.AbstractEventLoop | None = None
+    waiting: tuple[asyncio.Future[tuple[int, Any, bytes]], _Inbox] | None = None
 
 
 def leave_network() -> None:
@@ -153,16 +158,23 @@ def _reply(sock: socket.socket, state: int, header: Any = None, payload: bytes =
             parts[0] = parts[0][sent:]
 
 
-def _read_job(sock: socket.socket) -> Any:
-    """The next job, or EOFError when the server's end is closed."""
-    head = sock.recv(_JOB.size, socket.MSG_WAITALL)
-    if len(head) < _JOB.size:
+def _read_job(sock: socket.socket) -> tuple[Any, bool]:
+    """The next job and whether others were in flight when it was sent; EOFError when the
+    server's end is closed. One `recv` takes the whole of a usual job (the server sends the
+    next one only after this one's reply, so nothing else can be in the buffer)."""
+    data = sock.recv(READ_CHUNK)
+    while 0 < len(data) < _JOB.size:
+        data += sock.recv(READ_CHUNK)
+    if len(data) < _JOB.size:
         raise EOFError
-    (size,) = _JOB.unpack(head)
-    data = sock.recv(size, socket.MSG_WAITALL) if size else b""
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)
+    size, crowded = _JOB.unpack_from(data)
+    end = _JOB.size + size
+    if len(data) < end:
+        rest = sock.recv(end - len(data), socket.MSG_WAITALL)
+        if len(data) + len(rest) < end:
+            raise EOFError
+        data += rest
+    return pickle.loads(memoryview(data)[_JOB.size : end]), bool(crowded)
 
 
 def _serve(sock: socket.socket, handler: Handler, limits: Limits) -> None:
@@ -173,7 +185,6 @@ def _serve(sock: socket.socket, handler: Handler, limits: Limits) -> None:
         _reply(sock, REFUSED, str(err))
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours to handle
-    _batch_scheduling()
     # A worker over its memory cap should die at once: with backtraces on, Rust spends seconds
     # symbolising one before it aborts. A write to this worker's own C environment, which Rust
     # reads at that moment (nothing here reads the environment).
@@ -184,19 +195,24 @@ def _serve(sock: socket.socket, handler: Handler, limits: Limits) -> None:
     runner.join()
 
 
-def _batch_scheduling() -> None:
-    """Mark this worker (and the job thread it starts) as batch work for the Linux scheduler.
+def _schedule(batch: bool) -> None:
+    """This job thread as batch work for the Linux scheduler, or as an ordinary task.
 
     Every query passes through the server's one event loop twice (request in, answer out),
-    while a worker only runs its own. As ordinary tasks, a worker woken by its job preempted
-    the loop in the middle of its send (a third of the loop's time under 16 clients went
-    there), and the loop waited behind busy workers for each request. SCHED_BATCH keeps the
-    worker's share of the CPU (the same weight as any task, so no slower against the rest
-    of the machine) but lets it wait for the next tick instead of preempting on wake-up.
+    while a worker only runs its own. When other queries are in flight, a worker woken by its
+    job as an ordinary task preempted the loop in the middle of its send (a third of the
+    loop's time under 16 clients went there), and the loop waited behind busy workers for
+    each request: then SCHED_BATCH, which keeps the worker's share of the CPU but lets it wait
+    for the next tick instead of preempting on wake-up. When the query is the only one in
+    flight there is no loop work to protect, and on a machine busy with other work that wait
+    for the tick was most of a small query's latency (2.3-2.9 ms per query at load average
+    4-5, 10k named queries): then an ordinary task, woken at once as Oxigraph's threads are.
+    The server says which with each job (`_JOB`); the thread's policy follows the last job.
     """
+    policy = os.SCHED_BATCH if batch else os.SCHED_OTHER
     # Not Linux, or refused: ordinary scheduling still works.
     with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 def _loop(sock: socket.socket, handler: Handler, limits: Limits) -> None:
@@ -204,11 +220,15 @@ def _loop(sock: socket.socket, handler: Handler, limits: Limits) -> None:
         cap = _mapped_bytes() + limits.memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     _reply(sock, READY)
+    batch = False  # the policy the thread has (an ordinary task until told otherwise)
     while True:
         try:
-            job = _read_job(sock)
+            job, crowded = _read_job(sock)
         except (EOFError, OSError):
             return
+        if crowded != batch:
+            batch = crowded
+            _schedule(batch)
         try:
             header, payload = handler(job)
             head = json.dumps(header).encode()  # the server reads JSON, never a pickle
@@ -303,41 +323,84 @@ def _receive_blocking(sock: socket.socket, deadline: float) -> tuple[int, Any, b
             return reply
 
 
-async def _receive_async(sock: socket.socket, deadline: float) -> tuple[int, Any, bytes]:
+async def _receive_async(worker: _Worker, deadline: float) -> tuple[int, Any, bytes]:
+    """The worker's reply, read by the loop as it arrives.
+
+    The loop's reader stays on a worker's socket from its first event-loop job on, instead of
+    being added and removed around every job: under uvloop that was five epoll_ctl calls, an
+    ioctl and two Python-level transport lookups per query. A reply the loop is not waiting
+    for (a thread's job: `run`) only makes the reader remove itself, reading nothing."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[int, Any, bytes]] = loop.create_future()
-    inbox = _Inbox()
-
-    def readable() -> None:
-        if done.done():
-            return
-        try:
-            reply = inbox.feed(sock)
-        except BlockingIOError:
-            return
-        except (EOFError, OSError):
-            done.set_exception(EOFError())
-            return
-        if reply is not None:
-            done.set_result(reply)
+    worker.waiting = (done, _Inbox())
+    if worker.watched is not loop:
+        _unwatch(worker)  # a loop before this one (a test's asyncio.run): never two readers
+        loop.add_reader(worker.sock.fileno(), _readable, worker, loop)
+        worker.watched = loop
 
     def overdue() -> None:
         if not done.done():
             done.set_exception(WorkerTimeout())
 
-    fd = sock.fileno()
-    loop.add_reader(fd, readable)
     timer = loop.call_later(max(0.0, deadline - time.monotonic()), overdue)
     try:
         return await done
     finally:
         timer.cancel()
+        worker.waiting = None
+
+
+def _readable(worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+    waiting = worker.waiting
+    if waiting is None or worker.watched is not loop:  # not this loop's reply to read
+        loop.remove_reader(worker.sock.fileno())
+        if worker.watched is loop:
+            worker.watched = None
+        return
+    done, inbox = waiting
+    if done.done():
+        return
+    try:
+        reply = inbox.feed(worker.sock)
+    except BlockingIOError:
+        return
+    except (EOFError, OSError):
+        done.set_exception(EOFError())
+        return
+    if reply is not None:
+        done.set_result(reply)
+
+
+def _unwatch(worker: _Worker) -> None:
+    """Take the loop's reader off the worker's socket, before the socket may be closed (a
+    closed descriptor must not stay in the loop: its number is soon another socket's).
+    On the loop itself at once; from another thread through the loop, waiting for it."""
+    loop, worker.watched = worker.watched, None
+    if loop is None or loop.is_closed():
+        return
+    fd = worker.sock.fileno()
+    if fd < 0:
+        return
+    if asyncio._get_running_loop() is loop:
         loop.remove_reader(fd)
+        return
+    removed = threading.Event()
+
+    def remove() -> None:
+        loop.remove_reader(fd)
+        removed.set()
+
+    with contextlib.suppress(RuntimeError):  # closed meanwhile: its readers went with it
+        loop.call_soon_threadsafe(remove)
+        removed.wait(UNWATCH_TIMEOUT)  # a loop that no longer runs never answers
 
 
-def _job_message(job: Any) -> bytes:
-    data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
-    return _JOB.pack(len(data)) + data
+def _job_data(job: Any) -> bytes:
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _job_message(data: bytes, crowded: bool) -> bytes:
+    return _JOB.pack(len(data), crowded) + data
 
 
 class WorkerPool:
@@ -390,6 +453,7 @@ class WorkerPool:
 
     @staticmethod
     def _kill(worker: _Worker) -> None:
+        _unwatch(worker)
         worker.process.kill()
         worker.process.join()
         worker.sock.close()
@@ -471,9 +535,10 @@ class WorkerPool:
 
     def run(self, job: Any, timeout: float) -> tuple[Any, bytes]:
         deadline = time.monotonic() + timeout
-        message = _job_message(job)
+        data = _job_data(job)
         for attempt in (1, 2):
             worker = self._take(deadline)
+            message = _job_message(data, self._crowded())
             try:
                 _send_blocking(worker.sock, message, deadline)
                 reply = _receive_blocking(worker.sock, deadline)
@@ -493,26 +558,35 @@ class WorkerPool:
         """`run` for a caller on an event loop: the loop is never blocked on a worker."""
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
-        message = _job_message(job)
+        data = _job_data(job)
         for attempt in (1, 2):
             worker = await self._take_async(deadline)
+            message = _job_message(data, self._crowded())
             try:
                 sent = _send_some(worker.sock, message)
                 if sent < len(message):  # a big job: the rest as the socket drains
                     await loop.sock_sendall(worker.sock, memoryview(message)[sent:])
-                reply = await _receive_async(worker.sock, deadline)
+                reply = await _receive_async(worker, deadline)
             except WorkerTimeout:
+                _unwatch(worker)  # here, on the loop, rather than waited for by the upkeep
                 await asyncio.wrap_future(self._discard(worker))
                 raise WorkerTimeout(f"query stopped after {timeout:g} s") from None
             except (EOFError, OSError):
+                _unwatch(worker)
                 # Finding out how it died waits for the process: not on the loop.
                 if await loop.run_in_executor(None, self._died, worker, attempt):
                     continue
             if reply[0] == MEMORY:
+                _unwatch(worker)
                 await asyncio.wrap_future(self._out_of_memory(worker))
                 raise WorkerOutOfMemory(self._memory_message())
             return self._settle(worker, reply)
         raise WorkerCrashed("the query worker died twice")
+
+    def _crowded(self) -> bool:
+        """Whether another job is in flight besides the one just given a worker (a worker
+        being replaced counts too): its worker should then not preempt the loop (_schedule)."""
+        return self.size - self._idle.qsize() > 1
 
     def _died(self, worker: _Worker, attempt: int) -> bool:
         """The worker's end closed mid-job: True to retry once, else the error to raise."""

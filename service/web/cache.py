@@ -47,7 +47,13 @@ class CacheKey:
     media_type: str
 
     def etag(self) -> str:
-        return f'"{digest(repr(self))[:32]}"'
+        # Computed for every /sparql request: one hash over the fields (a tuple's repr keeps
+        # None, () and each IRI apart), not `digest(repr(self))`, whose dataclass repr and
+        # per-part updates cost more than the hash.
+        text = f"{self.build_id}\0{self.query}\0{self.media_type}\0{self.dataset.default!r}"
+        text += f"\0{self.dataset.named!r}"
+        tag = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f'"{tag}"'
 
     def size(self) -> int:
         graphs = (self.dataset.default or ()) + (self.dataset.named or ())

@@ -40,10 +40,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
+import uvloop
 from flask import Flask
 
 from service.store.backends import StoreError
@@ -78,6 +79,7 @@ class Request:
     body: bytes
     version: str
     keep_alive: bool
+    memo_key: str | None = None  # set by HttpServer.replay: the miss then stores under it
 
 
 class _Refused(Exception):
@@ -189,8 +191,8 @@ class Connection(asyncio.Protocol):
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a stream transport: TCP
-        self.transport = transport
+        # A TCP stream transport (uvloop's does not subclass asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
         self.front.connections.add(self)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -333,7 +335,7 @@ class HttpServer:
         shown = f"[{host}]" if ":" in host else host
         self.endpoint = (public_base(app.config) or f"http://{shown}:{self.port}") + "/sparql"
         self.executor = ThreadPoolExecutor(max(1, threads), thread_name_prefix="cmpkg-http")
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self.data_head = _head(list(common_headers(False).items()))
         self.connections: set[Connection] = set()
         self.open = 0  # accepted and not yet closed (the limit counts these)
@@ -362,7 +364,7 @@ class HttpServer:
         """Answer a request seen before from the response memo; False when it was not."""
         started = time.perf_counter()
         memo = self.service.memo
-        key = self._memo_key(request, memo)
+        key = request.memo_key = self._memo_key(request, memo)
         stored = memo.get(key) if key is not None else None
         if stored is None:
             return False
@@ -376,7 +378,7 @@ class HttpServer:
         content_type = request.headers.get("content-type")
         if_none_match = request.headers.get("if-none-match")
         memo = self.service.memo  # this build's: a swap brings an empty one
-        key = self._memo_key(request, memo)
+        key = request.memo_key  # from `replay`, which every /sparql request passes first
         store = self.service.pin()
         try:
             incoming = Incoming(
