@@ -22,9 +22,12 @@ and the schema. Only local checks may be restricted to the nodes a change touche
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Collection as Collection_
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import pyoxigraph as ox
 import rdflib
@@ -743,28 +746,68 @@ def _target_count(store: ox.Store, classes: tuple[str, ...]) -> int:
     return int(n.value) if isinstance(n, ox.Literal) else 0
 
 
-def run_checks(store: ox.Store, checks: Iterable[Check], scoped: bool) -> list[Result]:
-    """Every check's results; with `scoped`, local checks only on the recorded scope."""
-    results: list[Result] = []
+QUERY_THREADS = 2  # the build machine's cores; queries beyond them only wait
+
+Row = dict[str, ox.NamedNode | ox.BlankNode | ox.Literal]
+
+
+class CheckFailed(RuntimeError):
+    """A check's query failed in the store (a broken sh:select, a store error)."""
+
+
+def run_checks(
+    store: ox.Store,
+    checks: Iterable[Check],
+    scoped: bool,
+    threads: int = QUERY_THREADS,
+    seconds: list[float] | None = None,
+) -> list[Result]:
+    """Every check's results; with `scoped`, local checks only on the recorded scope.
+
+    The queries run on `threads` threads over the one store: pyoxigraph evaluates a query
+    without holding the GIL, and the store is only read meanwhile (a write beside a query
+    would be another matter). The results are those of one thread, in the checks' order.
+    `seconds`, when given, receives each check's query time (CPU of its thread), in order."""
+    checks = list(checks)
     sizes: dict[tuple[str, ...], int] = {}
-    for check in checks:
-        if not scoped and check.classes not in sizes:
-            sizes[check.classes] = _target_count(store, check.classes)
-        few = not scoped and sizes[check.classes] < FEW_TARGETS
-        query, to_filter = check.query(scoped, few)
-        solutions = store.query(query)
-        assert isinstance(solutions, ox.QuerySolutions)
-        names = [v.value for v in solutions.variables]
+    if not scoped:
+        sizes = {c: _target_count(store, c) for c in dict.fromkeys(ch.classes for ch in checks)}
+    queries = [ch.query(scoped, not scoped and sizes[ch.classes] < FEW_TARGETS) for ch in checks]
+
+    def answer(i: int) -> tuple[list[Row], float]:
+        started = time.thread_time()
+        try:
+            solutions = store.query(queries[i][0])
+            assert isinstance(solutions, ox.QuerySolutions)
+            names = [v.value for v in solutions.variables]
+            rows = [{n: row[n] for n in names if row[n] is not None} for row in solutions]
+        except (SyntaxError, OSError, ValueError, TypeError) as err:
+            check = checks[i]
+            raise CheckFailed(
+                f"the SHACL check {check.shape} ({', '.join(check.components)}) failed in "
+                f"the store: {type(err).__name__}: {err}"
+            ) from err
+        return rows, time.thread_time() - started
+
+    # The widest checks first, so that no long query starts last while the other thread idles.
+    order = sorted(
+        range(len(checks)),
+        key=lambda i: (checks[i].kind != "sparql", -sizes.get(checks[i].classes, 0), i),
+    )
+    answers = _in_threads(answer, order, threads)
+    if seconds is not None:
+        seconds[:] = [spent for _rows, spent in answers]
+    results: list[Result] = []
+    for check, (_query, to_filter), (rows, _spent) in zip(checks, queries, answers, strict=True):
         classes = [ox.NamedNode(c) for c in check.classes]
-        for row in solutions:
-            focus = row["this"]
+        for bound in rows:
+            focus = bound.get("this")
             if not isinstance(focus, ox.NamedNode | ox.BlankNode):
                 continue
             if to_filter and not any(
                 ox.Quad(focus, INSTANCE_OF, c, INSTANCES) in store for c in classes
             ):
                 continue  # not a focus node of this shape
-            bound = {n: row[n] for n in names if row[n] is not None}
             value = bound.get("value") if check.kind in ("values", "pair", "sparql") else None
             path = bound.get("path") if check.kind == "sparql" else None
             failed = bound.get("failed")
@@ -787,6 +830,24 @@ def run_checks(store: ox.Store, checks: Iterable[Check], scoped: bool) -> list[R
                     )
                 )
     return results
+
+
+_T = TypeVar("_T")
+
+
+def _in_threads(task: Callable[[int], _T], order: list[int], threads: int) -> list[_T]:
+    """task(i) for every i of `order` on `threads` threads, started in that order; the answers
+    by i. The first failure is raised once the queries already running have ended."""
+    if threads <= 1:
+        done = {i: task(i) for i in order}
+        return [done[i] for i in range(len(order))]
+    with ThreadPoolExecutor(threads, thread_name_prefix="shacl-check") as pool:
+        futures = {i: pool.submit(task, i) for i in order}
+        try:
+            return [futures[i].result() for i in range(len(order))]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def _message(check: Check, bound: dict) -> str:
