@@ -113,11 +113,12 @@ _STRINGS = {_XSD + "string", str(RDF.langString)}
 class Check:
     """One query over all focus nodes of a shape: one constraint component, or (a "values"
     check) every value-based component of one property shape, which then read the path's
-    values once and name the components each value fails in ?failed."""
+    values once and name the components each value fails in ?failed (with one component,
+    ?failed is left unbound: a filter alone is cheaper than building the text)."""
 
     shape: str  # reported as the rule: the property shape, node shape or SPARQL constraint
     components: tuple[str, ...]  # sh:sourceConstraintComponent (by index in ?failed)
-    kind: str  # values | pair | min | max | node | sparql
+    kind: str  # values | class | pair | min | max | node | sparql
     body: str  # the data pattern (for sparql: the whole query)
     severity: str  # Violation | Warning | Info
     messages: tuple[str, ...]
@@ -127,6 +128,8 @@ class Check:
     node_shape: str = ""  # node-level checks: whose targets the query reads
 
     this_bound: bool = False  # sparql: a top-level pattern binds $this (see reads_one_hop)
+    # class: the pattern a conforming ?value matches (a values check of sh:class alone).
+    conforms: str = ""
 
     def query(self, scoped: bool, few: bool = False) -> tuple[str, bool]:
         """The SELECT, and whether its rows still need filtering to the focus nodes.
@@ -149,11 +152,16 @@ class Check:
             inserted = "" if whole and self.this_bound else f" {targets}\n"
             text = self.body[: where.end()] + inserted + self.body[where.end() :]
             return re.sub(r"\$this\b", "?this", text), whole and self.this_bound
-        if self.kind in ("values", "pair"):
+        if self.kind in ("values", "class", "pair"):
             out = "?this ?value ?failed" if self.kind == "values" else "?this ?value"
+            pattern = self.body
+            if self.kind == "class":
+                # Over all the data, the instances are read once into a hash (MINUS) rather
+                # than looked up for each value: half the time at a million triples.
+                pattern += f" {'MINUS' if whole else 'FILTER NOT EXISTS'} {{ {self.conforms} }}"
             if whole:
-                return f"SELECT DISTINCT {out} WHERE {{ {self.body} }}", True
-            return f"SELECT DISTINCT {out} WHERE {{ {targets} {self.body} }}", False
+                return f"SELECT DISTINCT {out} WHERE {{ {pattern} }}", True
+            return f"SELECT DISTINCT {out} WHERE {{ {targets} {pattern} }}", False
         if self.kind == "max":
             inner, having = self.body.split(" GROUP BY ", 1)
             if whole:
@@ -317,23 +325,25 @@ def _property_checks(shapes: rdflib.Graph, ps: rdflib.term.Node) -> list[Check]:
         raise Unsupported(f"{ps} has no sh:message")  # pySHACL's default texts are not copied
     severity = _severity(shapes, ps)
     return [
-        Check(str(ps), components, kind, body, severity, messages, str(path), True)
-        for components, kind, body in _property_queries(shapes, ps, f"<{path}>")
+        Check(str(ps), components, kind, body, severity, messages, str(path), True, conforms=c)
+        for components, kind, body, c in _property_queries(shapes, ps, f"<{path}>")
     ]
 
 
 def _property_queries(
     shapes: rdflib.Graph, ps: rdflib.URIRef, p: str
-) -> Iterator[tuple[tuple[str, ...], str, str]]:
-    """(components, kind, body) of each check of one property shape with path `p`."""
+) -> Iterator[tuple[tuple[str, ...], str, str, str]]:
+    """(components, kind, body, Check.conforms) of each check of one property shape with
+    path `p`. Counts need no DISTINCT: a focus node's values of one predicate are the objects
+    of distinct triples of one graph (the focus nodes come one each from a DISTINCT)."""
     if (n := shapes.value(ps, SH.minCount)) is not None and _int(n) > 0:
         body = f"?this {p} ?v"
         if _int(n) > 1:
-            body = f"OPTIONAL {{ {body} }} GROUP BY ?this HAVING (COUNT(DISTINCT ?v) < {_int(n)})"
-        yield (_SH + "MinCountConstraintComponent",), "min", body
+            body = f"OPTIONAL {{ {body} }} GROUP BY ?this HAVING (COUNT(?v) < {_int(n)})"
+        yield (_SH + "MinCountConstraintComponent",), "min", body, ""
     if (n := shapes.value(ps, SH.maxCount)) is not None:
-        having = f"GROUP BY ?this HAVING (COUNT(DISTINCT ?v) > {_int(n)})"
-        yield (_SH + "MaxCountConstraintComponent",), "max", f"?this {p} ?v {having}"
+        having = f"GROUP BY ?this HAVING (COUNT(?v) > {_int(n)})"
+        yield (_SH + "MaxCountConstraintComponent",), "max", f"?this {p} ?v {having}", ""
     for pred, op in ((SH.lessThan, "<"), (SH.lessThanOrEquals, "<=")):
         other = shapes.value(ps, pred)
         if other is None:
@@ -342,16 +352,26 @@ def _property_queries(
             raise Unsupported(f"{pred} {other}")
         # As in pySHACL: a value that does not compare (a string with a number) fails.
         body = f"?this {p} ?value . ?this <{other}> ?other "
-        yield (_component(pred),), "pair", body + f"FILTER (!COALESCE(?value {op} ?other, false))"
+        test = f"FILTER (!COALESCE(?value {op} ?other, false))"
+        yield (_component(pred),), "pair", body + test, ""
     used = sorted(p for p in _VALUE_TESTS if (ps, p, None) in shapes)
+    if used == [SH["class"]]:
+        cls = _one(shapes, ps, SH["class"])
+        conforms = f"GRAPH <{INSTANCES.value}> {{ ?value <{INSTANCE_OF.value}> <{cls}> }}"
+        yield (_component(SH["class"]),), "class", f"?this {p} ?value", conforms
+        return
     tests = [(_component(p), _VALUE_TESTS[p](shapes, ps, _one(shapes, ps, p))) for p in used]
     if tests:
-        # ?failed lists the indices of the components the value fails ("0 2 ").
-        failed = ", ".join(
-            f'IF(COALESCE({t}, false), "", "{i} ")' for i, (_c, t) in enumerate(tests)
-        )
-        body = f'?this {p} ?value . BIND (CONCAT({failed}, "") AS ?failed) FILTER (?failed != "")'
-        yield tuple(c for c, _t in tests), "values", body
+        # The values failing any test, and (with several) ?failed: the indices of the tests
+        # each fails ("0 2 "), worked out for those values only.
+        passes = " && ".join(f"COALESCE({t}, false)" for _c, t in tests)
+        body = f"?this {p} ?value . FILTER (!({passes}))"
+        if len(tests) > 1:
+            failed = ", ".join(
+                f'IF(COALESCE({t}, false), "", "{i} ")' for i, (_c, t) in enumerate(tests)
+            )
+            body += f' BIND (CONCAT({failed}, "") AS ?failed)'
+        yield tuple(c for c, _t in tests), "values", body, ""
 
 
 def _node_kind_check(shapes: rdflib.Graph, ns: rdflib.URIRef) -> Check | None:
@@ -759,15 +779,16 @@ def run_checks(
     store: ox.Store,
     checks: Iterable[Check],
     scoped: bool,
-    threads: int = QUERY_THREADS,
+    threads: int | None = None,
     seconds: list[float] | None = None,
 ) -> list[Result]:
     """Every check's results; with `scoped`, local checks only on the recorded scope.
 
-    The queries run on `threads` threads over the one store: pyoxigraph evaluates a query
-    without holding the GIL, and the store is only read meanwhile (a write beside a query
-    would be another matter). The results are those of one thread, in the checks' order.
-    `seconds`, when given, receives each check's query time (CPU of its thread), in order."""
+    The queries run on `threads` (default QUERY_THREADS) threads over the one store:
+    pyoxigraph evaluates a query without holding the GIL, and the store is only read meanwhile
+    (a write beside a query would be another matter). The results are those of one thread,
+    in the checks' order. `seconds`, when given, receives each check's query time (CPU of its
+    thread), in order."""
     checks = list(checks)
     sizes: dict[tuple[str, ...], int] = {}
     if not scoped:
@@ -794,7 +815,7 @@ def run_checks(
         range(len(checks)),
         key=lambda i: (checks[i].kind != "sparql", -sizes.get(checks[i].classes, 0), i),
     )
-    answers = _in_threads(answer, order, threads)
+    answers = _in_threads(answer, order, QUERY_THREADS if threads is None else threads)
     if seconds is not None:
         seconds[:] = [spent for _rows, spent in answers]
     results: list[Result] = []
@@ -808,7 +829,7 @@ def run_checks(
                 ox.Quad(focus, INSTANCE_OF, c, INSTANCES) in store for c in classes
             ):
                 continue  # not a focus node of this shape
-            value = bound.get("value") if check.kind in ("values", "pair", "sparql") else None
+            value = bound.get("value") if check.kind in _VALUED else None
             path = bound.get("path") if check.kind == "sparql" else None
             failed = bound.get("failed")
             components = (
@@ -832,6 +853,7 @@ def run_checks(
     return results
 
 
+_VALUED = ("values", "class", "pair", "sparql")  # the kinds whose rows name a ?value
 _T = TypeVar("_T")
 
 
