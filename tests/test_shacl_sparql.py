@@ -403,3 +403,28 @@ def test_the_store_holds_the_statements_with_their_blank_nodes() -> None:
     # Only plain statements: no blank node to keep, and the text has no "_:" at all.
     plain = statements[1:2] + statements[4:5]
     assert set(_load_store(plain)) == {ox.Quad(*s, default) for s in plain}
+
+
+@pytest.mark.parametrize(
+    ("query", "minus"),
+    [
+        # The shared variable is bound by a top-level pattern, or is $this: a MINUS.
+        ("SELECT $this WHERE { $this ?p ?v FILTER NOT EXISTS { ?p a ?k FILTER (?k = <c>) } }",
+         "SELECT $this WHERE { $this ?p ?v  MINUS { ?p a ?k FILTER (?k = <c>) }\n}"),
+        ("SELECT $this WHERE { FILTER NOT EXISTS { $this <p> ?x } FILTER (isIRI($this)) }",
+         "SELECT $this WHERE {  FILTER (isIRI($this)) MINUS { $this <p> ?x }\n}"),
+        # A variable bound only in an OPTIONAL, or not at all outside the block: unchanged.
+        ("SELECT $this WHERE { OPTIONAL { $this <p> ?x } FILTER NOT EXISTS { ?x <q> ?y } }", ""),
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { ?z <q> ?y } }", ""),
+        # The block's filter reads a variable of the outer query: NOT EXISTS sees its value.
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { $this <q> ?y FILTER (?y > ?x) } }",
+         ""),
+        # Nested groups, a block inside a UNION branch, a variable predicate path: unchanged.
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { { $this <q> ?y } } }", ""),
+        ("SELECT $this WHERE { { $this <p> ?x FILTER NOT EXISTS { $this <q> ?y } } UNION "
+         "{ $this <r> ?x } }", ""),
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { $this <q>/<r> ?y } }", ""),
+    ],
+)  # fmt: skip
+def test_a_not_exists_becomes_a_minus_only_where_they_mean_the_same(query: str, minus: str) -> None:
+    assert shacl_sparql.minus_form(query) == minus
