@@ -869,7 +869,8 @@ def run_checks(
     pyoxigraph evaluates a query without holding the GIL, and the store is only read meanwhile
     (a write beside a query would be another matter). The results are those of one thread,
     in the checks' order. `seconds`, when given, receives each check's query time (CPU of its
-    thread), in order."""
+    thread), in order: 0 for a check whose query an earlier check had (one path's checks
+    on several shapes, over all the data, are one query, run once)."""
     checks = list(checks)
     sizes: dict[tuple[str, ...], int] = {}
     if not scoped:
@@ -891,46 +892,56 @@ def run_checks(
             ) from err
         return rows, time.thread_time() - started
 
+    first: dict[str, int] = {}  # each query: the first check that has it
+    for i, (text, _to_filter) in enumerate(queries):
+        first.setdefault(text, i)
     # The widest checks first, so that no long query starts last while the other thread idles.
     order = sorted(
-        range(len(checks)),
+        first.values(),
         key=lambda i: (checks[i].kind != "sparql", -sizes.get(checks[i].classes, 0), i),
     )
     answers = _in_threads(answer, order, QUERY_THREADS if threads is None else threads)
     if seconds is not None:
-        seconds[:] = [spent for _rows, spent in answers]
+        seconds[:] = [answers[i][1] if first[q] == i else 0.0 for i, (q, _f) in enumerate(queries)]
     results: list[Result] = []
-    for check, (_query, to_filter), (rows, _spent) in zip(checks, queries, answers, strict=True):
-        classes = [ox.NamedNode(c) for c in check.classes]
-        for bound in rows:
-            focus = bound.get("this")
-            if not isinstance(focus, ox.NamedNode | ox.BlankNode):
-                continue
-            if to_filter and not any(
-                ox.Quad(focus, INSTANCE_OF, c, INSTANCES) in store for c in classes
-            ):
-                continue  # not a focus node of this shape
-            value = bound.get("value") if check.kind in _VALUED else None
-            path = bound.get("path") if check.kind == "sparql" else None
-            failed = bound.get("failed")
-            components = (
-                [check.components[int(i)] for i in failed.value.split()]
-                if failed is not None
-                else check.components
-            )
-            for component in components:
-                results.append(
-                    Result(
-                        severity=check.severity,
-                        focus=focus,
-                        path=path.value if isinstance(path, ox.NamedNode) else check.path,
-                        value=None if value == focus else value,
-                        message=_message(check, bound),
-                        shape=check.shape,
-                        component=component,
-                        local=check.local,
-                    )
+    for check, (query, to_filter) in zip(checks, queries, strict=True):
+        results += _results(store, check, answers[first[query]][0], to_filter)
+    return results
+
+
+def _results(store: ox.Store, check: Check, rows: list[Row], to_filter: bool) -> list[Result]:
+    """One check's results from its query's rows (kept if focus nodes, with `to_filter`)."""
+    results: list[Result] = []
+    classes = [ox.NamedNode(c) for c in check.classes]
+    for bound in rows:
+        focus = bound.get("this")
+        if not isinstance(focus, ox.NamedNode | ox.BlankNode):
+            continue
+        if to_filter and not any(
+            ox.Quad(focus, INSTANCE_OF, c, INSTANCES) in store for c in classes
+        ):
+            continue  # not a focus node of this shape
+        value = bound.get("value") if check.kind in _VALUED else None
+        path = bound.get("path") if check.kind == "sparql" else None
+        failed = bound.get("failed")
+        components = (
+            [check.components[int(i)] for i in failed.value.split()]
+            if failed is not None
+            else check.components
+        )
+        for component in components:
+            results.append(
+                Result(
+                    severity=check.severity,
+                    focus=focus,
+                    path=path.value if isinstance(path, ox.NamedNode) else check.path,
+                    value=None if value == focus else value,
+                    message=_message(check, bound),
+                    shape=check.shape,
+                    component=component,
+                    local=check.local,
                 )
+            )
     return results
 
 
@@ -938,16 +949,15 @@ _VALUED = ("values", "class", "pair", "sparql")  # the kinds whose rows name a ?
 _T = TypeVar("_T")
 
 
-def _in_threads(task: Callable[[int], _T], order: list[int], threads: int) -> list[_T]:
-    """task(i) for every i of `order` on `threads` threads, started in that order; the answers
-    by i. The first failure is raised once the queries already running have ended."""
+def _in_threads(task: Callable[[int], _T], order: list[int], threads: int) -> dict[int, _T]:
+    """task(i) for every i of `order` on `threads` threads, started in that order. The first
+    failure (in `order`) is raised once the tasks already running have ended."""
     if threads <= 1:
-        done = {i: task(i) for i in order}
-        return [done[i] for i in range(len(order))]
+        return {i: task(i) for i in order}
     with ThreadPoolExecutor(threads, thread_name_prefix="shacl-check") as pool:
         futures = {i: pool.submit(task, i) for i in order}
         try:
-            return [futures[i].result() for i in range(len(order))]
+            return {i: futures[i].result() for i in order}
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
