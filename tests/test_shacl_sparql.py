@@ -294,3 +294,137 @@ def test_every_shipped_sparql_constraint_is_local(shapes_graph: rdflib.Graph) ->
     local, this fails and says which: it then runs on every focus node, which is sound)."""
     compiled = shacl_sparql.compile_shapes(shapes_graph)
     assert [c.shape for c in compiled.checks if not c.local] == []
+
+
+# --- how the checks run -----------------------------------------------------------------------
+def test_every_check_reading_all_the_data_gives_pyshacls_report(shapes, monkeypatch) -> None:
+    """On a small graph every check starts from its few focus nodes; at scale the checks read
+    all the data (MINUS for sh:class, the failing rows then kept if they are focus nodes).
+    With no shape counted as having few focus nodes, the fixtures still give pySHACL's
+    findings."""
+    monkeypatch.setattr(shacl_sparql, "FEW_TARGETS", 0)
+    presentation = [q.triple for q in ox.parse(PRESENTATION, format=ox.RdfFormat.TURTLE)]
+    data = load_triples([VALID / "mini-data.ttl", *FIXTURES]) + presentation
+    fast, reference = both(data, load_triples([VALID / "mini-ontology.ttl"]), shapes)
+    assert {f.constraint.rsplit("#", 1)[-1] for f in reference.findings if f.constraint} >= {
+        "ClassConstraintComponent",
+        "DatatypeConstraintComponent",
+        "InConstraintComponent",
+        "LessThanConstraintComponent",
+        "MaxCountConstraintComponent",
+        "MinCountConstraintComponent",
+        "MinLengthConstraintComponent",
+        "SPARQLConstraintComponent",
+    }
+    assert key(fast.findings) == key(reference.findings)
+
+
+def _store_with_targets(
+    shapes: list[ox.Triple], data: list[ox.Triple]
+) -> tuple[ox.Store, shacl_sparql.Compiled]:
+    from service.kb.validation import _load_store
+
+    compiled = shacl_sparql.compile_shapes(to_rdflib_graph(shapes))
+    store = _load_store([*load_triples([VALID / "mini-ontology.ttl"]), *data])
+    shacl_sparql.record_targets(store, compiled, None)
+    return store, compiled
+
+
+@pytest.mark.parametrize("few", [1000, 0], ids=["from-focus-nodes", "all-data"])
+def test_checks_on_several_threads_give_the_results_of_one(shapes, monkeypatch, few) -> None:
+    monkeypatch.setattr(shacl_sparql, "FEW_TARGETS", few)
+    store, compiled = _store_with_targets(
+        shapes, load_triples([VALID / "mini-data.ttl", *FIXTURES])
+    )
+    serial = shacl_sparql.run_checks(store, compiled.checks, scoped=False, threads=1)
+    assert len({r.shape for r in serial}) > 10
+    for threads in (2, 5):
+        seconds: list[float] = []
+        concurrent = shacl_sparql.run_checks(
+            store, compiled.checks, scoped=False, threads=threads, seconds=seconds
+        )
+        assert concurrent == serial  # the same results, in the same order
+        assert len(seconds) == len(compiled.checks) and all(s >= 0 for s in seconds)
+
+
+BROKEN_QUERY = """
+@prefix sh: <http://www.w3.org/ns/shacl#> .
+@prefix cmp: <https://w3id.org/cmpkg/vocab/> .
+<https://w3id.org/cmpkg/shape/x-claims> a sh:NodeShape ;
+    sh:targetClass cmp:EvidenceClaim ;
+    sh:sparql <https://w3id.org/cmpkg/shape/x-broken> .
+<https://w3id.org/cmpkg/shape/x-broken> a sh:SPARQLConstraint ;
+    sh:message "x"@en ;
+    sh:select "SELECT $this WHERE { $this cmp:noSuchPrefixDeclared ?x }" .
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_query_failing_in_the_store_fails_the_validation_naming_its_check(
+    shapes, monkeypatch, threads: int
+) -> None:
+    """The query only fails in the store (its prefix is undeclared): the validation fails,
+    whichever thread ran it, and says which check, rather than reporting the data valid."""
+    monkeypatch.setattr(shacl_sparql, "QUERY_THREADS", threads)
+    extra = [t.triple for t in ox.parse(BROKEN_QUERY, format=ox.RdfFormat.TURTLE)]
+    data = load_triples([VALID / "mini-data.ttl"])
+    with pytest.raises(shacl_sparql.CheckFailed, match=r"shape/x-broken .*SPARQLConstraint"):
+        validate_graphs(data, load_triples([VALID / "mini-ontology.ttl"]), shapes + extra,
+                        reasoner=False)  # fmt: skip
+
+
+XSD_INT = "http://www.w3.org/2001/XMLSchema#integer"
+
+
+def test_the_store_holds_the_statements_with_their_blank_nodes() -> None:
+    """The store is loaded from N-Triples text, which relabels blank nodes: the statements
+    naming one (and a literal holding "_:") are added as they are, and a quad of a named graph
+    goes into the default graph, which is what SHACL reads."""
+    from service.kb.validation import _load_store
+
+    p, b = ox.NamedNode("urn:p"), ox.BlankNode("keep-me")
+    g = ox.NamedNode("urn:g")
+    statements = [
+        ox.Triple(b, p, ox.Literal("first")),
+        ox.Triple(ox.NamedNode("urn:a"), p, ox.Literal("one")),
+        ox.Triple(ox.NamedNode("urn:a"), p, b),
+        ox.Triple(ox.NamedNode("urn:a"), p, ox.Literal("not a blank _:x\nsecond line")),
+        ox.Triple(ox.NamedNode("urn:b"), p, ox.Literal("two", language="en")),
+        ox.Quad(ox.NamedNode("urn:c"), p, ox.Literal("3", datatype=ox.NamedNode(XSD_INT)), g),
+        ox.Triple(b, p, ox.Literal("last _:")),
+    ]
+    store = _load_store(statements)
+    default = ox.DefaultGraph()
+    expected = {
+        ox.Quad(s.subject, s.predicate, s.object, default)
+        for s in (x.triple if isinstance(x, ox.Quad) else x for x in statements)
+    }
+    assert set(store) == expected
+    # Only plain statements: no blank node to keep, and the text has no "_:" at all.
+    plain = statements[1:2] + statements[4:5]
+    assert set(_load_store(plain)) == {ox.Quad(*s, default) for s in plain}
+
+
+@pytest.mark.parametrize(
+    ("query", "minus"),
+    [
+        # The shared variable is bound by a top-level pattern, or is $this: a MINUS.
+        ("SELECT $this WHERE { $this ?p ?v FILTER NOT EXISTS { ?p a ?k FILTER (?k = <c>) } }",
+         "SELECT $this WHERE { $this ?p ?v  MINUS { ?p a ?k FILTER (?k = <c>) }\n}"),
+        ("SELECT $this WHERE { FILTER NOT EXISTS { $this <p> ?x } FILTER (isIRI($this)) }",
+         "SELECT $this WHERE {  FILTER (isIRI($this)) MINUS { $this <p> ?x }\n}"),
+        # A variable bound only in an OPTIONAL, or not at all outside the block: unchanged.
+        ("SELECT $this WHERE { OPTIONAL { $this <p> ?x } FILTER NOT EXISTS { ?x <q> ?y } }", ""),
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { ?z <q> ?y } }", ""),
+        # The block's filter reads a variable of the outer query: NOT EXISTS sees its value.
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { $this <q> ?y FILTER (?y > ?x) } }",
+         ""),
+        # Nested groups, a block inside a UNION branch, a variable predicate path: unchanged.
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { { $this <q> ?y } } }", ""),
+        ("SELECT $this WHERE { { $this <p> ?x FILTER NOT EXISTS { $this <q> ?y } } UNION "
+         "{ $this <r> ?x } }", ""),
+        ("SELECT $this WHERE { $this <p> ?x FILTER NOT EXISTS { $this <q>/<r> ?y } }", ""),
+    ],
+)  # fmt: skip
+def test_a_not_exists_becomes_a_minus_only_where_they_mean_the_same(query: str, minus: str) -> None:
+    assert shacl_sparql.minus_form(query) == minus

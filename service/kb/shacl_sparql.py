@@ -22,9 +22,12 @@ and the schema. Only local checks may be restricted to the nodes a change touche
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Collection as Collection_
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import pyoxigraph as ox
 import rdflib
@@ -110,11 +113,12 @@ _STRINGS = {_XSD + "string", str(RDF.langString)}
 class Check:
     """One query over all focus nodes of a shape: one constraint component, or (a "values"
     check) every value-based component of one property shape, which then read the path's
-    values once and name the components each value fails in ?failed."""
+    values once and name the components each value fails in ?failed (with one component,
+    ?failed is left unbound: a filter alone is cheaper than building the text)."""
 
     shape: str  # reported as the rule: the property shape, node shape or SPARQL constraint
     components: tuple[str, ...]  # sh:sourceConstraintComponent (by index in ?failed)
-    kind: str  # values | pair | min | max | node | sparql
+    kind: str  # values | class | pair | min | max | node | sparql
     body: str  # the data pattern (for sparql: the whole query)
     severity: str  # Violation | Warning | Info
     messages: tuple[str, ...]
@@ -124,6 +128,9 @@ class Check:
     node_shape: str = ""  # node-level checks: whose targets the query reads
 
     this_bound: bool = False  # sparql: a top-level pattern binds $this (see reads_one_hop)
+    # class: the pattern a conforming ?value matches (a values check of sh:class alone).
+    conforms: str = ""
+    whole_body: str = ""  # sparql: the query to run over all the data, if not `body` (MINUS)
 
     def query(self, scoped: bool, few: bool = False) -> tuple[str, bool]:
         """The SELECT, and whether its rows still need filtering to the focus nodes.
@@ -141,16 +148,22 @@ class Check:
             targets += f" GRAPH <{SCOPE.value}> {{ ?this <{IN_SCOPE.value}> ?cmpkgIn }}"
         whole = not scoped and not few
         if self.kind == "sparql":
-            where = re.search(r"\bWHERE\s*\{", self.body, re.IGNORECASE)
+            body = self.whole_body if whole and self.whole_body else self.body
+            where = re.search(r"\bWHERE\s*\{", body, re.IGNORECASE)
             assert where is not None  # checked when compiled
             inserted = "" if whole and self.this_bound else f" {targets}\n"
-            text = self.body[: where.end()] + inserted + self.body[where.end() :]
+            text = body[: where.end()] + inserted + body[where.end() :]
             return re.sub(r"\$this\b", "?this", text), whole and self.this_bound
-        if self.kind in ("values", "pair"):
+        if self.kind in ("values", "class", "pair"):
             out = "?this ?value ?failed" if self.kind == "values" else "?this ?value"
+            pattern = self.body
+            if self.kind == "class":
+                # Over all the data, the instances are read once into a hash (MINUS) rather
+                # than looked up for each value: half the time at a million triples.
+                pattern += f" {'MINUS' if whole else 'FILTER NOT EXISTS'} {{ {self.conforms} }}"
             if whole:
-                return f"SELECT DISTINCT {out} WHERE {{ {self.body} }}", True
-            return f"SELECT DISTINCT {out} WHERE {{ {targets} {self.body} }}", False
+                return f"SELECT DISTINCT {out} WHERE {{ {pattern} }}", True
+            return f"SELECT DISTINCT {out} WHERE {{ {targets} {pattern} }}", False
         if self.kind == "max":
             inner, having = self.body.split(" GROUP BY ", 1)
             if whole:
@@ -314,23 +327,25 @@ def _property_checks(shapes: rdflib.Graph, ps: rdflib.term.Node) -> list[Check]:
         raise Unsupported(f"{ps} has no sh:message")  # pySHACL's default texts are not copied
     severity = _severity(shapes, ps)
     return [
-        Check(str(ps), components, kind, body, severity, messages, str(path), True)
-        for components, kind, body in _property_queries(shapes, ps, f"<{path}>")
+        Check(str(ps), components, kind, body, severity, messages, str(path), True, conforms=c)
+        for components, kind, body, c in _property_queries(shapes, ps, f"<{path}>")
     ]
 
 
 def _property_queries(
     shapes: rdflib.Graph, ps: rdflib.URIRef, p: str
-) -> Iterator[tuple[tuple[str, ...], str, str]]:
-    """(components, kind, body) of each check of one property shape with path `p`."""
+) -> Iterator[tuple[tuple[str, ...], str, str, str]]:
+    """(components, kind, body, Check.conforms) of each check of one property shape with
+    path `p`. Counts need no DISTINCT: a focus node's values of one predicate are the objects
+    of distinct triples of one graph (the focus nodes come one each from a DISTINCT)."""
     if (n := shapes.value(ps, SH.minCount)) is not None and _int(n) > 0:
         body = f"?this {p} ?v"
         if _int(n) > 1:
-            body = f"OPTIONAL {{ {body} }} GROUP BY ?this HAVING (COUNT(DISTINCT ?v) < {_int(n)})"
-        yield (_SH + "MinCountConstraintComponent",), "min", body
+            body = f"OPTIONAL {{ {body} }} GROUP BY ?this HAVING (COUNT(?v) < {_int(n)})"
+        yield (_SH + "MinCountConstraintComponent",), "min", body, ""
     if (n := shapes.value(ps, SH.maxCount)) is not None:
-        having = f"GROUP BY ?this HAVING (COUNT(DISTINCT ?v) > {_int(n)})"
-        yield (_SH + "MaxCountConstraintComponent",), "max", f"?this {p} ?v {having}"
+        having = f"GROUP BY ?this HAVING (COUNT(?v) > {_int(n)})"
+        yield (_SH + "MaxCountConstraintComponent",), "max", f"?this {p} ?v {having}", ""
     for pred, op in ((SH.lessThan, "<"), (SH.lessThanOrEquals, "<=")):
         other = shapes.value(ps, pred)
         if other is None:
@@ -339,16 +354,26 @@ def _property_queries(
             raise Unsupported(f"{pred} {other}")
         # As in pySHACL: a value that does not compare (a string with a number) fails.
         body = f"?this {p} ?value . ?this <{other}> ?other "
-        yield (_component(pred),), "pair", body + f"FILTER (!COALESCE(?value {op} ?other, false))"
+        test = f"FILTER (!COALESCE(?value {op} ?other, false))"
+        yield (_component(pred),), "pair", body + test, ""
     used = sorted(p for p in _VALUE_TESTS if (ps, p, None) in shapes)
+    if used == [SH["class"]]:
+        cls = _one(shapes, ps, SH["class"])
+        conforms = f"GRAPH <{INSTANCES.value}> {{ ?value <{INSTANCE_OF.value}> <{cls}> }}"
+        yield (_component(SH["class"]),), "class", f"?this {p} ?value", conforms
+        return
     tests = [(_component(p), _VALUE_TESTS[p](shapes, ps, _one(shapes, ps, p))) for p in used]
     if tests:
-        # ?failed lists the indices of the components the value fails ("0 2 ").
-        failed = ", ".join(
-            f'IF(COALESCE({t}, false), "", "{i} ")' for i, (_c, t) in enumerate(tests)
-        )
-        body = f'?this {p} ?value . BIND (CONCAT({failed}, "") AS ?failed) FILTER (?failed != "")'
-        yield tuple(c for c, _t in tests), "values", body
+        # The values failing any test, and (with several) ?failed: the indices of the tests
+        # each fails ("0 2 "), worked out for those values only.
+        passes = " && ".join(f"COALESCE({t}, false)" for _c, t in tests)
+        body = f"?this {p} ?value . FILTER (!({passes}))"
+        if len(tests) > 1:
+            failed = ", ".join(
+                f'IF(COALESCE({t}, false), "", "{i} ")' for i, (_c, t) in enumerate(tests)
+            )
+            body += f' BIND (CONCAT({failed}, "") AS ?failed)'
+        yield tuple(c for c, _t in tests), "values", body, ""
 
 
 def _node_kind_check(shapes: rdflib.Graph, ns: rdflib.URIRef) -> Check | None:
@@ -418,6 +443,7 @@ def _sparql_check(shapes: rdflib.Graph, ns: rdflib.URIRef, constraint: rdflib.te
         reads_one_hop(text),
         node_shape=str(ns),
         this_bound=_binds_this(text),
+        whole_body=minus_form(text),
     )
 
 
@@ -595,6 +621,82 @@ def _binds_this(query: str) -> bool:
     )
 
 
+# Words that make a FILTER NOT EXISTS block more than triple patterns and filters.
+_NOT_FLAT = {"OPTIONAL", "UNION", "MINUS", "GRAPH", "SERVICE", "VALUES", "BIND", "SELECT", "EXISTS"}
+
+
+def minus_form(query: str) -> str:
+    """The query with each FILTER NOT EXISTS { ... } of its WHERE group's top level that means
+    a MINUS written as one, at the group's end; "" when there is none. Over all the data, MINUS
+    reads its pattern once into a hash where NOT EXISTS runs it once per solution (the
+    undeclared-property rule: 4 s at a million triples, a third of that as MINUS). SHACL
+    forbids MINUS in the shapes themselves, hence the rewrite here.
+
+    A block means the same as a MINUS when it holds triple patterns and filters alone, each of
+    its variables is in one of its triple patterns, and those it shares with the rest of the
+    query are bound in every solution (by a triple pattern of the top level, or ?this, which
+    the focus nodes bind), at least one of them: both forms then drop the solutions whose
+    shared values the pattern matches."""
+    toks = [
+        (m.lastgroup or "other", m.start(m.lastgroup or 0), m.end()) for m in _TOKEN.finditer(query)
+    ]
+    toks = [t for t in toks if t[0] != "comment"]
+    text = [query[start:end] for _kind, start, end in toks]
+    try:
+        bound = {v for s, p, o, where in _PatternReader(query).where() if where == (1,)
+                 for v in (s, p, o) if v.startswith("?")} | {"?this"}  # fmt: skip
+    except _NotLocal:
+        return ""
+    # The WHERE group: its opening brace, and the top-level FILTER NOT EXISTS blocks in it.
+    opening = next((i + 1 for i, t in enumerate(text) if t.upper() == "WHERE"), None)
+    if opening is None or opening >= len(text) or text[opening] != "{":
+        return ""
+    blocks: list[tuple[int, int]] = []  # token indices: FILTER .. the block's closing brace
+    depth, closing = 0, None
+    for i in range(opening, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            closing = i
+            break
+        words = [w.upper() for w in text[i : i + 4]]
+        if depth == 1 and words == ["FILTER", "NOT", "EXISTS", "{"]:
+            end = next((j for j in range(i + 4, len(text)) if text[j] in ("{", "}")), None)
+            if end is not None and text[end] == "}":  # no group inside
+                blocks.append((i, end))
+    if closing is None:
+        return ""
+    kept = [(i, end) for i, end in blocks if _means_minus(toks, text, i, end, bound)]
+    if not kept:
+        return ""
+    edits = [(toks[i][1], toks[end][2], "") for i, end in kept]
+    inner = [query[toks[i + 3][2] : toks[end][1]].strip() for i, end in kept]
+    moved = " ".join(f"MINUS {{ {pattern} }}" for pattern in inner)
+    edits.append((toks[closing][1], toks[closing][1], moved + "\n"))
+    out = query
+    for start, end, new in sorted(edits, reverse=True):
+        out = out[:start] + new + out[end:]
+    return out
+
+
+def _means_minus(
+    toks: list[tuple[str, int, int]], text: list[str], i: int, end: int, bound: set[str]
+) -> bool:
+    """Whether the FILTER NOT EXISTS block of tokens i..end can be a MINUS (see minus_form)."""
+    inner = range(i + 4, end)
+    if any(toks[j][0] == "word" and text[j].upper() in _NOT_FLAT for j in inner):
+        return False
+    name = {j: "?" + text[j][1:] for j in range(len(text)) if toks[j][0] == "var"}
+    own = {name[j] for j in inner if j in name}
+    try:
+        block = "SELECT * WHERE { " + " ".join(text[j] for j in inner) + " }"
+        in_patterns = {v for t in _PatternReader(block).where() for v in t[:3] if v.startswith("?")}
+    except _NotLocal:
+        return False
+    outside = {v for j, v in name.items() if not i <= j <= end}
+    shared = own & outside
+    return own <= in_patterns and bool(shared) and shared <= bound
+
+
 def reads_one_hop(query: str) -> bool:
     """Whether every triple pattern starts at $this or at a variable that a $this pattern in
     the same group or an enclosing one binds (its object, or its predicate: that property's
@@ -733,60 +835,132 @@ FEW_TARGETS = 1000  # below this many focus nodes a check starts from them (spee
 
 
 def _target_count(store: ox.Store, classes: tuple[str, ...]) -> int:
+    """The number of focus nodes of these classes, counted up to FEW_TARGETS: whether they
+    are few is all a check needs (a full count cost a second at a million triples)."""
     solutions = store.query(
-        "SELECT (COUNT(DISTINCT ?this) AS ?n) WHERE { VALUES ?c { "
+        "SELECT DISTINCT ?this WHERE { VALUES ?c { "
         + " ".join(f"<{c}>" for c in classes)
-        + f" }} GRAPH <{INSTANCES.value}> {{ ?this <{INSTANCE_OF.value}> ?c }} }}"
+        + f" }} GRAPH <{INSTANCES.value}> {{ ?this <{INSTANCE_OF.value}> ?c }} }} "
+        + f"LIMIT {FEW_TARGETS}"
     )
     assert isinstance(solutions, ox.QuerySolutions)
-    n = next(iter(solutions))["n"]
-    return int(n.value) if isinstance(n, ox.Literal) else 0
+    return sum(1 for _row in solutions)
 
 
-def run_checks(store: ox.Store, checks: Iterable[Check], scoped: bool) -> list[Result]:
-    """Every check's results; with `scoped`, local checks only on the recorded scope."""
-    results: list[Result] = []
+QUERY_THREADS = 2  # the build machine's cores; queries beyond them only wait
+
+Row = dict[str, ox.NamedNode | ox.BlankNode | ox.Literal]
+
+
+class CheckFailed(RuntimeError):
+    """A check's query failed in the store (a broken sh:select, a store error)."""
+
+
+def run_checks(
+    store: ox.Store,
+    checks: Iterable[Check],
+    scoped: bool,
+    threads: int | None = None,
+    seconds: list[float] | None = None,
+) -> list[Result]:
+    """Every check's results; with `scoped`, local checks only on the recorded scope.
+
+    The queries run on `threads` (default QUERY_THREADS) threads over the one store:
+    pyoxigraph evaluates a query without holding the GIL, and the store is only read meanwhile
+    (a write beside a query would be another matter). The results are those of one thread,
+    in the checks' order. `seconds`, when given, receives each check's query time (CPU of its
+    thread), in order: 0 for a check whose query an earlier check had (one path's checks
+    on several shapes, over all the data, are one query, run once)."""
+    checks = list(checks)
     sizes: dict[tuple[str, ...], int] = {}
-    for check in checks:
-        if not scoped and check.classes not in sizes:
-            sizes[check.classes] = _target_count(store, check.classes)
-        few = not scoped and sizes[check.classes] < FEW_TARGETS
-        query, to_filter = check.query(scoped, few)
-        solutions = store.query(query)
-        assert isinstance(solutions, ox.QuerySolutions)
-        names = [v.value for v in solutions.variables]
-        classes = [ox.NamedNode(c) for c in check.classes]
-        for row in solutions:
-            focus = row["this"]
-            if not isinstance(focus, ox.NamedNode | ox.BlankNode):
-                continue
-            if to_filter and not any(
-                ox.Quad(focus, INSTANCE_OF, c, INSTANCES) in store for c in classes
-            ):
-                continue  # not a focus node of this shape
-            bound = {n: row[n] for n in names if row[n] is not None}
-            value = bound.get("value") if check.kind in ("values", "pair", "sparql") else None
-            path = bound.get("path") if check.kind == "sparql" else None
-            failed = bound.get("failed")
-            components = (
-                [check.components[int(i)] for i in failed.value.split()]
-                if failed is not None
-                else check.components
-            )
-            for component in components:
-                results.append(
-                    Result(
-                        severity=check.severity,
-                        focus=focus,
-                        path=path.value if isinstance(path, ox.NamedNode) else check.path,
-                        value=None if value == focus else value,
-                        message=_message(check, bound),
-                        shape=check.shape,
-                        component=component,
-                        local=check.local,
-                    )
-                )
+    if not scoped:
+        sizes = {c: _target_count(store, c) for c in dict.fromkeys(ch.classes for ch in checks)}
+    queries = [ch.query(scoped, not scoped and sizes[ch.classes] < FEW_TARGETS) for ch in checks]
+
+    def answer(i: int) -> tuple[list[Row], float]:
+        started = time.thread_time()
+        try:
+            solutions = store.query(queries[i][0])
+            assert isinstance(solutions, ox.QuerySolutions)
+            names = [v.value for v in solutions.variables]
+            rows = [{n: row[n] for n in names if row[n] is not None} for row in solutions]
+        except (SyntaxError, OSError, ValueError, TypeError) as err:
+            check = checks[i]
+            raise CheckFailed(
+                f"the SHACL check {check.shape} ({', '.join(check.components)}) failed in "
+                f"the store: {type(err).__name__}: {err}"
+            ) from err
+        return rows, time.thread_time() - started
+
+    first: dict[str, int] = {}  # each query: the first check that has it
+    for i, (text, _to_filter) in enumerate(queries):
+        first.setdefault(text, i)
+    # The widest checks first, so that no long query starts last while the other thread idles.
+    order = sorted(
+        first.values(),
+        key=lambda i: (checks[i].kind != "sparql", -sizes.get(checks[i].classes, 0), i),
+    )
+    answers = _in_threads(answer, order, QUERY_THREADS if threads is None else threads)
+    if seconds is not None:
+        seconds[:] = [answers[i][1] if first[q] == i else 0.0 for i, (q, _f) in enumerate(queries)]
+    results: list[Result] = []
+    for check, (query, to_filter) in zip(checks, queries, strict=True):
+        results += _results(store, check, answers[first[query]][0], to_filter)
     return results
+
+
+def _results(store: ox.Store, check: Check, rows: list[Row], to_filter: bool) -> list[Result]:
+    """One check's results from its query's rows (kept if focus nodes, with `to_filter`)."""
+    results: list[Result] = []
+    classes = [ox.NamedNode(c) for c in check.classes]
+    for bound in rows:
+        focus = bound.get("this")
+        if not isinstance(focus, ox.NamedNode | ox.BlankNode):
+            continue
+        if to_filter and not any(
+            ox.Quad(focus, INSTANCE_OF, c, INSTANCES) in store for c in classes
+        ):
+            continue  # not a focus node of this shape
+        value = bound.get("value") if check.kind in _VALUED else None
+        path = bound.get("path") if check.kind == "sparql" else None
+        failed = bound.get("failed")
+        components = (
+            [check.components[int(i)] for i in failed.value.split()]
+            if failed is not None
+            else check.components
+        )
+        for component in components:
+            results.append(
+                Result(
+                    severity=check.severity,
+                    focus=focus,
+                    path=path.value if isinstance(path, ox.NamedNode) else check.path,
+                    value=None if value == focus else value,
+                    message=_message(check, bound),
+                    shape=check.shape,
+                    component=component,
+                    local=check.local,
+                )
+            )
+    return results
+
+
+_VALUED = ("values", "class", "pair", "sparql")  # the kinds whose rows name a ?value
+_T = TypeVar("_T")
+
+
+def _in_threads(task: Callable[[int], _T], order: list[int], threads: int) -> dict[int, _T]:
+    """task(i) for every i of `order` on `threads` threads, started in that order. The first
+    failure (in `order`) is raised once the tasks already running have ended."""
+    if threads <= 1:
+        return {i: task(i) for i in order}
+    with ThreadPoolExecutor(threads, thread_name_prefix="shacl-check") as pool:
+        futures = {i: pool.submit(task, i) for i in order}
+        try:
+            return {i: futures[i].result() for i in order}
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def _message(check: Check, bound: dict) -> str:

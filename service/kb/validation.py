@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import pyoxigraph as ox
 import pyshacl
@@ -532,31 +533,50 @@ def _shacl_in_store(
 
 
 def _load_store(statements: Sequence[Statement]) -> ox.Store:
-    """The statements in a new store's default graph. Written out as N-Triples / N-Quads and
-    read back by Oxigraph: a Python Quad per statement took longer than the validation. The
-    statements with blank nodes are added as they are, since reading relabels blank nodes and
+    """The statements in a new store's default graph. Written out as N-Triples and read back
+    by Oxigraph in one call: a Python Quad per statement took longer than the validation,
+    and so did a Python test of each statement. The serializer writes one line per statement,
+    in order, so the lines naming a blank node (or holding "_:" in a literal) find their
+    statements again: those are added as they are, since reading relabels blank nodes and
     findings must name the caller's."""
+    try:
+        text = ox.serialize(cast(list[ox.Triple], statements), format=ox.RdfFormat.N_TRIPLES)
+    except ValueError:  # a quad in a named graph: SHACL reads the default graph only
+        triples = [s.triple if isinstance(s, ox.Quad) else s for s in statements]
+        text = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
+    assert text is not None  # with no output given, serialize returns the bytes
+    if text.count(b"\n") != len(statements):
+        raise AssertionError("the N-Triples serializer wrote other than a line a statement")
+    text, blank = _without_blank_lines(text)
     store = ox.Store()
+    # lenient: the terms were checked when they were made (a parse or a constructor).
+    store.load(text, format=ox.RdfFormat.N_TRIPLES, lenient=True)
     default = ox.DefaultGraph()
-    triples: list[ox.Triple] = []
-    quads: list[ox.Quad] = []
-    kept: list[ox.Quad] = []
-    for s in statements:
-        if isinstance(s.subject, ox.NamedNode) and not isinstance(
-            s.object, ox.BlankNode | ox.Triple
-        ):
-            if isinstance(s, ox.Triple):
-                triples.append(s)
-                continue
-            if s.graph_name == default:
-                quads.append(s)
-                continue
-        kept.append(ox.Quad(s.subject, s.predicate, s.object, default))
-    for fmt, group in ((ox.RdfFormat.N_TRIPLES, triples), (ox.RdfFormat.N_QUADS, quads)):
-        if group:
-            store.load(ox.serialize(group, format=fmt), format=fmt)
-    store.extend(kept)
+    kept = [statements[i] for i in blank]
+    store.extend(ox.Quad(s.subject, s.predicate, s.object, default) for s in kept)
     return store
+
+
+def _without_blank_lines(text: bytes) -> tuple[bytes, list[int]]:
+    """N-Triples text without its lines holding "_:", and their numbers (from 0). Found by
+    searching the bytes: a Python step per line cost seconds at a million triples."""
+    pieces: list[bytes] = []
+    numbers: list[int] = []
+    kept_from = line = 0  # `line` is the number of the line starting at kept_from
+    found = text.find(b"_:")
+    while found != -1:
+        start = text.rfind(b"\n", 0, found) + 1
+        end = text.index(b"\n", found) + 1
+        line += text.count(b"\n", kept_from, start)
+        numbers.append(line)
+        line += 1
+        pieces.append(text[kept_from:start])
+        kept_from = end
+        found = text.find(b"_:", end)
+    if not numbers:
+        return text, numbers
+    pieces.append(text[kept_from:])
+    return b"".join(pieces), numbers
 
 
 def _restore_literals(findings: list[Finding], statements: Sequence[Statement]) -> None:
