@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -460,143 +459,97 @@ def derivation_iri(rule: ox.NamedNode, subject: ox.NamedNode) -> ox.NamedNode:
 
 
 # --- domain rules ------------------------------------------------------------------------------
+# Where a run's new triples are put when needs_rerun asks about them (one graph per run).
 SCRATCH = ox.NamedNode("urn:cmpkg:rule-output")
-
-
-def _template_end(query: str, start: int) -> int | None:
-    """Index of the brace closing the group that opens at `start` (strings, IRIs and comments
-    skipped), or None."""
-    depth, i, n = 0, start, len(query)
-    while i < n:
-        c = query[i]
-        if c in "\"'":
-            quote = query[i : i + 3] if query[i : i + 3] in ('"""', "'''") else c
-            i += len(quote)
-            while i < n and query[i : i + len(quote)] != quote:
-                i += 2 if query[i] == "\\" else 1
-            i += len(quote)
-            continue
-        if c == "#":
-            while i < n and query[i] != "\n":
-                i += 1
-        elif c == "<" and re.match(r"<[^\s<>]*>", query[i:]):
-            i = query.index(">", i)
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-def as_insert(query: str) -> str | None:
-    """The rule's CONSTRUCT as a SPARQL Update that writes its output into SCRATCH (None
-    when the text is not a plain `CONSTRUCT { template } WHERE { ... }`)."""
-    found = re.search(r"\bCONSTRUCT\s*\{", query, re.IGNORECASE)
-    if found is None:
-        return None
-    close = _template_end(query, found.end() - 1)
-    if close is None:
-        return None
-    template, rest = query[found.end() : close], query[close + 1 :].lstrip()
-    if not rest.upper().startswith("WHERE"):
-        rest = "WHERE " + rest
-    return (
-        f"{query[: found.start()]}INSERT {{ GRAPH <{SCRATCH.value}> {{ {template} }} }}\n"
-        f"__USING__\n{rest}"
-    )
-
+_NT = ox.RdfFormat.N_TRIPLES
+_RDF_TYPE_NT = f"<{RDF_TYPE.value}>".encode()
+# A run whose output has at most this many lines is checked against the store triple by
+# triple; a larger one against a hash of every line the store holds, built once per call
+# (a few seconds at a million triples: worth it for the build, not for one prescription).
+LOOKUP_LIMIT = 5000
 
 Graph = ox.NamedNode | ox.DefaultGraph
 
 
-def _sparql_graph(g: Graph) -> str:
-    return "DEFAULT" if isinstance(g, ox.DefaultGraph) else f"<{g.value}>"
-
-
-def _run_natively(
-    store: ox.Store, rule: Rule, graphs: Sequence[Graph], output: ox.NamedNode
-) -> tuple[int, set[str]] | None:
-    """Run one rule inside the store (no triple crosses into Python): what it derives that is
-    new is left in the graph `output`, its number and what it wrote returned. None when the
-    rule text cannot be run this way."""
-    update = as_insert(rule.query or "")
-    if update is None:
-        return None
+def _derive(store: ox.Store, rule: Rule, graphs: Sequence[Graph]) -> list[bytes]:
+    """What the rule's CONSTRUCT derives over `graphs`: its distinct N-Triples lines, made
+    in Rust (no triple becomes a Python object). Nothing is written to the store."""
     named = [g for g in graphs if isinstance(g, ox.NamedNode)]
-    if len(named) != len(graphs) and len(graphs) != 1:
-        return None  # the default graph mixed with named ones: no USING clause says that
-    # One graph read as the default graph (no USING) is much faster than a union of several.
-    using = " ".join(f"USING <{g.value}>" for g in named)
-    using += " " + " ".join(f"USING NAMED <{g.value}>" for g in named)
-    update = update.replace(f"<{SCRATCH.value}>", f"<{output.value}>")
+    # One default graph is read as it is; a union of several makes each pattern a lookup
+    # per graph, so it is asked for only when the rules read several.
+    dataset: dict[str, list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph]] = (
+        {}
+        if list(graphs) == [ox.DefaultGraph()]
+        else {"default_graph": [*graphs], "named_graphs": [*named]}
+    )
     try:
-        store.update(update.replace("__USING__", using), prefixes=RULE_PREFIXES)
-    except SyntaxError:
-        return None  # the query path reports the error in the rule's own terms
-    out = f"GRAPH <{output.value}> {{ ?s ?p ?o }}"
-    if named:
-        known = ", ".join(f"<{g.value}>" for g in named)
-        seen = f"GRAPH ?g {{ ?s ?p ?o }} FILTER (?g IN ({known}))"
-    else:
-        seen = "?s ?p ?o"
-    try:
-        # What is known already leaves the output graph in one pass (a lookup per triple);
-        # then it holds exactly the new triples, summed up in one more pass.
-        store.update(f"DELETE {{ {out} }} WHERE {{ {out} FILTER EXISTS {{ {seen} }} }}")
-        summary = solutions(
-            store.query(
-                f"""SELECT ?p ?c (COUNT(*) AS ?n) (MAX(isBlank(?s) || isBlank(?o)) AS ?blank)
-                    WHERE {{ {out} BIND (IF(?p = rdf:type, ?o, ?none) AS ?c) }} GROUP BY ?p ?c""",
-                prefixes=RULE_PREFIXES,
-            )
-        )
-        gained, written, blank = 0, set(), False
-        for row in summary:
-            gained += int(row["n"].value)
-            written.add(row["p"].value)
-            if isinstance(row["c"], ox.NamedNode):
-                written.add(_TYPE_KEY + row["c"].value)
-            blank = blank or row["blank"].value == "true"
-        if blank:
-            found = next(
-                q.triple
-                for q in store.quads_for_pattern(None, None, None, output)
-                if isinstance(q.subject, ox.BlankNode) or isinstance(q.object, ox.BlankNode)
-            )
-            raise RuleError(f"{rule.iri} produced a blank node: {found}")
-    except BaseException:
-        store.update(f"DROP SILENT GRAPH <{output.value}>")
-        raise
-    return gained, written
-
-
-def _run_in_python(
-    store: ox.Store, rule: Rule, graphs: Sequence[Graph], output: ox.NamedNode
-) -> tuple[int, set[str]]:
-    try:
-        dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
-        result = store.query(rule.query or "", prefixes=RULE_PREFIXES, default_graph=dataset)
-    except SyntaxError as err:
+        answer = store.query(rule.query or "", prefixes=RULE_PREFIXES, **dataset)  # type: ignore[arg-type]
+        data = constructed(answer).serialize(format=_NT)
+    except (SyntaxError, TypeError) as err:
         raise RuleError(f"{rule.iri}: {err}") from None
-    new: set[ox.Triple] = set()  # a CONSTRUCT can return one triple several times
-    for t in constructed(result):
-        if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
-            raise RuleError(f"{rule.iri} produced a blank node: {t}")
-        if not any(
-            next(store.quads_for_pattern(t.subject, t.predicate, t.object, g), None) is not None
-            for g in graphs
-        ):
-            new.add(t)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, output) for t in new)
-    written = {t.predicate.value for t in new} | {
-        _TYPE_KEY + t.object.value
-        for t in new
-        if t.predicate == RDF_TYPE and isinstance(t.object, ox.NamedNode)
-    }
-    return len(new), written
+    assert data is not None  # no output file given: the bytes are returned
+    if b"_:" in data:  # rare (a literal may say "_:"): then each triple is looked at
+        for t in ox.parse(data, format=_NT):
+            if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
+                raise RuleError(f"{rule.iri} produced a blank node: {t.triple}")
+    # A CONSTRUCT may give one triple several times (once per solution).
+    return list(dict.fromkeys(data.split(b"\n")[:-1]))
+
+
+class _Known:
+    """Which derived lines the store already holds in the graphs the rules read. Serialised
+    terms are the store's own (a query's output and a dump decode the same stored terms),
+    so two lines are equal exactly when the triples are; a hash hit is confirmed in the store."""
+
+    def __init__(self, store: ox.Store, graphs: Sequence[Graph], limit: int) -> None:
+        self.store, self.graphs, self.limit = store, graphs, limit
+        self.hashes: set[int] | None = None
+
+    def _held(self, lines: list[bytes]) -> set[bytes]:
+        """The lines (each one triple) the store holds in one of the graphs."""
+        if not lines:
+            return set()
+        triples = ox.parse(b"\n".join(lines), format=_NT)
+        return {
+            line
+            for line, t in zip(lines, triples, strict=True)
+            if any(
+                next(self.store.quads_for_pattern(t.subject, t.predicate, t.object, g), None)
+                is not None
+                for g in self.graphs
+            )
+        }
+
+    def new(self, lines: list[bytes]) -> list[bytes]:
+        """The lines not yet in the store; the caller adds them to it (and so to `self`)."""
+        if self.hashes is None and len(lines) > self.limit:
+            self.hashes = {
+                hash(line)
+                for g in self.graphs
+                for line in (self.store.dump(format=_NT, from_graph=g) or b"").split(b"\n")
+            }
+        hashes = self.hashes
+        held = self._held(lines if hashes is None else [x for x in lines if hash(x) in hashes])
+        new = [x for x in lines if x not in held] if held else lines
+        if hashes is not None:
+            hashes.update(map(hash, new))
+        return new
+
+
+def _by_key(lines: Iterable[bytes]) -> dict[str, bytes]:
+    """The lines grouped by what they write, keyed as rule_reads keys reads: the predicate,
+    or `type:` + the class for a typing statement (N-Triples, each line ending in a newline)."""
+    typed: dict[bytes, list[bytes]] = defaultdict(list)
+    other: dict[bytes, list[bytes]] = defaultdict(list)
+    for line in lines:
+        _s, p, rest = line.split(b" ", 2)  # an IRI subject holds no space
+        if p == _RDF_TYPE_NT and rest.startswith(b"<"):
+            typed[rest[:-2]].append(line)  # rest is "<class> ."
+        else:
+            other[p].append(line)
+    out = {p[1:-1].decode(): b"\n".join(group) + b"\n" for p, group in other.items()}
+    out.update({_TYPE_KEY + c[1:-1].decode(): b"\n".join(g) + b"\n" for c, g in typed.items()})
+    return out
 
 
 _TYPE_KEY = TYPE_KEY
@@ -617,13 +570,37 @@ def _affected(reads: frozenset[str] | None, written: set[str]) -> bool:
     return bool(reads & written)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
-    """One rule run that derived something: the graph holding exactly what was new, and the
-    predicates (and `type:` classes) of those triples."""
+    """One rule run that derived something: exactly what was new, as N-Triples grouped by
+    what each line writes (see _by_key), and the graph that holds the groups needs_rerun
+    has asked about (most are never asked about: a graph of every run cost a second insert
+    of every derived triple)."""
 
+    groups: dict[str, bytes]
     graph: ox.NamedNode
-    written: frozenset[str]
+    loaded: set[str] = field(default_factory=set)
+
+    @property
+    def written(self) -> frozenset[str]:
+        """The predicates and `type:` classes of the new triples (as _affected reads them)."""
+        typed = any(k.startswith(_TYPE_KEY) for k in self.groups)
+        return frozenset([*self.groups, *([RDF + "type"] if typed else [])])
+
+    def holding(self, store: ox.Store, key: str) -> ox.NamedNode:
+        """The run's graph, holding (at least) its new triples that a pattern keyed `key`
+        can match: those of the key, or every typing statement for a pattern on rdf:type."""
+        wanted = [
+            k
+            for k in self.groups
+            if k not in self.loaded
+            and (k == key or (key == RDF + "type" and k.startswith(_TYPE_KEY)))
+        ]
+        if wanted:
+            lines = b"".join(self.groups[k] for k in wanted)
+            store.load(lines, format=_NT, to_graph=self.graph, lenient=True)
+            self.loaded.update(wanted)
+        return self.graph
 
 
 def needs_rerun(
@@ -649,12 +626,13 @@ def needs_rerun(
     if patterns is None:
         return True
     dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
-    new = " ".join(f"<{run.graph.value}>" for run in since)
     for read in patterns:
         if not _affected(read.keys, written):
             continue
         if read.pattern is None:
             return True  # a property path over a written predicate
+        (key,) = read.keys
+        new = " ".join(f"<{run.holding(store, key).value}>" for run in since)
         context = sparql_group(read.context)
         s, p, o = read.pattern
         ask = f"ASK {{ VALUES ?new_ {{ {new} }} GRAPH ?new_ {{ {s} {p} {o} }} {context} }}"
@@ -669,24 +647,27 @@ def run_rules(
     premises: Sequence[Graph],
     target: Graph,
     seconds: dict[str, float] | None = None,
-    outputs: list[ox.NamedNode] | None = None,
+    outputs: list[bytes] | None = None,
     reruns_by_predicate: bool = False,
+    lookup_limit: int = LOOKUP_LIMIT,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
     Rules run in strata by `cmp:order`; each stratum reaches its fixpoint before the next starts,
     so rules that aggregate (best certainty of a support) see complete inputs and never leave
     a stale partial answer behind. Within a stratum a rule runs again only while something
-    derived since its last run can take part in its result (needs_rerun). Each rule runs
-    inside the store as a SPARQL Update (its CONSTRUCT turned into an INSERT), so no derived
-    triple goes through Python; the store must hold only `premises` and `target` besides.
+    derived since its last run can take part in its result (needs_rerun). Each rule runs as
+    a query whose triples come back serialised; only the new ones are loaded, once, into
+    `target` (an INSERT into a scratch graph, a delete of the known ones and a copy wrote
+    every derived triple twice). A rule that fails writes nothing.
     `seconds`, when given, receives each rule's time over all rounds (for the profile).
-    `outputs`, when given, receives the named graphs that hold, between them, every new
-    triple exactly once (the caller reads and drops them); else they are dropped here.
-    `reruns_by_predicate` reruns a rule whenever a predicate it reads was written (the
-    reference for needs_rerun, in the tests).
+    `outputs`, when given, receives each run's new triples as N-Triples (every new triple
+    exactly once between them). `reruns_by_predicate` reruns a rule whenever a predicate it
+    reads was written (the reference for needs_rerun, in the tests). `lookup_limit`: see
+    LOOKUP_LIMIT (the tests vary it to run both ways of telling what is new).
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
+    known = _Known(store, graphs, lookup_limit)
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
     runs: list[_Run] = []
     last_run: dict[str, int] = {}  # per rule: how many runs had derived something before its last
@@ -699,19 +680,16 @@ def run_rules(
                 rounds += 1
                 for rule in pending:
                     started = time.perf_counter()
-                    serial += 1
-                    output = ox.NamedNode(f"{SCRATCH.value}/{serial}")
                     last_run[rule.id] = len(runs)
-                    outcome = _run_natively(store, rule, graphs, output)
-                    if outcome is None:
-                        outcome = _run_in_python(store, rule, graphs, output)
-                    gained, wrote = outcome
-                    if gained:
-                        store.update(f"ADD <{output.value}> TO {_sparql_graph(target)}")
-                        runs.append(_Run(output, frozenset(wrote)))
-                    else:
-                        store.update(f"DROP SILENT GRAPH <{output.value}>")
-                    per_rule[rule.id] += gained
+                    new = known.new(_derive(store, rule, graphs))
+                    if new:
+                        serial += 1
+                        groups = _by_key(new)
+                        # Our own serialiser's output: no need to validate it again.
+                        lines = b"".join(groups.values())
+                        store.load(lines, format=_NT, to_graph=target, lenient=True)
+                        runs.append(_Run(groups, ox.NamedNode(f"{SCRATCH.value}/{serial}")))
+                    per_rule[rule.id] += len(new)
                     if seconds is not None:
                         seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
                 pending = [
@@ -720,11 +698,11 @@ def run_rules(
                     if needs_rerun(store, r, runs[last_run[r.id] :], graphs, reruns_by_predicate)
                 ]
     finally:
-        if outputs is None:
-            for run in runs:
-                store.update(f"DROP SILENT GRAPH <{run.graph.value}>")
+        for run in runs:
+            if run.loaded:
+                store.remove_graph(run.graph)
     if outputs is not None:
-        outputs.extend(run.graph for run in runs)
+        outputs.extend(lines for run in runs for lines in run.groups.values())
     return per_rule, rounds
 
 
@@ -753,19 +731,19 @@ def reason(
 
     started = time.perf_counter()
     # Rules read everything as one default graph (a union of named graphs made every
-    # pattern several lookups); what each run derives stays in its own named graph too.
+    # pattern several lookups).
     store = ox.Store()
     default = ox.DefaultGraph()
     # Serialised and loaded in Rust: a Quad built in Python per triple cost twice as much.
-    loaded = ox.serialize([*onto, *data, *entailed], format=ox.RdfFormat.N_TRIPLES)
-    store.bulk_load(loaded, format=ox.RdfFormat.N_TRIPLES)
+    loaded = ox.serialize([*onto, *data, *entailed], format=_NT)
+    store.bulk_load(loaded, format=_NT, lenient=True)  # terms already checked as they were made
     rule_seconds: dict[str, float] = {}
-    outputs: list[ox.NamedNode] = []
+    outputs: list[bytes] = []
     per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, outputs=outputs)
-    # Distinct by construction: each output graph holds only what the store did not have.
+    # Distinct by construction: each run's output holds only what the store did not have.
     inferred = list(entailed)
-    for graph in outputs:
-        inferred += [q.triple for q in store.quads_for_pattern(None, None, None, graph)]
+    for lines in outputs:  # the parser gives quads (in the default graph)
+        inferred += [q.triple for q in ox.parse(lines, format=_NT, lenient=True)]
     inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, outputs)
     timings["rules"] = time.perf_counter() - started
     peaks["rules"] = peak_rss_mib()
@@ -787,21 +765,22 @@ def _not_inferred(
     store: ox.Store,
     records: Iterable[ox.Triple],
     entailed: Sequence[ox.Triple],
-    outputs: Sequence[ox.NamedNode],
+    outputs: Sequence[bytes],
 ) -> list[ox.Triple]:
     """The records that are not already among the inferred triples (the entailments and the
-    rules' output graphs). Only a record the store holds somewhere needs the exact check."""
+    rules' outputs). Only a record the store holds somewhere needs the exact check."""
     out: list[ox.Triple] = []
     known: set[ox.Triple] | None = None
     for t in dict.fromkeys(records):
         if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
             out.append(t)
             continue
-        known = set(entailed) if known is None else known
-        if t not in known and not any(
-            next(store.quads_for_pattern(t.subject, t.predicate, t.object, g), None) is not None
-            for g in outputs
-        ):
+        if known is None:
+            known = set(entailed)
+            known.update(
+                q.triple for lines in outputs for q in ox.parse(lines, format=_NT, lenient=True)
+            )
+        if t not in known:
             out.append(t)  # an asserted statement that happens to be a record: still inferred
     return out
 
