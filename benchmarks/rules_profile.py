@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.kb.reasoning import (  # noqa: E402
+    RULE_THREADS,
     is_provenance,
     load_rule_statements,
     load_rules,
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument(
         "--logical", type=Path, help="write the sorted non-provenance inferred triples here"
     )
+    parser.add_argument(
+        "--threads", type=int, default=RULE_THREADS, help="rule queries run at once (1: serial)"
+    )
     args = parser.parse_args()
     files = knowledge_files(args.root)
     # Rules always come from this checkout (a kept benchmark root holds no rules of its own).
@@ -40,7 +44,7 @@ def main() -> None:
     asserted = load_triples(files["asserted"])
     rules = load_rules(load_rule_statements(ROOT))
     started, cpu = time.perf_counter(), time.process_time()
-    result = reason(schema, asserted, rules)
+    result = reason(schema, asserted, rules, threads=args.threads)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     statements = sorted(f"{t} ." for t in result.inferred if not is_provenance(t))
     logical = len(statements)

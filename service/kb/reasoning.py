@@ -15,6 +15,7 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,6 @@ from service.kb.rule_analysis import rule_reads as _rule_reads
 from service.kb.sources import (
     NS,
     PREFIXES,
-    constructed,
     parse_file,
     plain_triples,
     project_root,
@@ -467,6 +467,9 @@ _RDF_TYPE_NT = f"<{RDF_TYPE.value}>".encode()
 # triple; a larger one against a hash of every line the store holds, built once per call
 # (a few seconds at a million triples: worth it for the build, not for one prescription).
 LOOKUP_LIMIT = 5000
+# Queries of one round run on this many threads: the machine's two cores (more only adds
+# queries that may have to run again, see run_rules).
+RULE_THREADS = 2
 
 Graph = ox.NamedNode | ox.DefaultGraph
 
@@ -484,14 +487,27 @@ def _derive(store: ox.Store, rule: Rule, graphs: Sequence[Graph]) -> list[bytes]
     )
     try:
         answer = store.query(rule.query or "", prefixes=RULE_PREFIXES, **dataset)  # type: ignore[arg-type]
-        data = constructed(answer).serialize(format=_NT)
-    except (SyntaxError, TypeError) as err:
+    except SyntaxError as err:
         raise RuleError(f"{rule.iri}: {err}") from None
-    assert data is not None  # no output file given: the bytes are returned
+    # The answer must not outlive this call in a traceback: it may run on a worker thread,
+    # and pyoxigraph refuses to free it on another.
+    try:
+        data = answer.serialize(format=_NT) if isinstance(answer, ox.QueryTriples) else None
+    finally:
+        del answer
+    if data is None:
+        raise RuleError(f"{rule.iri}: not a CONSTRUCT query")
     if b"_:" in data:  # rare (a literal may say "_:"): then each triple is looked at
-        for t in ox.parse(data, format=_NT):
-            if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
-                raise RuleError(f"{rule.iri} produced a blank node: {t.triple}")
+        blank = next(
+            (
+                q.triple
+                for q in ox.parse(data, format=_NT)
+                if isinstance(q.subject, ox.BlankNode) or isinstance(q.object, ox.BlankNode)
+            ),
+            None,
+        )
+        if blank is not None:
+            raise RuleError(f"{rule.iri} produced a blank node: {blank}")
     # A CONSTRUCT may give one triple several times (once per solution).
     return list(dict.fromkeys(data.split(b"\n")[:-1]))
 
@@ -641,6 +657,16 @@ def needs_rerun(
     return False
 
 
+def _add(store: ox.Store, new: list[bytes], target: Graph, runs: list[_Run]) -> int:
+    """Load a run's new lines into `target` and note the run (when it derived anything)."""
+    if new:
+        groups = _by_key(new)
+        # Our own serialiser's output: no need to validate it again.
+        store.load(b"".join(groups.values()), format=_NT, to_graph=target, lenient=True)
+        runs.append(_Run(groups, ox.NamedNode(f"{SCRATCH.value}/{len(runs) + 1}")))
+    return len(new)
+
+
 def run_rules(
     store: ox.Store,
     rules: Sequence[Rule],
@@ -650,6 +676,7 @@ def run_rules(
     outputs: list[bytes] | None = None,
     reruns_by_predicate: bool = False,
     lookup_limit: int = LOOKUP_LIMIT,
+    threads: int = RULE_THREADS,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
@@ -664,40 +691,53 @@ def run_rules(
     `outputs`, when given, receives each run's new triples as N-Triples (every new triple
     exactly once between them). `reruns_by_predicate` reruns a rule whenever a predicate it
     reads was written (the reference for needs_rerun, in the tests). `lookup_limit`: see
-    LOOKUP_LIMIT (the tests vary it to run both ways of telling what is new).
+    LOOKUP_LIMIT (the tests vary it to run both ways of telling what is new). `threads`: how
+    many of a round's queries may run at once (1: one after the other, the reference).
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
     known = _Known(store, graphs, lookup_limit)
     per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
     runs: list[_Run] = []
     last_run: dict[str, int] = {}  # per rule: how many runs had derived something before its last
-    rounds, serial = 0, 0
+    rounds = 0
+
+    def timed(rule: Rule) -> tuple[list[bytes], float]:
+        started = time.perf_counter()
+        return _derive(store, rule, graphs), time.perf_counter() - started
+
+    pool = ThreadPoolExecutor(max(1, threads))
     try:
         for order in sorted({r.order for r in rules if r.query}):
             stratum = [r for r in rules if r.query and r.order == order]
             pending = stratum
             while pending:
                 rounds += 1
-                for rule in pending:
+                # The round's queries start at once, on `threads` threads (a query leaves the
+                # GIL while it runs); what they derive is checked and loaded in rule order.
+                futures = [pool.submit(timed, rule) for rule in pending] if threads > 1 else []
+                round_start = len(runs)
+                for i, rule in enumerate(pending):
+                    lines, took = futures[i].result() if futures else timed(rule)
                     started = time.perf_counter()
+                    # Run serially, the rule would have seen what the rules before it in this
+                    # round derived; its query may have run before that was loaded. Kept only
+                    # when none of it can take part in the result (needs_rerun's test), so the
+                    # result is the serial one; else the rule runs again now.
+                    before = runs[round_start:]
+                    if before and needs_rerun(store, rule, before, graphs, reruns_by_predicate):
+                        lines, took = timed(rule)
                     last_run[rule.id] = len(runs)
-                    new = known.new(_derive(store, rule, graphs))
-                    if new:
-                        serial += 1
-                        groups = _by_key(new)
-                        # Our own serialiser's output: no need to validate it again.
-                        lines = b"".join(groups.values())
-                        store.load(lines, format=_NT, to_graph=target, lenient=True)
-                        runs.append(_Run(groups, ox.NamedNode(f"{SCRATCH.value}/{serial}")))
-                    per_rule[rule.id] += len(new)
+                    per_rule[rule.id] += _add(store, known.new(lines), target, runs)
                     if seconds is not None:
-                        seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
+                        spent = took + time.perf_counter() - started
+                        seconds[rule.id] = seconds.get(rule.id, 0.0) + spent
                 pending = [
                     r
                     for r in stratum
                     if needs_rerun(store, r, runs[last_run[r.id] :], graphs, reruns_by_predicate)
                 ]
     finally:
+        pool.shutdown(cancel_futures=True)  # after a failed rule: the queries not yet begun
         for run in runs:
             if run.loaded:
                 store.remove_graph(run.graph)
@@ -712,8 +752,10 @@ def reason(
     rules: Sequence[Rule],
     owl_rl_engine: str = "reasonable",
     owl_rl_full: bool = False,
+    threads: int = RULE_THREADS,
 ) -> ReasoningResult:
-    """OWL RL closure of ontology + asserted, then the rules to a fixpoint; the inferred triples."""
+    """OWL RL closure of ontology + asserted, then the rules to a fixpoint; the inferred triples.
+    `threads`: how many rule queries may run at once (see run_rules)."""
     onto = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
     data = [s.triple if isinstance(s, ox.Quad) else s for s in asserted]
     timings: dict[str, float] = {}
@@ -739,7 +781,9 @@ def reason(
     store.bulk_load(loaded, format=_NT, lenient=True)  # terms already checked as they were made
     rule_seconds: dict[str, float] = {}
     outputs: list[bytes] = []
-    per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, outputs=outputs)
+    per_rule, rounds = run_rules(
+        store, rules, [], default, rule_seconds, outputs=outputs, threads=threads
+    )
     # Distinct by construction: each run's output holds only what the store did not have.
     inferred = list(entailed)
     for lines in outputs:  # the parser gives quads (in the default graph)
