@@ -58,7 +58,8 @@ def main() -> None:
     print(f"timings: { {k: round(v, 2) for k, v in result.timings.items()} }")
     print(f"inferred {len(result.inferred)} triples, {logical} of them not provenance")
     for rule in sorted(result.rule_seconds, key=result.rule_seconds.get, reverse=True):  # type: ignore[arg-type]
-        print(f"  {rule:<28} {result.rule_seconds[rule]:8.2f} s  {result.per_rule[rule]:>8} new")
+        seconds, new = result.rule_seconds[rule], result.per_rule[rule]
+        print(f"  {rule:<28} {seconds:8.2f} s CPU  {new:>8} new")
 
 
 if __name__ == "__main__":
