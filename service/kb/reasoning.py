@@ -657,14 +657,98 @@ def needs_rerun(
     return False
 
 
-def _add(store: ox.Store, new: list[bytes], target: Graph, runs: list[_Run]) -> int:
-    """Load a run's new lines into `target` and note the run (when it derived anything)."""
-    if new:
-        groups = _by_key(new)
-        # Our own serialiser's output: no need to validate it again.
-        store.load(b"".join(groups.values()), format=_NT, to_graph=target, lenient=True)
-        runs.append(_Run(groups, ox.NamedNode(f"{SCRATCH.value}/{len(runs) + 1}")))
-    return len(new)
+def _add(store: ox.Store, new: list[bytes], target: Graph, runs: list[_Run]) -> bytes:
+    """Load a run's new lines (some) into `target`, note the run; the lines loaded."""
+    groups = _by_key(new)
+    lines = b"".join(groups.values())
+    # Our own serialiser's output: no need to validate it again.
+    store.load(lines, format=_NT, to_graph=target, lenient=True)
+    runs.append(_Run(groups, ox.NamedNode(f"{SCRATCH.value}/{len(runs) + 1}")))
+    return lines
+
+
+def _parse(lines: bytes) -> list[ox.Triple]:
+    # Our own serialiser's output again; the parser gives quads (in the default graph).
+    return [q.triple for q in ox.parse(lines, format=_NT, lenient=True)]
+
+
+class _Engine:
+    """The state of one run_rules call: what the store holds (`known`), the runs that derived
+    something, and the new lines still to be parsed for the caller."""
+
+    def __init__(
+        self,
+        store: ox.Store,
+        graphs: list[Graph],
+        target: Graph,
+        lookup_limit: int,
+        reruns_by_predicate: bool,
+        seconds: dict[str, float] | None,
+        outputs: list[ox.Triple] | None,
+    ) -> None:
+        self.store, self.graphs, self.target = store, graphs, target
+        self.outputs = outputs
+        self.known = _Known(store, graphs, lookup_limit)
+        self.by_predicate = reruns_by_predicate
+        self.seconds = seconds
+        self.runs: list[_Run] = []
+        self.last_run: dict[str, int] = {}  # per rule: how many runs had derived before its last
+        self.per_rule: dict[str, int] = {}
+        self.waiting: list[bytes] = []  # runs' new lines not yet parsed into `outputs`
+
+    def collect(self) -> None:
+        if self.outputs is not None:
+            for lines in self.waiting:
+                self.outputs.extend(_parse(lines))
+        self.waiting.clear()
+
+    def timed(self, rule: Rule) -> tuple[list[bytes], float]:
+        # CPU time of the thread that runs the query: wall time overlaps on two threads.
+        started = time.thread_time()
+        return _derive(self.store, rule, self.graphs), time.thread_time() - started
+
+    def round(self, pending: Sequence[Rule], pool: ThreadPoolExecutor | None) -> None:
+        """One round of a stratum: the queries start at once on the pool's threads (a query
+        leaves the GIL while it runs), and while they run the last round's output is parsed;
+        what they derive is checked and loaded in rule order."""
+        futures = [pool.submit(self.timed, rule) for rule in pending] if pool else []
+        self.collect()
+        round_start = len(self.runs)
+        for i, rule in enumerate(pending):
+            lines, took = futures[i].result() if futures else self.timed(rule)
+            started = time.thread_time()
+            # Run serially, the rule would have seen what the rules before it in this round
+            # derived; its query may have run before that was loaded. Kept only when none of
+            # it can take part in the result (needs_rerun's test), so the result is the serial
+            # one; else the rule runs again now.
+            before = self.runs[round_start:]
+            if before and needs_rerun(self.store, rule, before, self.graphs, self.by_predicate):
+                lines, _again = self.timed(rule)  # counted below, as this thread's time
+            self.last_run[rule.id] = len(self.runs)
+            new = self.known.new(lines)
+            if new:
+                self.waiting.append(_add(self.store, new, self.target, self.runs))
+            self.per_rule[rule.id] = self.per_rule.get(rule.id, 0) + len(new)
+            if self.seconds is not None:
+                spent = took + time.thread_time() - started
+                self.seconds[rule.id] = self.seconds.get(rule.id, 0.0) + spent
+
+    def stratum(self, stratum: Sequence[Rule], pool: ThreadPoolExecutor | None) -> int:
+        """Run one stratum to its fixpoint; the rounds it took."""
+        pending, first, rounds = list(stratum), len(self.runs), 0
+        while pending:
+            rounds += 1
+            self.round(pending, pool)
+            pending = [
+                r
+                for r in stratum
+                if needs_rerun(
+                    self.store, r, self.runs[self.last_run[r.id] :], self.graphs, self.by_predicate
+                )
+            ]
+        for run in self.runs[first:]:
+            run.groups = {}  # only this stratum's reruns ask about its runs: memory back
+        return rounds
 
 
 def run_rules(
@@ -673,7 +757,7 @@ def run_rules(
     premises: Sequence[Graph],
     target: Graph,
     seconds: dict[str, float] | None = None,
-    outputs: list[bytes] | None = None,
+    outputs: list[ox.Triple] | None = None,
     reruns_by_predicate: bool = False,
     lookup_limit: int = LOOKUP_LIMIT,
     threads: int = RULE_THREADS,
@@ -689,63 +773,30 @@ def run_rules(
     every derived triple twice). A rule that fails writes nothing.
     `seconds`, when given, receives each rule's CPU seconds over all rounds (its queries, on
     whichever thread ran them, and the checks and loads of what they derived; for the profile).
-    `outputs`, when given, receives each run's new triples as N-Triples (every new triple
-    exactly once between them). `reruns_by_predicate` reruns a rule whenever a predicate it
-    reads was written (the reference for needs_rerun, in the tests). `lookup_limit`: see
-    LOOKUP_LIMIT (the tests vary it to run both ways of telling what is new). `threads`: how
-    many of a round's queries may run at once (1: one after the other, the reference).
+    `outputs`, when given, receives every new triple once: each run's lines are parsed
+    while the next round's queries run, so the build's collection overlaps the rules.
+    `reruns_by_predicate` reruns a rule whenever a predicate it reads was written (the
+    reference for needs_rerun, in the tests). `lookup_limit`: see LOOKUP_LIMIT (the tests
+    vary it to run both ways of telling what is new). `threads`: how many of a round's
+    queries may run at once (1: one after the other, the reference).
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
-    known = _Known(store, graphs, lookup_limit)
-    per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
-    runs: list[_Run] = []
-    last_run: dict[str, int] = {}  # per rule: how many runs had derived something before its last
+    engine = _Engine(store, graphs, target, lookup_limit, reruns_by_predicate, seconds, outputs)
+    engine.per_rule = {r.id: 0 for r in rules if r.query}
+
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     rounds = 0
-
-    def timed(rule: Rule) -> tuple[list[bytes], float]:
-        # CPU time of the thread that runs the query: wall time overlaps on two threads.
-        started = time.thread_time()
-        return _derive(store, rule, graphs), time.thread_time() - started
-
-    pool = ThreadPoolExecutor(max(1, threads))
     try:
         for order in sorted({r.order for r in rules if r.query}):
-            stratum = [r for r in rules if r.query and r.order == order]
-            pending = stratum
-            while pending:
-                rounds += 1
-                # The round's queries start at once, on `threads` threads (a query leaves the
-                # GIL while it runs); what they derive is checked and loaded in rule order.
-                futures = [pool.submit(timed, rule) for rule in pending] if threads > 1 else []
-                round_start = len(runs)
-                for i, rule in enumerate(pending):
-                    lines, took = futures[i].result() if futures else timed(rule)
-                    started = time.thread_time()
-                    # Run serially, the rule would have seen what the rules before it in this
-                    # round derived; its query may have run before that was loaded. Kept only
-                    # when none of it can take part in the result (needs_rerun's test), so the
-                    # result is the serial one; else the rule runs again now.
-                    before = runs[round_start:]
-                    if before and needs_rerun(store, rule, before, graphs, reruns_by_predicate):
-                        lines, _again = timed(rule)  # counted below, as this thread's time
-                    last_run[rule.id] = len(runs)
-                    per_rule[rule.id] += _add(store, known.new(lines), target, runs)
-                    if seconds is not None:
-                        spent = took + time.thread_time() - started
-                        seconds[rule.id] = seconds.get(rule.id, 0.0) + spent
-                pending = [
-                    r
-                    for r in stratum
-                    if needs_rerun(store, r, runs[last_run[r.id] :], graphs, reruns_by_predicate)
-                ]
+            rounds += engine.stratum([r for r in rules if r.query and r.order == order], pool)
     finally:
-        pool.shutdown(cancel_futures=True)  # after a failed rule: the queries not yet begun
-        for run in runs:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)  # after a failed rule: the queries not begun
+        for run in engine.runs:
             if run.loaded:
                 store.remove_graph(run.graph)
-    if outputs is not None:
-        outputs.extend(lines for run in runs for lines in run.groups.values())
-    return per_rule, rounds
+    engine.collect()
+    return engine.per_rule, rounds
 
 
 def reason(
@@ -782,15 +833,14 @@ def reason(
     loaded = ox.serialize([*onto, *data, *entailed], format=_NT)
     store.bulk_load(loaded, format=_NT, lenient=True)  # terms already checked as they were made
     rule_seconds: dict[str, float] = {}
-    outputs: list[bytes] = []
+    derived: list[ox.Triple] = []
     per_rule, rounds = run_rules(
-        store, rules, [], default, rule_seconds, outputs=outputs, threads=threads
+        store, rules, [], default, rule_seconds, outputs=derived, threads=threads
     )
     # Distinct by construction: each run's output holds only what the store did not have.
     inferred = list(entailed)
-    for lines in outputs:  # the parser gives quads (in the default graph)
-        inferred += [q.triple for q in ox.parse(lines, format=_NT, lenient=True)]
-    inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, outputs)
+    inferred += derived
+    inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, derived)
     timings["rules"] = time.perf_counter() - started
     peaks["rules"] = peak_rss_mib()
     # Unsorted: the writer sorts the artifact's lines, and sorting millions of terms here
@@ -811,7 +861,7 @@ def _not_inferred(
     store: ox.Store,
     records: Iterable[ox.Triple],
     entailed: Sequence[ox.Triple],
-    outputs: Sequence[bytes],
+    derived: Sequence[ox.Triple],
 ) -> list[ox.Triple]:
     """The records that are not already among the inferred triples (the entailments and the
     rules' outputs). Only a record the store holds somewhere needs the exact check."""
@@ -823,9 +873,7 @@ def _not_inferred(
             continue
         if known is None:
             known = set(entailed)
-            known.update(
-                q.triple for lines in outputs for q in ox.parse(lines, format=_NT, lenient=True)
-            )
+            known.update(derived)
         if t not in known:
             out.append(t)  # an asserted statement that happens to be a record: still inferred
     return out
