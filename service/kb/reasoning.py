@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,6 @@ from service.kb.rule_analysis import rule_reads as _rule_reads
 from service.kb.sources import (
     NS,
     PREFIXES,
-    constructed,
     parse_file,
     plain_triples,
     project_root,
@@ -460,143 +459,113 @@ def derivation_iri(rule: ox.NamedNode, subject: ox.NamedNode) -> ox.NamedNode:
 
 
 # --- domain rules ------------------------------------------------------------------------------
+# Where a run's new triples are put when needs_rerun asks about them (one graph per run).
 SCRATCH = ox.NamedNode("urn:cmpkg:rule-output")
-
-
-def _template_end(query: str, start: int) -> int | None:
-    """Index of the brace closing the group that opens at `start` (strings, IRIs and comments
-    skipped), or None."""
-    depth, i, n = 0, start, len(query)
-    while i < n:
-        c = query[i]
-        if c in "\"'":
-            quote = query[i : i + 3] if query[i : i + 3] in ('"""', "'''") else c
-            i += len(quote)
-            while i < n and query[i : i + len(quote)] != quote:
-                i += 2 if query[i] == "\\" else 1
-            i += len(quote)
-            continue
-        if c == "#":
-            while i < n and query[i] != "\n":
-                i += 1
-        elif c == "<" and re.match(r"<[^\s<>]*>", query[i:]):
-            i = query.index(">", i)
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-def as_insert(query: str) -> str | None:
-    """The rule's CONSTRUCT as a SPARQL Update that writes its output into SCRATCH (None
-    when the text is not a plain `CONSTRUCT { template } WHERE { ... }`)."""
-    found = re.search(r"\bCONSTRUCT\s*\{", query, re.IGNORECASE)
-    if found is None:
-        return None
-    close = _template_end(query, found.end() - 1)
-    if close is None:
-        return None
-    template, rest = query[found.end() : close], query[close + 1 :].lstrip()
-    if not rest.upper().startswith("WHERE"):
-        rest = "WHERE " + rest
-    return (
-        f"{query[: found.start()]}INSERT {{ GRAPH <{SCRATCH.value}> {{ {template} }} }}\n"
-        f"__USING__\n{rest}"
-    )
-
+_NT = ox.RdfFormat.N_TRIPLES
+_RDF_TYPE_NT = f"<{RDF_TYPE.value}>".encode()
+# A run whose output has at most this many lines is checked against the store triple by
+# triple; a larger one against a hash of every line the store holds, built once per call
+# (a few seconds at a million triples: worth it for the build, not for one prescription).
+LOOKUP_LIMIT = 5000
+# Queries of one round run on this many threads: the machine's two cores (more only adds
+# queries that may have to run again, see run_rules).
+RULE_THREADS = 2
 
 Graph = ox.NamedNode | ox.DefaultGraph
 
 
-def _sparql_graph(g: Graph) -> str:
-    return "DEFAULT" if isinstance(g, ox.DefaultGraph) else f"<{g.value}>"
-
-
-def _run_natively(
-    store: ox.Store, rule: Rule, graphs: Sequence[Graph], output: ox.NamedNode
-) -> tuple[int, set[str]] | None:
-    """Run one rule inside the store (no triple crosses into Python): what it derives that is
-    new is left in the graph `output`, its number and what it wrote returned. None when the
-    rule text cannot be run this way."""
-    update = as_insert(rule.query or "")
-    if update is None:
-        return None
+def _derive(store: ox.Store, rule: Rule, graphs: Sequence[Graph]) -> list[bytes]:
+    """What the rule's CONSTRUCT derives over `graphs`: its distinct N-Triples lines, made
+    in Rust (no triple becomes a Python object). Nothing is written to the store."""
     named = [g for g in graphs if isinstance(g, ox.NamedNode)]
-    if len(named) != len(graphs) and len(graphs) != 1:
-        return None  # the default graph mixed with named ones: no USING clause says that
-    # One graph read as the default graph (no USING) is much faster than a union of several.
-    using = " ".join(f"USING <{g.value}>" for g in named)
-    using += " " + " ".join(f"USING NAMED <{g.value}>" for g in named)
-    update = update.replace(f"<{SCRATCH.value}>", f"<{output.value}>")
+    # One default graph is read as it is; a union of several makes each pattern a lookup
+    # per graph, so it is asked for only when the rules read several.
+    dataset: dict[str, list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph]] = (
+        {}
+        if list(graphs) == [ox.DefaultGraph()]
+        else {"default_graph": [*graphs], "named_graphs": [*named]}
+    )
     try:
-        store.update(update.replace("__USING__", using), prefixes=RULE_PREFIXES)
-    except SyntaxError:
-        return None  # the query path reports the error in the rule's own terms
-    out = f"GRAPH <{output.value}> {{ ?s ?p ?o }}"
-    if named:
-        known = ", ".join(f"<{g.value}>" for g in named)
-        seen = f"GRAPH ?g {{ ?s ?p ?o }} FILTER (?g IN ({known}))"
-    else:
-        seen = "?s ?p ?o"
-    try:
-        # What is known already leaves the output graph in one pass (a lookup per triple);
-        # then it holds exactly the new triples, summed up in one more pass.
-        store.update(f"DELETE {{ {out} }} WHERE {{ {out} FILTER EXISTS {{ {seen} }} }}")
-        summary = solutions(
-            store.query(
-                f"""SELECT ?p ?c (COUNT(*) AS ?n) (MAX(isBlank(?s) || isBlank(?o)) AS ?blank)
-                    WHERE {{ {out} BIND (IF(?p = rdf:type, ?o, ?none) AS ?c) }} GROUP BY ?p ?c""",
-                prefixes=RULE_PREFIXES,
-            )
-        )
-        gained, written, blank = 0, set(), False
-        for row in summary:
-            gained += int(row["n"].value)
-            written.add(row["p"].value)
-            if isinstance(row["c"], ox.NamedNode):
-                written.add(_TYPE_KEY + row["c"].value)
-            blank = blank or row["blank"].value == "true"
-        if blank:
-            found = next(
-                q.triple
-                for q in store.quads_for_pattern(None, None, None, output)
-                if isinstance(q.subject, ox.BlankNode) or isinstance(q.object, ox.BlankNode)
-            )
-            raise RuleError(f"{rule.iri} produced a blank node: {found}")
-    except BaseException:
-        store.update(f"DROP SILENT GRAPH <{output.value}>")
-        raise
-    return gained, written
-
-
-def _run_in_python(
-    store: ox.Store, rule: Rule, graphs: Sequence[Graph], output: ox.NamedNode
-) -> tuple[int, set[str]]:
-    try:
-        dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
-        result = store.query(rule.query or "", prefixes=RULE_PREFIXES, default_graph=dataset)
+        answer = store.query(rule.query or "", prefixes=RULE_PREFIXES, **dataset)  # type: ignore[arg-type]
     except SyntaxError as err:
         raise RuleError(f"{rule.iri}: {err}") from None
-    new: set[ox.Triple] = set()  # a CONSTRUCT can return one triple several times
-    for t in constructed(result):
-        if isinstance(t.subject, ox.BlankNode) or isinstance(t.object, ox.BlankNode):
-            raise RuleError(f"{rule.iri} produced a blank node: {t}")
-        if not any(
-            next(store.quads_for_pattern(t.subject, t.predicate, t.object, g), None) is not None
-            for g in graphs
-        ):
-            new.add(t)
-    store.extend(ox.Quad(t.subject, t.predicate, t.object, output) for t in new)
-    written = {t.predicate.value for t in new} | {
-        _TYPE_KEY + t.object.value
-        for t in new
-        if t.predicate == RDF_TYPE and isinstance(t.object, ox.NamedNode)
-    }
-    return len(new), written
+    # The answer must not outlive this call in a traceback: it may run on a worker thread,
+    # and pyoxigraph refuses to free it on another.
+    try:
+        data = answer.serialize(format=_NT) if isinstance(answer, ox.QueryTriples) else None
+    finally:
+        del answer
+    if data is None:
+        raise RuleError(f"{rule.iri}: not a CONSTRUCT query")
+    if b"_:" in data:  # rare (a literal may say "_:"): then each triple is looked at
+        blank = next(
+            (
+                q.triple
+                for q in ox.parse(data, format=_NT)
+                if isinstance(q.subject, ox.BlankNode) or isinstance(q.object, ox.BlankNode)
+            ),
+            None,
+        )
+        if blank is not None:
+            raise RuleError(f"{rule.iri} produced a blank node: {blank}")
+    # A CONSTRUCT may give one triple several times (once per solution).
+    return list(dict.fromkeys(data.split(b"\n")[:-1]))
+
+
+class _Known:
+    """Which derived lines the store already holds in the graphs the rules read. Serialised
+    terms are the store's own (a query's output and a dump decode the same stored terms),
+    so two lines are equal exactly when the triples are; a hash hit is confirmed in the store."""
+
+    def __init__(self, store: ox.Store, graphs: Sequence[Graph], limit: int) -> None:
+        self.store, self.graphs, self.limit = store, graphs, limit
+        self.hashes: set[int] | None = None
+
+    def _held(self, lines: list[bytes]) -> set[bytes]:
+        """The lines (each one triple) the store holds in one of the graphs."""
+        if not lines:
+            return set()
+        triples = ox.parse(b"\n".join(lines), format=_NT)
+        return {
+            line
+            for line, t in zip(lines, triples, strict=True)
+            if any(
+                next(self.store.quads_for_pattern(t.subject, t.predicate, t.object, g), None)
+                is not None
+                for g in self.graphs
+            )
+        }
+
+    def new(self, lines: list[bytes]) -> list[bytes]:
+        """The lines not yet in the store; the caller adds them to it (and so to `self`)."""
+        if self.hashes is None and len(lines) > self.limit:
+            self.hashes = {
+                hash(line)
+                for g in self.graphs
+                for line in (self.store.dump(format=_NT, from_graph=g) or b"").split(b"\n")
+            }
+        hashes = self.hashes
+        held = self._held(lines if hashes is None else [x for x in lines if hash(x) in hashes])
+        new = [x for x in lines if x not in held] if held else lines
+        if hashes is not None:
+            hashes.update(map(hash, new))
+        return new
+
+
+def _by_key(lines: Iterable[bytes]) -> dict[str, bytes]:
+    """The lines grouped by what they write, keyed as rule_reads keys reads: the predicate,
+    or `type:` + the class for a typing statement (N-Triples, each line ending in a newline)."""
+    typed: dict[bytes, list[bytes]] = defaultdict(list)
+    other: dict[bytes, list[bytes]] = defaultdict(list)
+    for line in lines:
+        _s, p, rest = line.split(b" ", 2)  # an IRI subject holds no space
+        if p == _RDF_TYPE_NT and rest.startswith(b"<"):
+            typed[rest[:-2]].append(line)  # rest is "<class> ."
+        else:
+            other[p].append(line)
+    out = {p[1:-1].decode(): b"\n".join(group) + b"\n" for p, group in other.items()}
+    out.update({_TYPE_KEY + c[1:-1].decode(): b"\n".join(g) + b"\n" for c, g in typed.items()})
+    return out
 
 
 _TYPE_KEY = TYPE_KEY
@@ -617,13 +586,37 @@ def _affected(reads: frozenset[str] | None, written: set[str]) -> bool:
     return bool(reads & written)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
-    """One rule run that derived something: the graph holding exactly what was new, and the
-    predicates (and `type:` classes) of those triples."""
+    """One rule run that derived something: exactly what was new, as N-Triples grouped by
+    what each line writes (see _by_key), and the graph that holds the groups needs_rerun
+    has asked about (most are never asked about: a graph of every run cost a second insert
+    of every derived triple)."""
 
+    groups: dict[str, bytes]
     graph: ox.NamedNode
-    written: frozenset[str]
+    loaded: set[str] = field(default_factory=set)
+
+    @property
+    def written(self) -> frozenset[str]:
+        """The predicates and `type:` classes of the new triples (as _affected reads them)."""
+        typed = any(k.startswith(_TYPE_KEY) for k in self.groups)
+        return frozenset([*self.groups, *([RDF + "type"] if typed else [])])
+
+    def holding(self, store: ox.Store, key: str) -> ox.NamedNode:
+        """The run's graph, holding (at least) its new triples that a pattern keyed `key`
+        can match: those of the key, or every typing statement for a pattern on rdf:type."""
+        wanted = [
+            k
+            for k in self.groups
+            if k not in self.loaded
+            and (k == key or (key == RDF + "type" and k.startswith(_TYPE_KEY)))
+        ]
+        if wanted:
+            lines = b"".join(self.groups[k] for k in wanted)
+            store.load(lines, format=_NT, to_graph=self.graph, lenient=True)
+            self.loaded.update(wanted)
+        return self.graph
 
 
 def needs_rerun(
@@ -649,12 +642,13 @@ def needs_rerun(
     if patterns is None:
         return True
     dataset: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [*graphs]
-    new = " ".join(f"<{run.graph.value}>" for run in since)
     for read in patterns:
         if not _affected(read.keys, written):
             continue
         if read.pattern is None:
             return True  # a property path over a written predicate
+        (key,) = read.keys
+        new = " ".join(f"<{run.holding(store, key).value}>" for run in since)
         context = sparql_group(read.context)
         s, p, o = read.pattern
         ask = f"ASK {{ VALUES ?new_ {{ {new} }} GRAPH ?new_ {{ {s} {p} {o} }} {context} }}"
@@ -663,69 +657,146 @@ def needs_rerun(
     return False
 
 
+def _add(store: ox.Store, new: list[bytes], target: Graph, runs: list[_Run]) -> bytes:
+    """Load a run's new lines (some) into `target`, note the run; the lines loaded."""
+    groups = _by_key(new)
+    lines = b"".join(groups.values())
+    # Our own serialiser's output: no need to validate it again.
+    store.load(lines, format=_NT, to_graph=target, lenient=True)
+    runs.append(_Run(groups, ox.NamedNode(f"{SCRATCH.value}/{len(runs) + 1}")))
+    return lines
+
+
+def _parse(lines: bytes) -> list[ox.Triple]:
+    # Our own serialiser's output again; the parser gives quads (in the default graph).
+    return [q.triple for q in ox.parse(lines, format=_NT, lenient=True)]
+
+
+class _Engine:
+    """The state of one run_rules call: what the store holds (`known`), the runs that derived
+    something, and the new lines still to be parsed for the caller."""
+
+    def __init__(
+        self,
+        store: ox.Store,
+        graphs: list[Graph],
+        target: Graph,
+        lookup_limit: int,
+        reruns_by_predicate: bool,
+        seconds: dict[str, float] | None,
+        outputs: list[ox.Triple] | None,
+    ) -> None:
+        self.store, self.graphs, self.target = store, graphs, target
+        self.outputs = outputs
+        self.known = _Known(store, graphs, lookup_limit)
+        self.by_predicate = reruns_by_predicate
+        self.seconds = seconds
+        self.runs: list[_Run] = []
+        self.last_run: dict[str, int] = {}  # per rule: how many runs had derived before its last
+        self.per_rule: dict[str, int] = {}
+        self.waiting: list[bytes] = []  # runs' new lines not yet parsed into `outputs`
+
+    def collect(self) -> None:
+        if self.outputs is not None:
+            for lines in self.waiting:
+                self.outputs.extend(_parse(lines))
+        self.waiting.clear()
+
+    def timed(self, rule: Rule) -> tuple[list[bytes], float]:
+        # CPU time of the thread that runs the query: wall time overlaps on two threads.
+        started = time.thread_time()
+        return _derive(self.store, rule, self.graphs), time.thread_time() - started
+
+    def round(self, pending: Sequence[Rule], pool: ThreadPoolExecutor | None) -> None:
+        """One round of a stratum: the queries start at once on the pool's threads (a query
+        leaves the GIL while it runs), and while they run the last round's output is parsed;
+        what they derive is checked and loaded in rule order."""
+        futures = [pool.submit(self.timed, rule) for rule in pending] if pool else []
+        self.collect()
+        round_start = len(self.runs)
+        for i, rule in enumerate(pending):
+            lines, took = futures[i].result() if futures else self.timed(rule)
+            started = time.thread_time()
+            # Run serially, the rule would have seen what the rules before it in this round
+            # derived; its query may have run before that was loaded. Kept only when none of
+            # it can take part in the result (needs_rerun's test), so the result is the serial
+            # one; else the rule runs again now.
+            before = self.runs[round_start:]
+            if before and needs_rerun(self.store, rule, before, self.graphs, self.by_predicate):
+                lines, _again = self.timed(rule)  # counted below, as this thread's time
+            self.last_run[rule.id] = len(self.runs)
+            new = self.known.new(lines)
+            if new:
+                self.waiting.append(_add(self.store, new, self.target, self.runs))
+            self.per_rule[rule.id] = self.per_rule.get(rule.id, 0) + len(new)
+            if self.seconds is not None:
+                spent = took + time.thread_time() - started
+                self.seconds[rule.id] = self.seconds.get(rule.id, 0.0) + spent
+
+    def stratum(self, stratum: Sequence[Rule], pool: ThreadPoolExecutor | None) -> int:
+        """Run one stratum to its fixpoint; the rounds it took."""
+        pending, first, rounds = list(stratum), len(self.runs), 0
+        while pending:
+            rounds += 1
+            self.round(pending, pool)
+            pending = [
+                r
+                for r in stratum
+                if needs_rerun(
+                    self.store, r, self.runs[self.last_run[r.id] :], self.graphs, self.by_predicate
+                )
+            ]
+        for run in self.runs[first:]:
+            run.groups = {}  # only this stratum's reruns ask about its runs: memory back
+        return rounds
+
+
 def run_rules(
     store: ox.Store,
     rules: Sequence[Rule],
     premises: Sequence[Graph],
     target: Graph,
     seconds: dict[str, float] | None = None,
-    outputs: list[ox.NamedNode] | None = None,
+    outputs: list[ox.Triple] | None = None,
     reruns_by_predicate: bool = False,
+    lookup_limit: int = LOOKUP_LIMIT,
+    threads: int = RULE_THREADS,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
     Rules run in strata by `cmp:order`; each stratum reaches its fixpoint before the next starts,
     so rules that aggregate (best certainty of a support) see complete inputs and never leave
     a stale partial answer behind. Within a stratum a rule runs again only while something
-    derived since its last run can take part in its result (needs_rerun). Each rule runs
-    inside the store as a SPARQL Update (its CONSTRUCT turned into an INSERT), so no derived
-    triple goes through Python; the store must hold only `premises` and `target` besides.
-    `seconds`, when given, receives each rule's time over all rounds (for the profile).
-    `outputs`, when given, receives the named graphs that hold, between them, every new
-    triple exactly once (the caller reads and drops them); else they are dropped here.
+    derived since its last run can take part in its result (needs_rerun). Each rule runs as
+    a query whose triples come back serialised; only the new ones are loaded, once, into
+    `target` (an INSERT into a scratch graph, a delete of the known ones and a copy wrote
+    every derived triple twice). A rule that fails writes nothing.
+    `seconds`, when given, receives each rule's CPU seconds over all rounds (its queries, on
+    whichever thread ran them, and the checks and loads of what they derived; for the profile).
+    `outputs`, when given, receives every new triple once: each run's lines are parsed
+    while the next round's queries run, so the build's collection overlaps the rules.
     `reruns_by_predicate` reruns a rule whenever a predicate it reads was written (the
-    reference for needs_rerun, in the tests).
+    reference for needs_rerun, in the tests). `lookup_limit`: see LOOKUP_LIMIT (the tests
+    vary it to run both ways of telling what is new). `threads`: how many of a round's
+    queries may run at once (1: one after the other, the reference).
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
-    per_rule: dict[str, int] = {r.id: 0 for r in rules if r.query}
-    runs: list[_Run] = []
-    last_run: dict[str, int] = {}  # per rule: how many runs had derived something before its last
-    rounds, serial = 0, 0
+    engine = _Engine(store, graphs, target, lookup_limit, reruns_by_predicate, seconds, outputs)
+    engine.per_rule = {r.id: 0 for r in rules if r.query}
+
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    rounds = 0
     try:
         for order in sorted({r.order for r in rules if r.query}):
-            stratum = [r for r in rules if r.query and r.order == order]
-            pending = stratum
-            while pending:
-                rounds += 1
-                for rule in pending:
-                    started = time.perf_counter()
-                    serial += 1
-                    output = ox.NamedNode(f"{SCRATCH.value}/{serial}")
-                    last_run[rule.id] = len(runs)
-                    outcome = _run_natively(store, rule, graphs, output)
-                    if outcome is None:
-                        outcome = _run_in_python(store, rule, graphs, output)
-                    gained, wrote = outcome
-                    if gained:
-                        store.update(f"ADD <{output.value}> TO {_sparql_graph(target)}")
-                        runs.append(_Run(output, frozenset(wrote)))
-                    else:
-                        store.update(f"DROP SILENT GRAPH <{output.value}>")
-                    per_rule[rule.id] += gained
-                    if seconds is not None:
-                        seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
-                pending = [
-                    r
-                    for r in stratum
-                    if needs_rerun(store, r, runs[last_run[r.id] :], graphs, reruns_by_predicate)
-                ]
+            rounds += engine.stratum([r for r in rules if r.query and r.order == order], pool)
     finally:
-        if outputs is None:
-            for run in runs:
-                store.update(f"DROP SILENT GRAPH <{run.graph.value}>")
-    if outputs is not None:
-        outputs.extend(run.graph for run in runs)
-    return per_rule, rounds
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)  # after a failed rule: the queries not begun
+        for run in engine.runs:
+            if run.loaded:
+                store.remove_graph(run.graph)
+    engine.collect()
+    return engine.per_rule, rounds
 
 
 def reason(
@@ -734,8 +805,10 @@ def reason(
     rules: Sequence[Rule],
     owl_rl_engine: str = "reasonable",
     owl_rl_full: bool = False,
+    threads: int = RULE_THREADS,
 ) -> ReasoningResult:
-    """OWL RL closure of ontology + asserted, then the rules to a fixpoint; the inferred triples."""
+    """OWL RL closure of ontology + asserted, then the rules to a fixpoint; the inferred triples.
+    `threads`: how many rule queries may run at once (see run_rules)."""
     onto = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
     data = [s.triple if isinstance(s, ox.Quad) else s for s in asserted]
     timings: dict[str, float] = {}
@@ -753,20 +826,21 @@ def reason(
 
     started = time.perf_counter()
     # Rules read everything as one default graph (a union of named graphs made every
-    # pattern several lookups); what each run derives stays in its own named graph too.
+    # pattern several lookups).
     store = ox.Store()
     default = ox.DefaultGraph()
     # Serialised and loaded in Rust: a Quad built in Python per triple cost twice as much.
-    loaded = ox.serialize([*onto, *data, *entailed], format=ox.RdfFormat.N_TRIPLES)
-    store.bulk_load(loaded, format=ox.RdfFormat.N_TRIPLES)
+    loaded = ox.serialize([*onto, *data, *entailed], format=_NT)
+    store.bulk_load(loaded, format=_NT, lenient=True)  # terms already checked as they were made
     rule_seconds: dict[str, float] = {}
-    outputs: list[ox.NamedNode] = []
-    per_rule, rounds = run_rules(store, rules, [], default, rule_seconds, outputs=outputs)
-    # Distinct by construction: each output graph holds only what the store did not have.
+    derived: list[ox.Triple] = []
+    per_rule, rounds = run_rules(
+        store, rules, [], default, rule_seconds, outputs=derived, threads=threads
+    )
+    # Distinct by construction: each run's output holds only what the store did not have.
     inferred = list(entailed)
-    for graph in outputs:
-        inferred += [q.triple for q in store.quads_for_pattern(None, None, None, graph)]
-    inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, outputs)
+    inferred += derived
+    inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, derived)
     timings["rules"] = time.perf_counter() - started
     peaks["rules"] = peak_rss_mib()
     # Unsorted: the writer sorts the artifact's lines, and sorting millions of terms here
@@ -787,21 +861,20 @@ def _not_inferred(
     store: ox.Store,
     records: Iterable[ox.Triple],
     entailed: Sequence[ox.Triple],
-    outputs: Sequence[ox.NamedNode],
+    derived: Sequence[ox.Triple],
 ) -> list[ox.Triple]:
     """The records that are not already among the inferred triples (the entailments and the
-    rules' output graphs). Only a record the store holds somewhere needs the exact check."""
+    rules' outputs). Only a record the store holds somewhere needs the exact check."""
     out: list[ox.Triple] = []
     known: set[ox.Triple] | None = None
     for t in dict.fromkeys(records):
         if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
             out.append(t)
             continue
-        known = set(entailed) if known is None else known
-        if t not in known and not any(
-            next(store.quads_for_pattern(t.subject, t.predicate, t.object, g), None) is not None
-            for g in outputs
-        ):
+        if known is None:
+            known = set(entailed)
+            known.update(derived)
+        if t not in known:
             out.append(t)  # an asserted statement that happens to be a record: still inferred
     return out
 
