@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -20,11 +21,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import pyoxigraph as ox
 
 from service import __version__, config
+from service.kb.hermit import HermitResult, save_cache_entry
 from service.kb.reasoning import (
     HERMIT_RULE,
     derivation_records,
@@ -335,73 +339,134 @@ def _build(
 
     # The rule vocabulary is schema for the nodes rules make; reasoners and shapes need it too.
     schema = graph_triples["ontology"] + vocabulary
-    try:
-        engine = "none" if "owl_rl" in skip else owl_rl_engine
+    engine = "none" if "owl_rl" in skip else owl_rl_engine
+    with _failing_as("rules"):  # a rule with bad SPARQL, or a reasoner crash: fail closed
         result = reason(schema, graph_triples["asserted"], rules, owl_rl_engine=engine)
-    except Exception as err:  # a rule with bad SPARQL, or a reasoner crash: fail closed
-        raise BuildFailed("rules", f"{type(err).__name__}: {err}") from err
     stages.timings.update({k: round(v, 3) for k, v in result.timings.items()})
     stages.peaks.update(result.peaks)
     if progress:
         echo(f"[2-3/{len(STAGES)}] OWL RL + rules done: {len(result.inferred)} inferred triples")
     inferred = list(result.inferred)
 
-    links: list[ox.Triple] = []
     full_input: dict[str, str] = {}
-    reused: list[str] = []
-    after_write: list[Callable[[], None]] = []  # only once the new artifact is in place
     if result.owl_rl_fallback:
         full_input["owl_rl"] = result.owl_rl_fallback
+    job = None
     if "hermit" not in skip:
-        with stages.stage("hermit"), _failing_as("hermit"):  # e.g. a crashed JVM
-            inferred, links, hermit_full = _classify(
-                schema, graph_triples["asserted"], inferred, directory / CACHE_DIR, after_write
-            )
-            if hermit_full == "reused":
-                reused.append("hermit")
-            elif hermit_full:
-                full_input["hermit"] = hermit_full
-
-    with stages.stage("write"), _failing_as("write"):
-        data, counts = serialize({**graph_triples, "inferred": inferred})
-        build_id = hashlib.sha256(data).hexdigest()
-    with _Staged(directory) as staged:
-        with stages.stage("write"):
-            # Staged before SHACL, which reads it to scope a rebuild; not held in memory
-            # through SHACL (at a million triples it is more than a gigabyte).
-            artifacts = _Artifacts(directory, staged.write(ARTIFACT_NAME, data), build_id,
-                                   counts, after_write, reused)  # fmt: skip
-            del data
-        findings: dict[str, int] = {}
-        if "shacl" not in skip:
-            with stages.stage("shacl"), _failing_as("shacl"):
-                findings = _validate(
-                    graph_triples, inferred, schema, loaded.file_of, full_input, artifacts
+        if progress:
+            echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit ... (beside the write)")
+        job = _HermitJob(schema, graph_triples["asserted"], inferred, directory / CACHE_DIR)
+    checks = _Checks(stages, graph_triples, schema, loaded.file_of, directory, skip)
+    try:
+        with _Staged(directory) as staged:
+            checked, answer = _checked(checks, staged, inferred, job)
+            reused = ["hermit"] if answer and answer.result.reused else []
+            if answer and answer.full_because:
+                full_input["hermit"] = answer.full_because
+            with stages.stage("write"):
+                manifest = Manifest(
+                    build_id=checked.build_id,
+                    artifact=ARTIFACT_NAME,
+                    triples=checked.counts,
+                    inputs=hashes,
+                    code=code_hash(),
+                    tools=tool_versions(),
+                    timings={},
+                    rules=result.per_rule,
+                    hermit_subclass_links=len(answer.new_links) if answer else 0,
+                    shacl_findings=checked.findings,
+                    skipped=sorted(skip),
+                    full_input={**full_input, **checked.full_input},
+                    reused=reused + checked.reused,
                 )
-        with stages.stage("write"):
-            manifest = Manifest(
-                build_id=build_id,
-                artifact=ARTIFACT_NAME,
-                triples=counts,
-                inputs=hashes,
-                code=code_hash(),
-                tools=tool_versions(),
-                timings={},
-                rules=result.per_rule,
-                hermit_subclass_links=len(links),
-                shacl_findings=findings,
-                skipped=sorted(skip),
-                full_input=full_input,
-                reused=reused,
-            )
-        manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
-        manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
-        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
-        staged.write(MANIFEST_NAME, text.encode())
-        staged.publish()
-    for keep in after_write:
+            manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
+            manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
+            text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+            staged.write(MANIFEST_NAME, text.encode())
+            staged.publish()
+    finally:
+        if job is not None:
+            job.stop()
+    if answer is not None:
+        save_cache_entry(answer.result)
+    for keep in checked.after_write:
         keep()
     return manifest
+
+
+def _checked(
+    checks: _Checks, staged: _Staged, inferred: list[ox.Triple], job: _HermitJob | None
+) -> tuple[_Checked, _HermitAnswer | None]:
+    """The write and SHACL, run while HermiT (`job`) reasons, on the inferred graph without
+    its answer, and redone on the final graph when it adds a subclass link (never on the
+    shipped or synthetic data): the artifact is the sequential pipeline's. So are failures:
+    HermiT's come first, as its stage does."""
+    checked = failed = None
+    try:
+        checked = checks.run(staged, inferred)
+    except BuildFailed as err:  # reported only if HermiT passes
+        failed = err
+    answer = None
+    if job is not None:
+        answer = job.answer()
+        stages = checks.stages
+        stages.timings["hermit"] = round(answer.seconds, 3)
+        stages.peaks["hermit"] = answer.peak_rss_mib
+        if stages.progress:
+            stages.echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit done in "
+                        f"{answer.seconds:.2f} s")  # fmt: skip
+        if answer.new_links:
+            links = answer.links()
+            inferred = [*inferred, *links, *derivation_records(links, HERMIT_RULE)]
+            staged.discard()
+            checked, failed = checks.run(staged, inferred), None
+    if failed is not None:
+        raise failed
+    assert checked is not None
+    return checked, answer
+
+
+@dataclass
+class _Checked:
+    """What the write and SHACL made of one version of the inferred graph."""
+
+    build_id: str
+    counts: dict[str, int]
+    findings: dict[str, int]
+    full_input: dict[str, str]
+    reused: list[str]
+    after_write: list[Callable[[], None]]
+
+
+@dataclass
+class _Checks:
+    """The write (staged, not yet published) and SHACL, run on a given inferred graph."""
+
+    stages: _Stages
+    graph_triples: dict[str, list[ox.Triple]]
+    schema: list[ox.Triple]
+    file_of: Mapping[str, str]
+    directory: Path
+    skip: Collection[str]
+
+    def run(self, staged: _Staged, inferred: list[ox.Triple]) -> _Checked:
+        with self.stages.stage("write"), _failing_as("write"):
+            data, counts = serialize({**self.graph_triples, "inferred": inferred})
+            build_id = hashlib.sha256(data).hexdigest()
+            # Staged before SHACL, which reads it to scope a rebuild; not held in memory
+            # through SHACL (at a million triples it is more than a gigabyte).
+            path = staged.write(ARTIFACT_NAME, data)
+            del data
+        checked = _Checked(build_id, counts, {}, {}, [], [])
+        if "shacl" not in self.skip:
+            artifacts = _Artifacts(self.directory, path, build_id, counts, checked.after_write,
+                                   checked.reused)  # fmt: skip
+            with self.stages.stage("shacl"), _failing_as("shacl"):
+                checked.findings = _validate(
+                    self.graph_triples, inferred, self.schema, self.file_of,
+                    checked.full_input, artifacts,
+                )  # fmt: skip
+        return checked
 
 
 def _load(root: Path) -> _Loaded:
@@ -453,44 +518,151 @@ RDF_TYPE = PREFIXES["rdf"] + "type"
 SH_TARGET_CLASS = PREFIXES["sh"] + "targetClass"
 
 
+@dataclass
+class _HermitAnswer:
+    """HermiT's verdict on a consistent input, as the child process sends it back."""
+
+    result: HermitResult
+    new_links: list[tuple[str, str]]  # (sub, super) not already in the inferred graph
+    full_because: str | None  # why the whole input ran, if it did
+    seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+
+    def links(self) -> list[ox.Triple]:
+        subclass = ox.NamedNode(_RDFS_SUBCLASS)
+        return [ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b)) for a, b in self.new_links]
+
+
 def _classify(
     schema: list[ox.Triple],
     asserted: list[ox.Triple],
     inferred: list[ox.Triple],
     cache_dir: Path | None = None,
-    after_write: list[Callable[[], None]] | None = None,
-) -> tuple[list[ox.Triple], list[ox.Triple], str | None]:
-    """HermiT consistency + classification on the ontology plus the instance types it needs;
-    new subclass links join the inferred graph. Also returns why the full input ran, if so."""
-    from service.kb.hermit import JavaNotFoundError, run_hermit_summarized, save_cache_entry
+) -> _HermitAnswer:
+    """HermiT consistency + classification on the ontology plus the instance types it needs:
+    the subclass links it finds that the inferred graph lacks, and why the full input ran."""
+    from service.kb.hermit import JavaNotFoundError, run_hermit_summarized
 
-    after_write = after_write if after_write is not None else []
     # One pass: the logical statements HermiT sees, and the subclass links already inferred
     # (a set of every inferred triple cost seconds at a million).
     subclass = ox.NamedNode(_RDFS_SUBCLASS)
     logical: list[ox.Triple] = []
-    known: set[ox.Triple] = set()
+    known: set[tuple[str, str]] = set()
     for t in inferred:
         if not is_provenance(t):
             logical.append(t)
             if t.predicate == subclass:
-                known.add(t)
+                known.add((t.subject.value, t.object.value))  # type: ignore[union-attr]
     try:
         hermit, full_because = run_hermit_summarized(schema, asserted + logical, cache_dir)
     except JavaNotFoundError as err:
         raise BuildFailed("hermit", str(err)) from None
     if not hermit.consistent or hermit.unsatisfiable:
         raise BuildFailed("hermit", hermit.explanation)
-    links = [
-        link
-        for a, b in hermit.inferred_subclass_of
-        if (link := ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b))) not in known
-    ]
-    records = derivation_records(links, HERMIT_RULE)
-    if hermit.reused:
-        full_because = "reused"
-    after_write.append(lambda: save_cache_entry(hermit))
-    return [*inferred, *links, *records], links, full_because
+    new = [pair for pair in hermit.inferred_subclass_of if tuple(pair) not in known]
+    return _HermitAnswer(hermit, new, full_because)
+
+
+class _HermitJob:
+    """The HermiT stage (summary, cache look-up, JVM) in a forked child process, so that it
+    takes the second core while this process writes and checks the artifact.
+
+    The child shares the graphs copy-on-write and sends back only its answer. It dies with
+    the build (even by SIGKILL), and HermiT's JVM dies with it; stopped early (a failure
+    here, SIGTERM, Ctrl-C) it is sent SIGTERM and unwinds: the JVM is killed and HermiT's
+    temporary directory removed. Where fork does not exist it runs in this process."""
+
+    def __init__(
+        self,
+        schema: list[ox.Triple],
+        asserted: list[ox.Triple],
+        inferred: list[ox.Triple],
+        cache_dir: Path,
+    ) -> None:
+        self._inline: _HermitAnswer | BuildFailed | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        args = (schema, asserted, inferred, cache_dir)
+        if "fork" not in multiprocessing.get_all_start_methods():
+            self._inline = _answer_or_failure(*args)
+            return
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_hermit_child, args=(send, os.getpid(), *args), daemon=True
+        )
+        self._process.start()
+        send.close()  # only the child writes: its end closing is how a crash shows
+
+    def answer(self) -> _HermitAnswer:
+        """HermiT's answer; raises BuildFailed (stage "hermit") as the stage itself would."""
+        got: _HermitAnswer | BuildFailed | None = self._inline
+        if self._process is not None:
+            try:
+                kind, payload = self._receive.recv()
+            except EOFError:
+                self._process.join()
+                raise BuildFailed(
+                    "hermit",
+                    f"HermiT's process ended without an answer (exit code "
+                    f"{self._process.exitcode})",
+                ) from None
+            self._process.join()
+            got = payload if kind == "answer" else BuildFailed(*payload)
+        if isinstance(got, BuildFailed):
+            raise got
+        assert got is not None
+        return got
+
+    def stop(self) -> None:
+        """End the child if it still runs (the build stopped before it answered)."""
+        process = self._process
+        if process is None:
+            return
+        if process.is_alive():
+            process.terminate()
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._receive.close()
+
+
+def _answer_or_failure(
+    schema: list[ox.Triple], asserted: list[ox.Triple], inferred: list[ox.Triple],
+    cache_dir: Path,
+) -> _HermitAnswer | BuildFailed:  # fmt: skip
+    started = time.perf_counter()
+    peak_rss_mib()
+    try:
+        answer = _classify(schema, asserted, inferred, cache_dir)
+    except BuildFailed as err:
+        return err
+    except Exception as err:  # e.g. a crashed JVM: named by its stage, as _failing_as does
+        return BuildFailed("hermit", f"{type(err).__name__}: {err}")
+    answer.seconds = time.perf_counter() - started
+    answer.peak_rss_mib = peak_rss_mib()
+    return answer
+
+
+def _hermit_child(send: Connection, parent: int, *args: Any) -> None:
+    """The child's whole life: HermiT's answer (or failure) sent back once."""
+    import signal
+
+    from service.kb.hermit import die_with_parent
+
+    if sys.platform.startswith("linux"):
+        die_with_parent(parent)
+
+    def _stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds: the JVM killed, temporaries removed
+
+    signal.signal(signal.SIGTERM, _stop)
+    got = _answer_or_failure(*args)
+    if isinstance(got, BuildFailed):
+        send.send(("failed", (got.stage, got.report)))
+    else:
+        send.send(("answer", got))
+    send.close()
 
 
 @dataclass
@@ -691,6 +863,12 @@ class _Staged:
             raise self._failed(err) from None
         return Path(tmp_name)
 
+    def discard(self) -> None:
+        """Remove what was staged so far (to stage it again)."""
+        for tmp, _final in self.files:
+            tmp.unlink(missing_ok=True)
+        self.files.clear()
+
     def publish(self) -> None:
         try:
             # Artifact first: a reader that sees a new manifest always finds its artifact.
@@ -711,5 +889,4 @@ class _Staged:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for tmp, _final in self.files:
-            tmp.unlink(missing_ok=True)
+        self.discard()
