@@ -355,7 +355,7 @@ def _build(
     if "hermit" not in skip:
         if progress:
             echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit ... (beside the write)")
-        job = _HermitJob(schema, graph_triples["asserted"], inferred, directory / CACHE_DIR)
+        job = _HermitJob(schema, graph_triples["asserted"], inferred, directory)
     checks = _Checks(stages, graph_triples, schema, loaded.file_of, directory, skip)
     try:
         with _Staged(directory) as staged:
@@ -567,28 +567,29 @@ class _HermitJob:
     """The HermiT stage (summary, cache look-up, JVM) in a forked child process, so that it
     takes the second core while this process writes and checks the artifact.
 
-    The child shares the graphs copy-on-write and sends back only its answer. It dies with
-    the build (even by SIGKILL), and HermiT's JVM dies with it; stopped early (a failure
-    here, SIGTERM, Ctrl-C) it is sent SIGTERM and unwinds: the JVM is killed and HermiT's
-    temporary directory removed. Where fork does not exist it runs in this process."""
+    The child shares the graphs copy-on-write and sends back only its answer. Stopped early
+    (a failure here, SIGTERM, Ctrl-C) it is sent SIGTERM and unwinds: the JVM is killed and
+    HermiT's temporary directory removed. A build killed by SIGKILL sends it SIGTERM too
+    (the kernel does, on Linux), and it then also removes the artifact the build had staged
+    in `directory`. Where fork does not exist it runs in this process."""
 
     def __init__(
         self,
         schema: list[ox.Triple],
         asserted: list[ox.Triple],
         inferred: list[ox.Triple],
-        cache_dir: Path,
+        directory: Path,
     ) -> None:
         self._inline: _HermitAnswer | BuildFailed | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
-        args = (schema, asserted, inferred, cache_dir)
+        args = (schema, asserted, inferred, directory / CACHE_DIR)
         if "fork" not in multiprocessing.get_all_start_methods():
             self._inline = _answer_or_failure(*args)
             return
         context = multiprocessing.get_context("fork")
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_hermit_child, args=(send, os.getpid(), *args), daemon=True
+            target=_hermit_child, args=(send, os.getpid(), directory, *args), daemon=True
         )
         self._process.start()
         send.close()  # only the child writes: its end closing is how a crash shows
@@ -644,19 +645,21 @@ def _answer_or_failure(
     return answer
 
 
-def _hermit_child(send: Connection, parent: int, *args: Any) -> None:
+def _hermit_child(send: Connection, parent: int, directory: Path, *args: Any) -> None:
     """The child's whole life: HermiT's answer (or failure) sent back once."""
     import signal
 
     from service.kb.hermit import die_with_parent
 
-    if sys.platform.startswith("linux"):
-        die_with_parent(parent)
-
     def _stop(signum: int, frame: object) -> None:
+        if os.getppid() != parent:  # the build was killed: what it staged goes, first
+            remove_stale_temporaries(directory, dead=parent)
         raise SystemExit(128 + signum)  # unwinds: the JVM killed, temporaries removed
 
     signal.signal(signal.SIGTERM, _stop)
+    if sys.platform.startswith("linux"):
+        # SIGTERM, not SIGKILL, when the build dies: this child then cleans up after both.
+        die_with_parent(parent, signal.SIGTERM)
     got = _answer_or_failure(*args)
     if isinstance(got, BuildFailed):
         send.send(("failed", (got.stage, got.report)))
@@ -821,15 +824,16 @@ def _temp_prefix(name: str, pid: int | None = None) -> str:
     return f".{name}.{os.getpid() if pid is None else pid}."
 
 
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Staged files of builds that died before renaming them (SIGKILL, power loss)."""
+def remove_stale_temporaries(directory: Path, dead: int | None = None) -> list[Path]:
+    """Staged files of builds that died before renaming them (SIGKILL, power loss); `dead`
+    is the pid of one known to have died (a zombie not yet reaped still looks alive)."""
     from service.kb.hermit import pid_alive
 
     removed = []
     for name in (ARTIFACT_NAME, MANIFEST_NAME):
         for path in directory.glob(f".{name}.*.tmp"):
             pid = path.name[len(name) + 2 :].split(".", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
+            if pid.isdigit() and (int(pid) == dead or not pid_alive(int(pid))):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

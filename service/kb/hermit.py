@@ -114,11 +114,12 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TEMP_PREFIX = "cmpkg-hermit-"
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
     """In the forked JVM before exec: the kernel kills it when the build process dies, even
-    by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own)."""
+    by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own).
+    `signum` is what the kernel sends (a Python child may ask for SIGTERM, to clean up)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
