@@ -649,11 +649,13 @@ def _hermit_child(send: Connection, parent: int, directory: Path, *args: Any) ->
     """The child's whole life: HermiT's answer (or failure) sent back once."""
     import signal
 
-    from service.kb.hermit import die_with_parent
+    from service.kb.hermit import die_with_parent, remove_running_temporaries
 
     def _stop(signum: int, frame: object) -> None:
-        if os.getppid() != parent:  # the build was killed: what it staged goes, first
-            remove_stale_temporaries(directory, dead=parent)
+        if os.getppid() != parent:  # the build was killed: nobody waits for an answer
+            remove_stale_temporaries(directory, ending=parent)
+            remove_running_temporaries()
+            os._exit(1)  # and HermiT's JVM dies with this process
         raise SystemExit(128 + signum)  # unwinds: the JVM killed, temporaries removed
 
     signal.signal(signal.SIGTERM, _stop)
@@ -824,16 +826,16 @@ def _temp_prefix(name: str, pid: int | None = None) -> str:
     return f".{name}.{os.getpid() if pid is None else pid}."
 
 
-def remove_stale_temporaries(directory: Path, dead: int | None = None) -> list[Path]:
-    """Staged files of builds that died before renaming them (SIGKILL, power loss); `dead`
-    is the pid of one known to have died (a zombie not yet reaped still looks alive)."""
+def remove_stale_temporaries(directory: Path, ending: int | None = None) -> list[Path]:
+    """Staged files of builds that died before renaming them (SIGKILL, power loss), and of
+    the build `ending` names (known dead: a zombie not yet reaped still looks alive)."""
     from service.kb.hermit import pid_alive
 
     removed = []
     for name in (ARTIFACT_NAME, MANIFEST_NAME):
         for path in directory.glob(f".{name}.*.tmp"):
             pid = path.name[len(name) + 2 :].split(".", 1)[0]
-            if pid.isdigit() and (int(pid) == dead or not pid_alive(int(pid))):
+            if pid.isdigit() and (int(pid) == ending or not pid_alive(int(pid))):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

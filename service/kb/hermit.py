@@ -145,6 +145,24 @@ def _jvm_bound_to(tmp: str) -> Iterator[None]:
         kwargs.update(saved_kwargs)
 
 
+_RUNNING: set[str] = set()  # this process's HermiT temporary directories
+
+
+@contextlib.contextmanager
+def _running_in(tmp: str) -> Iterator[None]:
+    _RUNNING.add(tmp)
+    try:
+        yield
+    finally:
+        _RUNNING.discard(tmp)
+
+
+def remove_running_temporaries() -> None:
+    """For a process about to end without unwinding: its HermiT runs' directories."""
+    for tmp in list(_RUNNING):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def remove_stale_temporaries(directory: Path | None = None) -> list[Path]:
     """Temporary directories of HermiT runs whose process is gone (a build killed by
     SIGKILL cannot clean up after itself; the next one does)."""
@@ -180,6 +198,7 @@ def run_hermit(triples: Iterable[Statement]) -> HermitResult:
     remove_stale_temporaries()
     with (
         tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp,
+        _running_in(tmp),
         _jvm_bound_to(tmp),
     ):
         nt = Path(tmp) / "input.nt"
