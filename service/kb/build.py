@@ -400,30 +400,35 @@ def _checked(
     """The write and SHACL, run while HermiT (`job`) reasons, on the inferred graph without
     its answer, and redone on the final graph when it adds a subclass link (never on the
     shipped or synthetic data): the artifact is the sequential pipeline's. So are failures:
-    HermiT's come first, as its stage does."""
+    HermiT's come first, as its stage does. An answer already there is used first."""
+    if job is None:
+        return checks.run(staged, inferred), None
+    if job.answered():
+        answer = _hermit_answer(job, checks.stages)
+        return checks.run(staged, answer.with_links(inferred)), answer
     checked = failed = None
     try:
         checked = checks.run(staged, inferred)
     except BuildFailed as err:  # reported only if HermiT passes
         failed = err
-    answer = None
-    if job is not None:
-        answer = job.answer()
-        stages = checks.stages
-        stages.timings["hermit"] = round(answer.seconds, 3)
-        stages.peaks["hermit"] = answer.peak_rss_mib
-        if stages.progress:
-            stages.echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit done in "
-                        f"{answer.seconds:.2f} s")  # fmt: skip
-        if answer.new_links:
-            links = answer.links()
-            inferred = [*inferred, *links, *derivation_records(links, HERMIT_RULE)]
-            staged.discard()
-            checked, failed = checks.run(staged, inferred), None
+    answer = _hermit_answer(job, checks.stages)
+    if answer.new_links:
+        staged.discard()
+        checked, failed = checks.run(staged, answer.with_links(inferred)), None
     if failed is not None:
         raise failed
     assert checked is not None
     return checked, answer
+
+
+def _hermit_answer(job: _HermitJob, stages: _Stages) -> _HermitAnswer:
+    answer = job.answer()
+    stages.timings["hermit"] = round(answer.seconds, 3)
+    stages.peaks["hermit"] = answer.peak_rss_mib
+    if stages.progress:
+        stages.echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit done in "
+                    f"{answer.seconds:.2f} s")  # fmt: skip
+    return answer
 
 
 @dataclass
@@ -528,9 +533,13 @@ class _HermitAnswer:
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
 
-    def links(self) -> list[ox.Triple]:
+    def with_links(self, inferred: list[ox.Triple]) -> list[ox.Triple]:
+        """The inferred graph with HermiT's new links and their derivation records."""
+        if not self.new_links:
+            return inferred
         subclass = ox.NamedNode(_RDFS_SUBCLASS)
-        return [ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b)) for a, b in self.new_links]
+        links = [ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b)) for a, b in self.new_links]
+        return [*inferred, *links, *derivation_records(links, HERMIT_RULE)]
 
 
 def _classify(
@@ -593,6 +602,10 @@ class _HermitJob:
         )
         self._process.start()
         send.close()  # only the child writes: its end closing is how a crash shows
+
+    def answered(self) -> bool:
+        """Whether the answer is there already (always, without fork)."""
+        return self._process is None or self._receive.poll()
 
     def answer(self) -> _HermitAnswer:
         """HermiT's answer; raises BuildFailed (stage "hermit") as the stage itself would."""
