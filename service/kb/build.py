@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from itertools import pairwise
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -135,14 +136,15 @@ def code_hash() -> str:
     return digest.hexdigest()
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(java: str | None = None) -> dict[str, str]:
+    """The versions of the tools a build runs; `java`: the JVM's, when already known."""
     versions = {"cmpkg": __version__, "python": platform.python_version()}
     for name in TOOLS:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    versions["java"] = _java_version()
+    versions["java"] = _java_version() if java is None else java
     return versions
 
 
@@ -370,7 +372,7 @@ def _build(
                     triples=checked.counts,
                     inputs=hashes,
                     code=code_hash(),
-                    tools=tool_versions(),
+                    tools=tool_versions(answer.java if answer else None),
                     timings={},
                     rules=result.per_rule,
                     hermit_subclass_links=len(answer.new_links) if answer else 0,
@@ -532,6 +534,7 @@ class _HermitAnswer:
     full_because: str | None  # why the whole input ran, if it did
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    java: str | None = None  # `java -version`, for the manifest (a JVM start: done here)
 
     def with_links(self, inferred: list[ox.Triple]) -> list[ox.Triple]:
         """The inferred graph with HermiT's new links and their derivation records."""
@@ -655,6 +658,7 @@ def _answer_or_failure(
         return BuildFailed("hermit", f"{type(err).__name__}: {err}")
     answer.seconds = time.perf_counter() - started
     answer.peak_rss_mib = peak_rss_mib()
+    answer.java = _java_version()
     return answer
 
 
@@ -806,8 +810,12 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
             plain = [t for t in triples if not _mentions_blank(t)]
             text = _ntriples(plain)
         # A statement ends in " .\n" and nowhere else (N-Triples escapes a literal's newline).
-        unique = set(text.replace(b" .\n", f" {graph} .\n".encode()).split(b"\n"))
-        unique.discard(b"")
+        named = text.replace(b" .\n", f" {graph} .\n".encode()).split(b"\n")
+        named.pop()  # after the last newline
+        # Sorted in the order the triples came (runs of one subject, one rule): far fewer
+        # comparisons than the scrambled order of a set, and the repeats end up side by side.
+        named.sort()
+        unique = named[:1] + [line for before, line in pairwise(named) if line != before]
         counts[name] = len(unique) + len(blank)
         lines += unique
     # Blank nodes (OWL lists, SHACL property shapes) get fresh ids on every parse; RDFC-1.0
@@ -817,7 +825,8 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
     with_blanks.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
     lines += [f"{q} .".encode() for q in with_blanks]
     # No line is a prefix of another (each ends with its graph and " ."), so sorting without
-    # the newline gives the order of sorting with it.
+    # the newline gives the order of sorting with it. The graphs are sorted runs already:
+    # this sort merges them.
     lines.sort()
     lines.append(b"")
     return b"\n".join(lines), counts
