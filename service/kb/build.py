@@ -759,7 +759,6 @@ def _without_records(
     targets, and no statement points at a record (so no path from a focus node reaches one).
     At 100k they are most of the inferred graph and no shipped shape reads them."""
     from service.kb.reasoning import DERIVATION_NS
-    from service.kb.reasoning import is_record as record
 
     vocabulary = (DERIVATION_NS, VOCAB + "Derivation", VOCAB + "derivedSubject",
                   VOCAB + "derivedProperty")  # fmt: skip
@@ -775,16 +774,23 @@ def _without_records(
     ):
         return inferred
     targets = {t.object for t in shapes if t.predicate.value == SH_TARGET_CLASS}
-    # One pass over each graph (at 100k the inferred one is 600k triples, mostly records).
-    if any(record(t.object) for t in asserted):
-        return inferred
-    kept = []
-    for t in inferred:
-        if record(t.object):
+    # One pass over each graph (at 100k the inferred one is 600k triples, mostly records),
+    # `record` written out: each term is read once, and rdf:type compared only for records.
+    iri, rdf_type = ox.NamedNode, ox.NamedNode(RDF_TYPE)
+    for t in asserted:
+        o = t.object
+        if type(o) is iri and o.value.startswith(DERIVATION_NS):
             return inferred
-        if not record(t.subject):
-            kept.append(t)
-        elif t.predicate.value == RDF_TYPE and t.object in targets:
+    kept: list[ox.Triple] = []
+    keep = kept.append
+    for t in inferred:
+        o = t.object
+        if type(o) is iri and o.value.startswith(DERIVATION_NS):
+            return inferred
+        s = t.subject
+        if type(s) is not iri or not s.value.startswith(DERIVATION_NS):
+            keep(t)
+        elif o in targets and t.predicate == rdf_type:
             return inferred
     return kept
 
