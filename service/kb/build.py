@@ -889,9 +889,7 @@ class _Staged:
             # Recorded before writing: removed on failure.
             self.files.append((Path(tmp_name), self.directory / name))
             with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
+                handle.write(payload)  # made durable by publish(): written back meanwhile
             os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be served
         except OSError as err:
             raise self._failed(err) from None
@@ -905,6 +903,15 @@ class _Staged:
 
     def publish(self) -> None:
         try:
+            # On disk before any is renamed: a crash then leaves the old build or the whole
+            # new one. Synced here, not when written, the artifact's pages were being written
+            # back while SHACL ran.
+            for tmp, _final in self.files:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             # Artifact first: a reader that sees a new manifest always finds its artifact.
             for tmp, final in self.files:
                 os.replace(tmp, final)
