@@ -74,7 +74,8 @@ class Manifest:
     inputs: dict[str, str]  # relative path -> sha256
     code: str  # sha256 of the pipeline's own modules: a changed rule engine means a rebuild
     tools: dict[str, str]
-    timings: dict[str, float]  # seconds per stage
+    # Seconds per stage; hermit's is its own run, in a child process beside write and shacl.
+    timings: dict[str, float]
     rules: dict[str, int] = field(default_factory=dict)  # new triples per rule
     hermit_subclass_links: int = 0
     shacl_findings: dict[str, int] = field(default_factory=dict)
