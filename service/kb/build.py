@@ -459,12 +459,13 @@ class _Checks:
 
     def run(self, staged: _Staged, inferred: list[ox.Triple]) -> _Checked:
         with self.stages.stage("write"), _failing_as("write"):
-            data, counts = serialize({**self.graph_triples, "inferred": inferred})
-            build_id = hashlib.sha256(data).hexdigest()
+            lines, counts = sorted_lines({**self.graph_triples, "inferred": inferred})
+            digest = hashlib.sha256()
             # Staged before SHACL, which reads it to scope a rebuild; not held in memory
             # through SHACL (at a million triples it is more than a gigabyte).
-            path = staged.write(ARTIFACT_NAME, data)
-            del data
+            path = staged.write(ARTIFACT_NAME, _hashed(_chunks(lines), digest))
+            del lines
+            build_id = digest.hexdigest()
         checked = _Checked(build_id, counts, {}, {}, [], [])
         if "shacl" not in self.skip:
             artifacts = _Artifacts(self.directory, path, build_id, counts, checked.after_write,
@@ -797,7 +798,20 @@ def _without_records(
 
 
 def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
-    """Sorted N-Quads with canonical blank-node labels, and the triple count of each graph.
+    """Sorted N-Quads with canonical blank-node labels, and the triple count of each graph."""
+    lines, counts = sorted_lines(by_graph)
+    return b"".join(_chunks(lines)), counts
+
+
+def _chunks(lines: list[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """The artifact's bytes a few megabytes at a time (whole, at a million triples, they are
+    most of a gigabyte more at the build's peak)."""
+    for start in range(0, len(lines), size):
+        yield b"\n".join(lines[start : start + size]) + b"\n"
+
+
+def sorted_lines(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[list[bytes], dict[str, int]]:
+    """The artifact's lines (without their newline) and the triple count of each graph.
 
     pyoxigraph writes each graph as N-Triples (its statement form is the N-Quads line's, so
     the bytes are those of `f"{quad} ."`); the lines get their graph name, and are made unique
@@ -817,7 +831,9 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
             plain = [t for t in triples if not _mentions_blank(t)]
             text = _ntriples(plain)
         # A statement ends in " .\n" and nowhere else (N-Triples escapes a literal's newline).
-        named = text.replace(b" .\n", f" {graph} .\n".encode()).split(b"\n")
+        text = text.replace(b" .\n", f" {graph} .\n".encode())  # the old text freed at once
+        named = text.split(b"\n")
+        del text
         named.pop()  # after the last newline
         # Sorted in the order the triples came (runs of one subject, one rule): far fewer
         # comparisons than the scrambled order of a set, and the repeats end up side by side.
@@ -835,8 +851,13 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
     # the newline gives the order of sorting with it. The graphs are sorted runs already:
     # this sort merges them.
     lines.sort()
-    lines.append(b"")
-    return b"\n".join(lines), counts
+    return lines, counts
+
+
+def _hashed(chunks: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _ntriples(triples: Iterable[ox.Triple]) -> bytes:
@@ -879,7 +900,7 @@ class _Staged:
         self.directory = directory
         self.files: list[tuple[Path, Path]] = []  # (staged, final), the artifact first
 
-    def write(self, name: str, payload: bytes) -> Path:
+    def write(self, name: str, payload: bytes | Iterable[bytes]) -> Path:
         try:
             if not self.files:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -890,7 +911,9 @@ class _Staged:
             # Recorded before writing: removed on failure.
             self.files.append((Path(tmp_name), self.directory / name))
             with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)  # made durable by publish(): written back meanwhile
+                # Made durable by publish(): written back meanwhile.
+                for chunk in [payload] if isinstance(payload, bytes) else payload:
+                    handle.write(chunk)
             os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be served
         except OSError as err:
             raise self._failed(err) from None
