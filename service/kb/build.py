@@ -355,14 +355,18 @@ def _build(
     if result.owl_rl_fallback:
         full_input["owl_rl"] = result.owl_rl_fallback
     job = None
+    texts: dict[str, bytes] = {}  # N-Triples of the big graphs, for the write and HermiT
     if "hermit" not in skip:
+        with stages.stage("write"):
+            texts = {name: _ntriples(g) for name, g in
+                     (("asserted", graph_triples["asserted"]), ("inferred", inferred))}  # fmt: skip
         if progress:
             echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit ... (beside the write)")
-        job = _HermitJob(schema, graph_triples["asserted"], inferred, directory)
+        job = _HermitJob(schema, [texts["asserted"], texts["inferred"]], directory)
     checks = _Checks(stages, graph_triples, schema, loaded.file_of, directory, skip)
     try:
         with _Staged(directory) as staged:
-            checked, answer = _checked(checks, staged, inferred, job)
+            checked, answer = _checked(checks, staged, inferred, job, texts)
             reused = ["hermit"] if answer and answer.result.reused else []
             if answer and answer.full_because:
                 full_input["hermit"] = answer.full_because
@@ -398,20 +402,27 @@ def _build(
 
 
 def _checked(
-    checks: _Checks, staged: _Staged, inferred: list[ox.Triple], job: _HermitJob | None
+    checks: _Checks,
+    staged: _Staged,
+    inferred: list[ox.Triple],
+    job: _HermitJob | None,
+    texts: dict[str, bytes],
 ) -> tuple[_Checked, _HermitAnswer | None]:
     """The write and SHACL, run while HermiT (`job`) reasons, on the inferred graph without
     its answer, and redone on the final graph when it adds a subclass link (never on the
     shipped or synthetic data): the artifact is the sequential pipeline's. So are failures:
-    HermiT's come first, as its stage does. An answer already there is used first."""
+    HermiT's come first, as its stage does. An answer already there is used first.
+    `texts`: the N-Triples of graphs as they are now (the write takes them, and frees them)."""
     if job is None:
-        return checks.run(staged, inferred), None
+        return checks.run(staged, inferred, texts), None
     if job.answered():
         answer = _hermit_answer(job, checks.stages)
-        return checks.run(staged, answer.with_links(inferred)), answer
+        if answer.new_links:
+            texts.pop("inferred")
+        return checks.run(staged, answer.with_links(inferred), texts), answer
     checked = failed = None
     try:
-        checked = checks.run(staged, inferred)
+        checked = checks.run(staged, inferred, texts)
     except BuildFailed as err:  # reported only if HermiT passes
         failed = err
     answer = _hermit_answer(job, checks.stages)
@@ -457,9 +468,11 @@ class _Checks:
     directory: Path
     skip: Collection[str]
 
-    def run(self, staged: _Staged, inferred: list[ox.Triple]) -> _Checked:
+    def run(
+        self, staged: _Staged, inferred: list[ox.Triple], texts: dict[str, bytes] | None = None
+    ) -> _Checked:
         with self.stages.stage("write"), _failing_as("write"):
-            lines, counts = sorted_lines({**self.graph_triples, "inferred": inferred})
+            lines, counts = sorted_lines({**self.graph_triples, "inferred": inferred}, texts)
             digest = hashlib.sha256()
             # Staged before SHACL, which reads it to scope a rebuild; not held in memory
             # through SHACL (at a million triples it is more than a gigabyte).
@@ -550,7 +563,7 @@ class _HermitAnswer:
 def _classify(
     schema: list[ox.Triple],
     asserted: list[ox.Triple],
-    inferred: list[ox.Triple],
+    inferred: Iterable[ox.Triple],
     cache_dir: Path | None = None,
 ) -> _HermitAnswer:
     """HermiT consistency + classification on the ontology plus the instance types it needs:
@@ -587,16 +600,10 @@ class _HermitJob:
     (the kernel does, on Linux), and it then also removes the artifact the build had staged
     in `directory`. Where fork does not exist it runs in this process."""
 
-    def __init__(
-        self,
-        schema: list[ox.Triple],
-        asserted: list[ox.Triple],
-        inferred: list[ox.Triple],
-        directory: Path,
-    ) -> None:
+    def __init__(self, schema: list[ox.Triple], texts: list[bytes], directory: Path) -> None:
         self._inline: _HermitAnswer | BuildFailed | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
-        args = (schema, asserted, inferred, directory / CACHE_DIR)
+        args = (schema, texts, directory / CACHE_DIR)
         if "fork" not in multiprocessing.get_all_start_methods():
             self._inline = _answer_or_failure(*args)
             return
@@ -606,6 +613,7 @@ class _HermitJob:
             target=_hermit_child, args=(send, os.getpid(), directory, *args), daemon=True
         )
         self._process.start()
+        texts.clear()  # the child has them: here the write alone holds them, and frees them
         send.close()  # only the child writes: its end closing is how a crash shows
 
     def answered(self) -> bool:
@@ -647,12 +655,21 @@ class _HermitJob:
 
 
 def _answer_or_failure(
-    schema: list[ox.Triple], asserted: list[ox.Triple], inferred: list[ox.Triple],
-    cache_dir: Path,
-) -> _HermitAnswer | BuildFailed:  # fmt: skip
+    schema: list[ox.Triple], texts: list[bytes], cache_dir: Path
+) -> _HermitAnswer | BuildFailed:
+    """HermiT's answer on the asserted and inferred graphs given as N-Triples (`texts`).
+
+    Parsed here, not shared: a forked child that read the build's own triples would touch
+    every one of them (reference counts) and so copy most of the build's memory (2.6 GB at
+    a million triples); bytes are only read. The inferred graph streams through
+    (its derivation records are dropped as they come)."""
     started = time.perf_counter()
     peak_rss_mib()
+    asserted_text, inferred_text = texts
+    texts.clear()
     try:
+        asserted = [q.triple for q in ox.parse(asserted_text, format=ox.RdfFormat.N_TRIPLES)]
+        inferred = (q.triple for q in ox.parse(inferred_text, format=ox.RdfFormat.N_TRIPLES))
         answer = _classify(schema, asserted, inferred, cache_dir)
     except BuildFailed as err:
         return err
@@ -810,8 +827,11 @@ def _chunks(lines: list[bytes], size: int = 1 << 16) -> Iterator[bytes]:
         yield b"\n".join(lines[start : start + size]) + b"\n"
 
 
-def sorted_lines(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[list[bytes], dict[str, int]]:
-    """The artifact's lines (without their newline) and the triple count of each graph.
+def sorted_lines(
+    by_graph: Mapping[str, Sequence[ox.Triple]], texts: dict[str, bytes] | None = None
+) -> tuple[list[bytes], dict[str, int]]:
+    """The artifact's lines (without their newline) and the triple count of each graph;
+    `texts` has some graphs' N-Triples already (taken from it, so they are freed once used).
 
     pyoxigraph writes each graph as N-Triples (its statement form is the N-Quads line's, so
     the bytes are those of `f"{quad} ."`); the lines get their graph name, and are made unique
@@ -822,7 +842,7 @@ def sorted_lines(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[list[byte
     for name in GRAPH_NAMES:
         graph = GRAPHS[name]
         triples = by_graph.get(name, [])
-        text = _ntriples(triples)
+        text = texts.pop(name) if texts and name in texts else _ntriples(triples)
         blank: set[ox.Triple] = set()
         if b"_:" in text:  # a blank node, or those two characters inside a literal
             blank = {t for t in triples if _mentions_blank(t)}
