@@ -24,12 +24,11 @@ from importlib import metadata
 from itertools import pairwise
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyoxigraph as ox
 
 from service import __version__, config
-from service.kb.hermit import HermitResult, save_cache_entry
 from service.kb.reasoning import (
     HERMIT_RULE,
     derivation_records,
@@ -48,6 +47,9 @@ from service.kb.sources import (
     project_root,
 )
 from service.vocab import PREFIXES
+
+if TYPE_CHECKING:  # HermiT (owlready2) is imported only when a build runs it
+    from service.kb.hermit import HermitResult
 
 ARTIFACT_NAME = "cmpkg.nq"
 MANIFEST_NAME = "manifest.json"
@@ -395,6 +397,8 @@ def _build(
         if job is not None:
             job.stop()
     if answer is not None:
+        from service.kb.hermit import save_cache_entry
+
         save_cache_entry(answer.result)
     for keep in checked.after_write:
         keep()
@@ -591,33 +595,39 @@ def _classify(
 
 
 class _HermitJob:
-    """The HermiT stage (summary, cache look-up, JVM) in a forked child process, so that it
-    takes the second core while this process writes and checks the artifact.
+    """The HermiT stage (summary, cache look-up, JVM) in a child process, so that it takes
+    the second core while this process writes and checks the artifact.
 
-    The child shares the graphs copy-on-write and sends back only its answer. Stopped early
+    The child is a fresh interpreter (spawned, not forked: a forked child's pages, shared
+    copy-on-write, are copied as soon as either side writes them, and this process writes
+    to every triple it reads, so at a million triples a fork cost 2.6 GB more). It gets the
+    graphs as N-Triples bytes and sends back only its answer. Stopped early
     (a failure here, SIGTERM, Ctrl-C) it is sent SIGTERM and unwinds: the JVM is killed and
     HermiT's temporary directory removed. A build killed by SIGKILL sends it SIGTERM too
     (the kernel does, on Linux), and it then also removes the artifact the build had staged
-    in `directory`. Where fork does not exist it runs in this process."""
+    in `directory`. Where no process can be started it runs in this one."""
 
     def __init__(self, schema: list[ox.Triple], texts: list[bytes], directory: Path) -> None:
         self._inline: _HermitAnswer | BuildFailed | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         args = (schema, texts, directory / CACHE_DIR)
-        if "fork" not in multiprocessing.get_all_start_methods():
+        if "spawn" not in multiprocessing.get_all_start_methods():
             self._inline = _answer_or_failure(*args)
             return
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("spawn")
         self._receive, send = context.Pipe(duplex=False)
+        import owlready2
+
+        java = owlready2.JAVA_EXE  # as configured here (a fresh interpreter has the default)
         self._process = context.Process(
-            target=_hermit_child, args=(send, os.getpid(), directory, *args), daemon=True
+            target=_hermit_child, args=(send, os.getpid(), directory, java, *args), daemon=True
         )
         self._process.start()
         texts.clear()  # the child has them: here the write alone holds them, and frees them
         send.close()  # only the child writes: its end closing is how a crash shows
 
     def answered(self) -> bool:
-        """Whether the answer is there already (always, without fork)."""
+        """Whether the answer is there already (always, in this process)."""
         return self._process is None or self._receive.poll()
 
     def answer(self) -> _HermitAnswer:
@@ -659,17 +669,17 @@ def _answer_or_failure(
 ) -> _HermitAnswer | BuildFailed:
     """HermiT's answer on the asserted and inferred graphs given as N-Triples (`texts`).
 
-    Parsed here, not shared: a forked child that read the build's own triples would touch
-    every one of them (reference counts) and so copy most of the build's memory (2.6 GB at
-    a million triples); bytes are only read. The inferred graph streams through
-    (its derivation records are dropped as they come)."""
+    The inferred graph streams through (its derivation records are dropped as they come),
+    and each text is freed once parsed."""
     started = time.perf_counter()
     peak_rss_mib()
     asserted_text, inferred_text = texts
     texts.clear()
     try:
         asserted = [q.triple for q in ox.parse(asserted_text, format=ox.RdfFormat.N_TRIPLES)]
+        del asserted_text
         inferred = (q.triple for q in ox.parse(inferred_text, format=ox.RdfFormat.N_TRIPLES))
+        del inferred_text
         answer = _classify(schema, asserted, inferred, cache_dir)
     except BuildFailed as err:
         return err
@@ -681,10 +691,13 @@ def _answer_or_failure(
     return answer
 
 
-def _hermit_child(send: Connection, parent: int, directory: Path, *args: Any) -> None:
+def _hermit_child(send: Connection, parent: int, directory: Path, java: str, *args: Any) -> None:
     """The child's whole life: HermiT's answer (or failure) sent back once."""
     import signal
 
+    import owlready2
+
+    owlready2.JAVA_EXE = java
     from service.kb.hermit import die_with_parent, remove_running_temporaries
 
     def _stop(signum: int, frame: object) -> None:
