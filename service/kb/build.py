@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ from importlib import metadata
 from itertools import pairwise
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyoxigraph as ox
 
@@ -608,9 +609,21 @@ class _HermitJob:
     in `directory`. Where no process can be started it runs in this one."""
 
     def __init__(self, schema: list[ox.Triple], texts: list[bytes], directory: Path) -> None:
+        from service.kb.hermit import TEMP_PREFIX
+
         self._inline: _HermitAnswer | BuildFailed | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
-        args = (schema, texts, directory / CACHE_DIR)
+        # The graphs go to the child as files it parses as it reads them: handed over in
+        # memory they were, at a million triples, 1.4 GB more in the child and 0.7 GB here.
+        self._inputs = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        inputs = [self._inputs / "asserted.nt", self._inputs / "inferred.nt"]
+        try:
+            for path, text in zip(inputs, texts, strict=True):
+                path.write_bytes(text)
+        except OSError as err:
+            shutil.rmtree(self._inputs, ignore_errors=True)
+            raise BuildFailed("hermit", f"cannot write HermiT's input: {err}") from None
+        args = (schema, inputs, directory / CACHE_DIR)
         if "spawn" not in multiprocessing.get_all_start_methods():
             self._inline = _answer_or_failure(*args)
             return
@@ -623,7 +636,6 @@ class _HermitJob:
             target=_hermit_child, args=(send, os.getpid(), directory, java, *args), daemon=True
         )
         self._process.start()
-        texts.clear()  # the child has them: here the write alone holds them, and frees them
         send.close()  # only the child writes: its end closing is how a crash shows
 
     def answered(self) -> bool:
@@ -652,6 +664,7 @@ class _HermitJob:
 
     def stop(self) -> None:
         """End the child if it still runs (the build stopped before it answered)."""
+        shutil.rmtree(self._inputs, ignore_errors=True)
         process = self._process
         if process is None:
             return
@@ -665,21 +678,17 @@ class _HermitJob:
 
 
 def _answer_or_failure(
-    schema: list[ox.Triple], texts: list[bytes], cache_dir: Path
+    schema: list[ox.Triple], inputs: list[Path], cache_dir: Path
 ) -> _HermitAnswer | BuildFailed:
-    """HermiT's answer on the asserted and inferred graphs given as N-Triples (`texts`).
+    """HermiT's answer on the asserted and inferred graphs given as N-Triples files.
 
-    The inferred graph streams through (its derivation records are dropped as they come),
-    and each text is freed once parsed."""
+    The inferred graph streams through: its derivation records are dropped as they come."""
     started = time.perf_counter()
     peak_rss_mib()
-    asserted_text, inferred_text = texts
-    texts.clear()
+    nt = ox.RdfFormat.N_TRIPLES
     try:
-        asserted = [q.triple for q in ox.parse(asserted_text, format=ox.RdfFormat.N_TRIPLES)]
-        del asserted_text
-        inferred = (q.triple for q in ox.parse(inferred_text, format=ox.RdfFormat.N_TRIPLES))
-        del inferred_text
+        asserted = [q.triple for q in ox.parse(path=str(inputs[0]), format=nt)]
+        inferred = (q.triple for q in ox.parse(path=str(inputs[1]), format=nt))
         answer = _classify(schema, asserted, inferred, cache_dir)
     except BuildFailed as err:
         return err
@@ -691,7 +700,15 @@ def _answer_or_failure(
     return answer
 
 
-def _hermit_child(send: Connection, parent: int, directory: Path, java: str, *args: Any) -> None:
+def _hermit_child(
+    send: Connection,
+    parent: int,
+    directory: Path,
+    java: str,
+    schema: list[ox.Triple],
+    inputs: list[Path],
+    cache_dir: Path,
+) -> None:
     """The child's whole life: HermiT's answer (or failure) sent back once."""
     import signal
 
@@ -704,6 +721,7 @@ def _hermit_child(send: Connection, parent: int, directory: Path, java: str, *ar
         if os.getppid() != parent:  # the build was killed: nobody waits for an answer
             remove_stale_temporaries(directory, ending=parent)
             remove_running_temporaries()
+            shutil.rmtree(inputs[0].parent, ignore_errors=True)
             os._exit(1)  # and HermiT's JVM dies with this process
         raise SystemExit(128 + signum)  # unwinds: the JVM killed, temporaries removed
 
@@ -711,7 +729,7 @@ def _hermit_child(send: Connection, parent: int, directory: Path, java: str, *ar
     if sys.platform.startswith("linux"):
         # SIGTERM, not SIGKILL, when the build dies: this child then cleans up after both.
         die_with_parent(parent, signal.SIGTERM)
-    got = _answer_or_failure(*args)
+    got = _answer_or_failure(schema, inputs, cache_dir)
     if isinstance(got, BuildFailed):
         send.send(("failed", (got.stage, got.report)))
     else:
