@@ -207,7 +207,8 @@ def main() -> None:
         )
         total = sum(r["timings"].values())
         print(
-            f"{head}: total {total:.1f}s (wall {r['wall_s']:.1f}s)  {stages}  "
+            f"{head}: stages {total:.1f}s (wall {r['wall_s']:.1f}s: HermiT runs beside the "
+            f"write and SHACL)  {stages}  "
             f"peak RSS {r['peak_rss_mib']} MiB (largest child process "
             f"{r['peak_child_rss_mib']} MiB; a forked child starts at the parent's size)  "
             f"inferred {r['triples']['inferred']}  CPU {r['cpu_s'][0]:.1f}s "

@@ -511,18 +511,31 @@ def test_a_failed_build_leaves_nothing_in_the_temporary_directory(
 
 
 def java_children(pid: int) -> list[int]:
-    """HermiT's JVMs among the children of `pid` (not the `java -version` the manifest runs)."""
-    found = []
+    """HermiT's JVMs among the descendants of `pid` (not the `java -version` the manifest
+    runs). HermiT's stage runs in a child process of the build, beside the write: its JVM is
+    the build's grandchild, and must die with the build all the same."""
+    parents: dict[int, int] = {}
+    hermit = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+            text = stat.read_text()
+            fields = text.rsplit(")", 1)[1].split()
+            comm = text.split("(", 1)[1].rsplit(")", 1)[0]
             cmdline = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == pid and comm == "java" and b"HermiT" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
+        parents[int(stat.parent.name)] = int(fields[1])
+        if comm == "java" and b"HermiT" in cmdline:
+            hermit.append(int(stat.parent.name))
+
+    def descends(node: int) -> bool:
+        while node in parents and node not in (0, 1):
+            node = parents[node]
+            if node == pid:
+                return True
+        return False
+
+    return [j for j in hermit if descends(j)]
 
 
 def running(pid: int) -> bool:

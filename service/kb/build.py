@@ -10,8 +10,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +22,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from itertools import pairwise
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyoxigraph as ox
 
@@ -43,6 +48,9 @@ from service.kb.sources import (
     project_root,
 )
 from service.vocab import PREFIXES
+
+if TYPE_CHECKING:  # HermiT (owlready2) is imported only when a build runs it
+    from service.kb.hermit import HermitResult
 
 ARTIFACT_NAME = "cmpkg.nq"
 MANIFEST_NAME = "manifest.json"
@@ -69,7 +77,8 @@ class Manifest:
     inputs: dict[str, str]  # relative path -> sha256
     code: str  # sha256 of the pipeline's own modules: a changed rule engine means a rebuild
     tools: dict[str, str]
-    timings: dict[str, float]  # seconds per stage
+    # Seconds per stage; hermit's is its own run, in a child process beside write and shacl.
+    timings: dict[str, float]
     rules: dict[str, int] = field(default_factory=dict)  # new triples per rule
     hermit_subclass_links: int = 0
     shacl_findings: dict[str, int] = field(default_factory=dict)
@@ -131,14 +140,15 @@ def code_hash() -> str:
     return digest.hexdigest()
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(java: str | None = None) -> dict[str, str]:
+    """The versions of the tools a build runs; `java`: the JVM's, when already known."""
     versions = {"cmpkg": __version__, "python": platform.python_version()}
     for name in TOOLS:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    versions["java"] = _java_version()
+    versions["java"] = _java_version() if java is None else java
     return versions
 
 
@@ -335,73 +345,155 @@ def _build(
 
     # The rule vocabulary is schema for the nodes rules make; reasoners and shapes need it too.
     schema = graph_triples["ontology"] + vocabulary
-    try:
-        engine = "none" if "owl_rl" in skip else owl_rl_engine
+    engine = "none" if "owl_rl" in skip else owl_rl_engine
+    with _failing_as("rules"):  # a rule with bad SPARQL, or a reasoner crash: fail closed
         result = reason(schema, graph_triples["asserted"], rules, owl_rl_engine=engine)
-    except Exception as err:  # a rule with bad SPARQL, or a reasoner crash: fail closed
-        raise BuildFailed("rules", f"{type(err).__name__}: {err}") from err
     stages.timings.update({k: round(v, 3) for k, v in result.timings.items()})
     stages.peaks.update(result.peaks)
     if progress:
         echo(f"[2-3/{len(STAGES)}] OWL RL + rules done: {len(result.inferred)} inferred triples")
     inferred = list(result.inferred)
 
-    links: list[ox.Triple] = []
     full_input: dict[str, str] = {}
-    reused: list[str] = []
-    after_write: list[Callable[[], None]] = []  # only once the new artifact is in place
     if result.owl_rl_fallback:
         full_input["owl_rl"] = result.owl_rl_fallback
+    job = None
+    texts: dict[str, bytes] = {}  # N-Triples of the big graphs, for the write and HermiT
     if "hermit" not in skip:
-        with stages.stage("hermit"), _failing_as("hermit"):  # e.g. a crashed JVM
-            inferred, links, hermit_full = _classify(
-                schema, graph_triples["asserted"], inferred, directory / CACHE_DIR, after_write
-            )
-            if hermit_full == "reused":
-                reused.append("hermit")
-            elif hermit_full:
-                full_input["hermit"] = hermit_full
-
-    with stages.stage("write"), _failing_as("write"):
-        data, counts = serialize({**graph_triples, "inferred": inferred})
-        build_id = hashlib.sha256(data).hexdigest()
-    with _Staged(directory) as staged:
         with stages.stage("write"):
-            # Staged before SHACL, which reads it to scope a rebuild; not held in memory
-            # through SHACL (at a million triples it is more than a gigabyte).
-            artifacts = _Artifacts(directory, staged.write(ARTIFACT_NAME, data), build_id,
-                                   counts, after_write, reused)  # fmt: skip
-            del data
-        findings: dict[str, int] = {}
-        if "shacl" not in skip:
-            with stages.stage("shacl"), _failing_as("shacl"):
-                findings = _validate(
-                    graph_triples, inferred, schema, loaded.file_of, full_input, artifacts
+            texts = {name: _ntriples(g) for name, g in
+                     (("asserted", graph_triples["asserted"]), ("inferred", inferred))}  # fmt: skip
+        if progress:
+            echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit ... (beside the write)")
+        job = _HermitJob(schema, [texts["asserted"], texts["inferred"]], directory)
+    checks = _Checks(stages, graph_triples, schema, loaded.file_of, directory, skip)
+    try:
+        with _Staged(directory) as staged:
+            checked, answer = _checked(checks, staged, inferred, job, texts)
+            reused = ["hermit"] if answer and answer.result.reused else []
+            if answer and answer.full_because:
+                full_input["hermit"] = answer.full_because
+            with stages.stage("write"):
+                manifest = Manifest(
+                    build_id=checked.build_id,
+                    artifact=ARTIFACT_NAME,
+                    triples=checked.counts,
+                    inputs=hashes,
+                    code=code_hash(),
+                    tools=tool_versions(answer.java if answer else None),
+                    timings={},
+                    rules=result.per_rule,
+                    hermit_subclass_links=len(answer.new_links) if answer else 0,
+                    shacl_findings=checked.findings,
+                    skipped=sorted(skip),
+                    full_input={**full_input, **checked.full_input},
+                    reused=reused + checked.reused,
                 )
-        with stages.stage("write"):
-            manifest = Manifest(
-                build_id=build_id,
-                artifact=ARTIFACT_NAME,
-                triples=counts,
-                inputs=hashes,
-                code=code_hash(),
-                tools=tool_versions(),
-                timings={},
-                rules=result.per_rule,
-                hermit_subclass_links=len(links),
-                shacl_findings=findings,
-                skipped=sorted(skip),
-                full_input=full_input,
-                reused=reused,
-            )
-        manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
-        manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
-        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
-        staged.write(MANIFEST_NAME, text.encode())
-        staged.publish()
-    for keep in after_write:
+            manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
+            manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
+            text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+            staged.write(MANIFEST_NAME, text.encode())
+            staged.publish()
+    finally:
+        if job is not None:
+            job.stop()
+    if answer is not None:
+        from service.kb.hermit import save_cache_entry
+
+        save_cache_entry(answer.result)
+    for keep in checked.after_write:
         keep()
     return manifest
+
+
+def _checked(
+    checks: _Checks,
+    staged: _Staged,
+    inferred: list[ox.Triple],
+    job: _HermitJob | None,
+    texts: dict[str, bytes],
+) -> tuple[_Checked, _HermitAnswer | None]:
+    """The write and SHACL, run while HermiT (`job`) reasons, on the inferred graph without
+    its answer, and redone on the final graph when it adds a subclass link (never on the
+    shipped or synthetic data): the artifact is the sequential pipeline's. So are failures:
+    HermiT's come first, as its stage does. An answer already there is used first.
+    `texts`: the N-Triples of graphs as they are now (the write takes them, and frees them)."""
+    if job is None:
+        return checks.run(staged, inferred, texts), None
+    if job.answered():
+        answer = _hermit_answer(job, checks.stages)
+        if answer.new_links:
+            texts.pop("inferred")
+        return checks.run(staged, answer.with_links(inferred), texts), answer
+    checked = failed = None
+    try:
+        checked = checks.run(staged, inferred, texts)
+    except BuildFailed as err:  # reported only if HermiT passes
+        failed = err
+    answer = _hermit_answer(job, checks.stages)
+    if answer.new_links:
+        staged.discard()
+        checked, failed = checks.run(staged, answer.with_links(inferred)), None
+    if failed is not None:
+        raise failed
+    assert checked is not None
+    return checked, answer
+
+
+def _hermit_answer(job: _HermitJob, stages: _Stages) -> _HermitAnswer:
+    answer = job.answer()
+    stages.timings["hermit"] = round(answer.seconds, 3)
+    stages.peaks["hermit"] = answer.peak_rss_mib
+    if stages.progress:
+        stages.echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit done in "
+                    f"{answer.seconds:.2f} s")  # fmt: skip
+    return answer
+
+
+@dataclass
+class _Checked:
+    """What the write and SHACL made of one version of the inferred graph."""
+
+    build_id: str
+    counts: dict[str, int]
+    findings: dict[str, int]
+    full_input: dict[str, str]
+    reused: list[str]
+    after_write: list[Callable[[], None]]
+
+
+@dataclass
+class _Checks:
+    """The write (staged, not yet published) and SHACL, run on a given inferred graph."""
+
+    stages: _Stages
+    graph_triples: dict[str, list[ox.Triple]]
+    schema: list[ox.Triple]
+    file_of: Mapping[str, str]
+    directory: Path
+    skip: Collection[str]
+
+    def run(
+        self, staged: _Staged, inferred: list[ox.Triple], texts: dict[str, bytes] | None = None
+    ) -> _Checked:
+        with self.stages.stage("write"), _failing_as("write"):
+            lines, counts = sorted_lines({**self.graph_triples, "inferred": inferred}, texts)
+            digest = hashlib.sha256()
+            # Staged before SHACL, which reads it to scope a rebuild; not held in memory
+            # through SHACL (at a million triples it is more than a gigabyte).
+            path = staged.write(ARTIFACT_NAME, _hashed(_chunks(lines), digest))
+            del lines
+            build_id = digest.hexdigest()
+        checked = _Checked(build_id, counts, {}, {}, [], [])
+        if "shacl" not in self.skip:
+            artifacts = _Artifacts(self.directory, path, build_id, counts, checked.after_write,
+                                   checked.reused)  # fmt: skip
+            with self.stages.stage("shacl"), _failing_as("shacl"):
+                checked.findings = _validate(
+                    self.graph_triples, inferred, self.schema, self.file_of,
+                    checked.full_input, artifacts,
+                )  # fmt: skip
+        return checked
 
 
 def _load(root: Path) -> _Loaded:
@@ -453,44 +545,196 @@ RDF_TYPE = PREFIXES["rdf"] + "type"
 SH_TARGET_CLASS = PREFIXES["sh"] + "targetClass"
 
 
+@dataclass
+class _HermitAnswer:
+    """HermiT's verdict on a consistent input, as the child process sends it back."""
+
+    result: HermitResult
+    new_links: list[tuple[str, str]]  # (sub, super) not already in the inferred graph
+    full_because: str | None  # why the whole input ran, if it did
+    seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    java: str | None = None  # `java -version`, for the manifest (a JVM start: done here)
+
+    def with_links(self, inferred: list[ox.Triple]) -> list[ox.Triple]:
+        """The inferred graph with HermiT's new links and their derivation records."""
+        if not self.new_links:
+            return inferred
+        subclass = ox.NamedNode(_RDFS_SUBCLASS)
+        links = [ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b)) for a, b in self.new_links]
+        return [*inferred, *links, *derivation_records(links, HERMIT_RULE)]
+
+
 def _classify(
     schema: list[ox.Triple],
     asserted: list[ox.Triple],
-    inferred: list[ox.Triple],
+    inferred: Iterable[ox.Triple],
     cache_dir: Path | None = None,
-    after_write: list[Callable[[], None]] | None = None,
-) -> tuple[list[ox.Triple], list[ox.Triple], str | None]:
-    """HermiT consistency + classification on the ontology plus the instance types it needs;
-    new subclass links join the inferred graph. Also returns why the full input ran, if so."""
-    from service.kb.hermit import JavaNotFoundError, run_hermit_summarized, save_cache_entry
+) -> _HermitAnswer:
+    """HermiT consistency + classification on the ontology plus the instance types it needs:
+    the subclass links it finds that the inferred graph lacks, and why the full input ran."""
+    from service.kb.hermit import JavaNotFoundError, run_hermit_summarized
 
-    after_write = after_write if after_write is not None else []
     # One pass: the logical statements HermiT sees, and the subclass links already inferred
     # (a set of every inferred triple cost seconds at a million).
     subclass = ox.NamedNode(_RDFS_SUBCLASS)
     logical: list[ox.Triple] = []
-    known: set[ox.Triple] = set()
+    known: set[tuple[str, str]] = set()
     for t in inferred:
         if not is_provenance(t):
             logical.append(t)
             if t.predicate == subclass:
-                known.add(t)
+                known.add((t.subject.value, t.object.value))  # type: ignore[union-attr]
     try:
         hermit, full_because = run_hermit_summarized(schema, asserted + logical, cache_dir)
     except JavaNotFoundError as err:
         raise BuildFailed("hermit", str(err)) from None
     if not hermit.consistent or hermit.unsatisfiable:
         raise BuildFailed("hermit", hermit.explanation)
-    links = [
-        link
-        for a, b in hermit.inferred_subclass_of
-        if (link := ox.Triple(ox.NamedNode(a), subclass, ox.NamedNode(b))) not in known
-    ]
-    records = derivation_records(links, HERMIT_RULE)
-    if hermit.reused:
-        full_because = "reused"
-    after_write.append(lambda: save_cache_entry(hermit))
-    return [*inferred, *links, *records], links, full_because
+    new = [pair for pair in hermit.inferred_subclass_of if tuple(pair) not in known]
+    return _HermitAnswer(hermit, new, full_because)
+
+
+class _HermitJob:
+    """The HermiT stage (summary, cache look-up, JVM) in a child process, so that it takes
+    the second core while this process writes and checks the artifact.
+
+    The child is a fresh interpreter (spawned, not forked: a forked child's pages, shared
+    copy-on-write, are copied as soon as either side writes them, and this process writes
+    to every triple it reads, so at a million triples a fork cost 2.6 GB more). It gets the
+    graphs as N-Triples bytes and sends back only its answer. Stopped early
+    (a failure here, SIGTERM, Ctrl-C) it is sent SIGTERM and unwinds: the JVM is killed and
+    HermiT's temporary directory removed. A build killed by SIGKILL sends it SIGTERM too
+    (the kernel does, on Linux), and it then also removes the artifact the build had staged
+    in `directory`. Where no process can be started it runs in this one."""
+
+    def __init__(self, schema: list[ox.Triple], texts: list[bytes], directory: Path) -> None:
+        from service.kb.hermit import TEMP_PREFIX
+
+        self._inline: _HermitAnswer | BuildFailed | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        # The graphs go to the child as files it parses as it reads them: handed over in
+        # memory they were, at a million triples, 1.4 GB more in the child and 0.7 GB here.
+        self._inputs = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        inputs = [self._inputs / "asserted.nt", self._inputs / "inferred.nt"]
+        try:
+            for path, text in zip(inputs, texts, strict=True):
+                path.write_bytes(text)
+        except OSError as err:
+            shutil.rmtree(self._inputs, ignore_errors=True)
+            raise BuildFailed("hermit", f"cannot write HermiT's input: {err}") from None
+        args = (schema, inputs, directory / CACHE_DIR)
+        if "spawn" not in multiprocessing.get_all_start_methods():
+            self._inline = _answer_or_failure(*args)
+            return
+        context = multiprocessing.get_context("spawn")
+        self._receive, send = context.Pipe(duplex=False)
+        import owlready2
+
+        java = owlready2.JAVA_EXE  # as configured here (a fresh interpreter has the default)
+        self._process = context.Process(
+            target=_hermit_child, args=(send, os.getpid(), directory, java, *args), daemon=True
+        )
+        self._process.start()
+        send.close()  # only the child writes: its end closing is how a crash shows
+
+    def answered(self) -> bool:
+        """Whether the answer is there already (always, in this process)."""
+        return self._process is None or self._receive.poll()
+
+    def answer(self) -> _HermitAnswer:
+        """HermiT's answer; raises BuildFailed (stage "hermit") as the stage itself would."""
+        got: _HermitAnswer | BuildFailed | None = self._inline
+        if self._process is not None:
+            try:
+                kind, payload = self._receive.recv()
+            except EOFError:
+                self._process.join()
+                raise BuildFailed(
+                    "hermit",
+                    f"HermiT's process ended without an answer (exit code "
+                    f"{self._process.exitcode})",
+                ) from None
+            self._process.join()
+            got = payload if kind == "answer" else BuildFailed(*payload)
+        if isinstance(got, BuildFailed):
+            raise got
+        assert got is not None
+        return got
+
+    def stop(self) -> None:
+        """End the child if it still runs (the build stopped before it answered)."""
+        shutil.rmtree(self._inputs, ignore_errors=True)
+        process = self._process
+        if process is None:
+            return
+        if process.is_alive():
+            process.terminate()
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._receive.close()
+
+
+def _answer_or_failure(
+    schema: list[ox.Triple], inputs: list[Path], cache_dir: Path
+) -> _HermitAnswer | BuildFailed:
+    """HermiT's answer on the asserted and inferred graphs given as N-Triples files.
+
+    The inferred graph streams through: its derivation records are dropped as they come."""
+    started = time.perf_counter()
+    peak_rss_mib()
+    nt = ox.RdfFormat.N_TRIPLES
+    try:
+        asserted = [q.triple for q in ox.parse(path=str(inputs[0]), format=nt)]
+        inferred = (q.triple for q in ox.parse(path=str(inputs[1]), format=nt))
+        answer = _classify(schema, asserted, inferred, cache_dir)
+    except BuildFailed as err:
+        return err
+    except Exception as err:  # e.g. a crashed JVM: named by its stage, as _failing_as does
+        return BuildFailed("hermit", f"{type(err).__name__}: {err}")
+    answer.seconds = time.perf_counter() - started
+    answer.peak_rss_mib = peak_rss_mib()
+    answer.java = _java_version()
+    return answer
+
+
+def _hermit_child(
+    send: Connection,
+    parent: int,
+    directory: Path,
+    java: str,
+    schema: list[ox.Triple],
+    inputs: list[Path],
+    cache_dir: Path,
+) -> None:
+    """The child's whole life: HermiT's answer (or failure) sent back once."""
+    import signal
+
+    import owlready2
+
+    owlready2.JAVA_EXE = java
+    from service.kb.hermit import die_with_parent, remove_running_temporaries
+
+    def _stop(signum: int, frame: object) -> None:
+        if os.getppid() != parent:  # the build was killed: nobody waits for an answer
+            remove_stale_temporaries(directory, ending=parent)
+            remove_running_temporaries()
+            shutil.rmtree(inputs[0].parent, ignore_errors=True)
+            os._exit(1)  # and HermiT's JVM dies with this process
+        raise SystemExit(128 + signum)  # unwinds: the JVM killed, temporaries removed
+
+    signal.signal(signal.SIGTERM, _stop)
+    if sys.platform.startswith("linux"):
+        # SIGTERM, not SIGKILL, when the build dies: this child then cleans up after both.
+        die_with_parent(parent, signal.SIGTERM)
+    got = _answer_or_failure(schema, inputs, cache_dir)
+    if isinstance(got, BuildFailed):
+        send.send(("failed", (got.stage, got.report)))
+    else:
+        send.send(("answer", got))
+    send.close()
 
 
 @dataclass
@@ -565,7 +809,6 @@ def _without_records(
     targets, and no statement points at a record (so no path from a focus node reaches one).
     At 100k they are most of the inferred graph and no shipped shape reads them."""
     from service.kb.reasoning import DERIVATION_NS
-    from service.kb.reasoning import is_record as record
 
     vocabulary = (DERIVATION_NS, VOCAB + "Derivation", VOCAB + "derivedSubject",
                   VOCAB + "derivedProperty")  # fmt: skip
@@ -581,22 +824,45 @@ def _without_records(
     ):
         return inferred
     targets = {t.object for t in shapes if t.predicate.value == SH_TARGET_CLASS}
-    # One pass over each graph (at 100k the inferred one is 600k triples, mostly records).
-    if any(record(t.object) for t in asserted):
-        return inferred
-    kept = []
-    for t in inferred:
-        if record(t.object):
+    # One pass over each graph (at 100k the inferred one is 600k triples, mostly records),
+    # `record` written out: each term is read once, and rdf:type compared only for records.
+    iri, rdf_type = ox.NamedNode, ox.NamedNode(RDF_TYPE)
+    for t in asserted:
+        o = t.object
+        if type(o) is iri and o.value.startswith(DERIVATION_NS):
             return inferred
-        if not record(t.subject):
-            kept.append(t)
-        elif t.predicate.value == RDF_TYPE and t.object in targets:
+    kept: list[ox.Triple] = []
+    keep = kept.append
+    for t in inferred:
+        o = t.object
+        if type(o) is iri and o.value.startswith(DERIVATION_NS):
+            return inferred
+        s = t.subject
+        if type(s) is not iri or not s.value.startswith(DERIVATION_NS):
+            keep(t)
+        elif o in targets and t.predicate == rdf_type:
             return inferred
     return kept
 
 
 def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[str, int]]:
-    """Sorted N-Quads with canonical blank-node labels, and the triple count of each graph.
+    """Sorted N-Quads with canonical blank-node labels, and the triple count of each graph."""
+    lines, counts = sorted_lines(by_graph)
+    return b"".join(_chunks(lines)), counts
+
+
+def _chunks(lines: list[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """The artifact's bytes a few megabytes at a time (whole, at a million triples, they are
+    most of a gigabyte more at the build's peak)."""
+    for start in range(0, len(lines), size):
+        yield b"\n".join(lines[start : start + size]) + b"\n"
+
+
+def sorted_lines(
+    by_graph: Mapping[str, Sequence[ox.Triple]], texts: dict[str, bytes] | None = None
+) -> tuple[list[bytes], dict[str, int]]:
+    """The artifact's lines (without their newline) and the triple count of each graph;
+    `texts` has some graphs' N-Triples already (taken from it, so they are freed once used).
 
     pyoxigraph writes each graph as N-Triples (its statement form is the N-Quads line's, so
     the bytes are those of `f"{quad} ."`); the lines get their graph name, and are made unique
@@ -607,7 +873,7 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
     for name in GRAPH_NAMES:
         graph = GRAPHS[name]
         triples = by_graph.get(name, [])
-        text = _ntriples(triples)
+        text = texts.pop(name) if texts and name in texts else _ntriples(triples)
         blank: set[ox.Triple] = set()
         if b"_:" in text:  # a blank node, or those two characters inside a literal
             blank = {t for t in triples if _mentions_blank(t)}
@@ -616,8 +882,14 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
             plain = [t for t in triples if not _mentions_blank(t)]
             text = _ntriples(plain)
         # A statement ends in " .\n" and nowhere else (N-Triples escapes a literal's newline).
-        unique = set(text.replace(b" .\n", f" {graph} .\n".encode()).split(b"\n"))
-        unique.discard(b"")
+        text = text.replace(b" .\n", f" {graph} .\n".encode())  # the old text freed at once
+        named = text.split(b"\n")
+        del text
+        named.pop()  # after the last newline
+        # Sorted in the order the triples came (runs of one subject, one rule): far fewer
+        # comparisons than the scrambled order of a set, and the repeats end up side by side.
+        named.sort()
+        unique = named[:1] + [line for before, line in pairwise(named) if line != before]
         counts[name] = len(unique) + len(blank)
         lines += unique
     # Blank nodes (OWL lists, SHACL property shapes) get fresh ids on every parse; RDFC-1.0
@@ -627,10 +899,16 @@ def serialize(by_graph: Mapping[str, Sequence[ox.Triple]]) -> tuple[bytes, dict[
     with_blanks.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
     lines += [f"{q} .".encode() for q in with_blanks]
     # No line is a prefix of another (each ends with its graph and " ."), so sorting without
-    # the newline gives the order of sorting with it.
+    # the newline gives the order of sorting with it. The graphs are sorted runs already:
+    # this sort merges them.
     lines.sort()
-    lines.append(b"")
-    return b"\n".join(lines), counts
+    return lines, counts
+
+
+def _hashed(chunks: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _ntriples(triples: Iterable[ox.Triple]) -> bytes:
@@ -649,15 +927,16 @@ def _temp_prefix(name: str, pid: int | None = None) -> str:
     return f".{name}.{os.getpid() if pid is None else pid}."
 
 
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Staged files of builds that died before renaming them (SIGKILL, power loss)."""
+def remove_stale_temporaries(directory: Path, ending: int | None = None) -> list[Path]:
+    """Staged files of builds that died before renaming them (SIGKILL, power loss), and of
+    the build `ending` names (known dead: a zombie not yet reaped still looks alive)."""
     from service.kb.hermit import pid_alive
 
     removed = []
     for name in (ARTIFACT_NAME, MANIFEST_NAME):
         for path in directory.glob(f".{name}.*.tmp"):
             pid = path.name[len(name) + 2 :].split(".", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
+            if pid.isdigit() and (int(pid) == ending or not pid_alive(int(pid))):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
@@ -672,7 +951,7 @@ class _Staged:
         self.directory = directory
         self.files: list[tuple[Path, Path]] = []  # (staged, final), the artifact first
 
-    def write(self, name: str, payload: bytes) -> Path:
+    def write(self, name: str, payload: bytes | Iterable[bytes]) -> Path:
         try:
             if not self.files:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -683,16 +962,31 @@ class _Staged:
             # Recorded before writing: removed on failure.
             self.files.append((Path(tmp_name), self.directory / name))
             with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
+                # Made durable by publish(): written back meanwhile.
+                for chunk in [payload] if isinstance(payload, bytes) else payload:
+                    handle.write(chunk)
             os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; the artifact is meant to be served
         except OSError as err:
             raise self._failed(err) from None
         return Path(tmp_name)
 
+    def discard(self) -> None:
+        """Remove what was staged so far (to stage it again)."""
+        for tmp, _final in self.files:
+            tmp.unlink(missing_ok=True)
+        self.files.clear()
+
     def publish(self) -> None:
         try:
+            # On disk before any is renamed: a crash then leaves the old build or the whole
+            # new one. Synced here, not when written, the artifact's pages were being written
+            # back while SHACL ran.
+            for tmp, _final in self.files:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             # Artifact first: a reader that sees a new manifest always finds its artifact.
             for tmp, final in self.files:
                 os.replace(tmp, final)
@@ -711,5 +1005,4 @@ class _Staged:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for tmp, _final in self.files:
-            tmp.unlink(missing_ok=True)
+        self.discard()

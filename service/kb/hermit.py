@@ -114,11 +114,12 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TEMP_PREFIX = "cmpkg-hermit-"
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
     """In the forked JVM before exec: the kernel kills it when the build process dies, even
-    by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own)."""
+    by SIGKILL (no Python cleanup runs then, and HermiT would keep reasoning on its own).
+    `signum` is what the kernel sends (a Python child may ask for SIGTERM, to clean up)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -142,6 +143,24 @@ def _jvm_bound_to(tmp: str) -> Iterator[None]:
         tempfile.tempdir = saved_tempdir
         kwargs.clear()
         kwargs.update(saved_kwargs)
+
+
+_RUNNING: set[str] = set()  # this process's HermiT temporary directories
+
+
+@contextlib.contextmanager
+def _running_in(tmp: str) -> Iterator[None]:
+    _RUNNING.add(tmp)
+    try:
+        yield
+    finally:
+        _RUNNING.discard(tmp)
+
+
+def remove_running_temporaries() -> None:
+    """For a process about to end without unwinding: its HermiT runs' directories."""
+    for tmp in list(_RUNNING):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_stale_temporaries(directory: Path | None = None) -> list[Path]:
@@ -179,6 +198,7 @@ def run_hermit(triples: Iterable[Statement]) -> HermitResult:
     remove_stale_temporaries()
     with (
         tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp,
+        _running_in(tmp),
         _jvm_bound_to(tmp),
     ):
         nt = Path(tmp) / "input.nt"
@@ -548,7 +568,9 @@ class _DataScan:
         self._roles: dict[ox.NamedNode, tuple[bool, bool, str | None]] = {}
         self._seen_classes: set[object] = set()
         values: dict[tuple, object] = {}
-        by_subject: dict[object, list[tuple[ox.NamedNode, Term]]] = {}
+        # The statements themselves, not (predicate, object) pairs: at a million triples the
+        # pairs and their fresh term objects were 0.7 GB more.
+        by_subject: dict[object, list[ox.Triple]] = {}
         self.by_subject = by_subject
         # The hot loop of the stage at a million triples: one lookup per predicate (its roles)
         # and per subject (its list) where there were several.
@@ -561,7 +583,7 @@ class _DataScan:
                     self.about_terms.append(t)
                     continue
                 statements = by_subject[s] = []
-            statements.append((p, o))  # type: ignore[arg-type]
+            statements.append(t)
             role = roles.get(p)
             if role is None:
                 role = self._first_use(p)
@@ -633,7 +655,7 @@ def summarize(schema: Sequence[ox.Triple], data: Sequence[ox.Triple]) -> list[ox
 
 
 def _summary(
-    schema: Sequence[ox.Triple], by_subject: Mapping[object, list[tuple[ox.NamedNode, Term]]]
+    schema: Sequence[ox.Triple], by_subject: Mapping[object, list[ox.Triple]]
 ) -> list[ox.Triple]:
     annotation = _typed(schema, OWL + "AnnotationProperty") | {
         ox.NamedNode(RDFS_LABEL),
@@ -655,7 +677,8 @@ def _summary(
     literal = ox.Literal
     for node, statements in by_subject.items():
         subject = rep.get(node, node)
-        for p, o in statements:
+        for t in statements:
+            p, o = t.predicate, t.object
             if p in annotation:
                 continue
             is_literal = isinstance(o, literal)
@@ -676,7 +699,7 @@ def _summary(
 
 
 def _representatives(
-    by_subject: Mapping[object, list[tuple[ox.NamedNode, Term]]],
+    by_subject: Mapping[object, list[ox.Triple]],
     terms: set,
     annotation: set[ox.NamedNode],
 ) -> dict[object, ox.NamedNode]:
@@ -688,8 +711,10 @@ def _representatives(
     for node, statements in by_subject.items():
         if node in terms:
             continue
-        types = frozenset(o for p, o in statements if p == rdf_type)
-        props = frozenset(p for p, _ in statements if p != rdf_type and p not in annotation)
+        predicates = [t.predicate for t in statements]
+        types = frozenset(t.object for t, p in zip(statements, predicates, strict=True)
+                          if p == rdf_type)  # fmt: skip
+        props = frozenset(p for p in predicates if p != rdf_type and p not in annotation)
         if not types and not props:
             continue  # only annotations: the node is in no statement of the summary
         named = kinds.get((types, props))
