@@ -194,6 +194,44 @@ def test_a_shape_the_compiler_does_not_know_goes_to_the_engine(shapes) -> None:
     assert key(fast.findings) == key(reference.findings)
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "sh:targetNode <urn:claim>",
+        "sh:targetSubjectsOf cmp:curationStatus",
+        "sh:targetObjectsOf <urn:points-at>",
+    ],
+)
+def test_a_shape_targeting_otherwise_than_by_class_is_checked(target: str) -> None:
+    """The compiler takes node shapes with sh:targetClass; one that targets its nodes another
+    way goes to the SHACL engine, and its violation is reported (it used to be checked by
+    nothing: the compiler never saw it and the engine was told the compiler had it)."""
+    shapes = load_triples_text(
+        f"""
+        @prefix sh: <http://www.w3.org/ns/shacl#> .
+        @prefix cmp: <https://w3id.org/cmpkg/vocab/> .
+        <https://w3id.org/cmpkg/shape/x-other-target> a sh:NodeShape ; {target} ;
+            sh:property [ sh:path cmp:curationStatus ; sh:hasValue <urn:none> ;
+                          sh:message "x"@en ] .
+        """
+    )
+    data = load_triples_text(
+        """
+        @prefix cmp: <https://w3id.org/cmpkg/vocab/> .
+        <urn:claim> cmp:curationStatus <urn:checked> .
+        <urn:other> <urn:points-at> <urn:claim> .
+        """
+    )
+    fast, reference = both(data, [], shapes)
+    assert set(fast.uncompiled) == {NS + "shape/x-other-target"}
+    assert [f.focus_node for f in fast.findings if f.severity == "Violation"] == ["urn:claim"]
+    assert key(fast.findings) == key(reference.findings)
+
+
+def load_triples_text(turtle: str) -> list[ox.Triple]:
+    return list(ox.parse(turtle.encode(), format=ox.RdfFormat.TURTLE))
+
+
 # --- the changed-nodes mode ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def kb_report(shapes) -> ValidationReport:

@@ -741,8 +741,24 @@ def compile_shapes(shapes: rdflib.Graph) -> Compiled:
     # A property shape several node shapes hold is checked once, on all of their focus nodes.
     for ps, checks in sorted(by_shape.items()):
         compiled.checks += [replace(c, classes=tuple(sorted(parents[ps]))) for c in checks]
+    # A node shape targeting in another way only (sh:targetNode, ..., or being a class itself)
+    # never came through the loop above: named here, the SHACL engine runs it.
+    for ns in sorted(_other_targets(shapes) - set(shapes.subjects(SH.targetClass)), key=str):
+        shown = str(ns) if isinstance(ns, rdflib.URIRef) else f"_:{ns}"
+        compiled.uncompiled[shown] = "a target other than sh:targetClass"
     compiled.classes |= {str(c) for c in shapes.objects(None, SH["class"])}
     return compiled
+
+
+def _other_targets(shapes: rdflib.Graph) -> set[rdflib.term.Node]:
+    found: set[rdflib.term.Node] = set()
+    for target in (SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target):
+        found |= set(shapes.subjects(target))
+    for kind in (SH.NodeShape, SH.PropertyShape):
+        for shape in shapes.subjects(RDF.type, kind):
+            if set(shapes.objects(shape, RDF.type)) & {RDFS.Class, rdflib.OWL.Class}:
+                found.add(shape)  # an implicit class target
+    return found
 
 
 def _compile_node_shape(
