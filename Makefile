@@ -16,9 +16,10 @@ run: setup
 test: setup lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# ruff (style, complexity), mypy (types), import-linter (layers point down: pyproject).
+# ruff (style, complexity, formatting), mypy (types), import-linter (layers point down: pyproject).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -44,9 +44,7 @@ PROBLEM_JSON = "application/problem+json"
 FIBROMYALGIA = {
     "conditions": ["fibromyalgia"],
     "goals": ["physical function", "pain severity"],
-    "pathologies": [
-        {"pathology": "kinesiophobia", "score": 40, "scoreMin": 17, "scoreMax": 68.5}
-    ],
+    "pathologies": [{"pathology": "kinesiophobia", "score": 40, "scoreMin": 17, "scoreMax": 68.5}],
     "preferences": {"setting": "water"},
 }
 
@@ -273,9 +271,7 @@ def test_every_json_answer_keeps_the_convention(
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
-def test_numeric_columns_are_json_numbers_of_the_same_value(
-    client: FlaskClient, name: str
-) -> None:
+def test_numeric_columns_are_json_numbers_of_the_same_value(client: FlaskClient, name: str) -> None:
     """Each numeric literal of the SPARQL answer is, in the JSON-LD answer, a JSON number of
     exactly that value (the JSON text parsed as a decimal), and OpenAPI types the column."""
     exact = client.get(f"/api/queries/{name}", query_string=defaults(name, "json")).get_json()

@@ -66,7 +66,6 @@ def test_data_stating_schema_sends_everything_to_hermit(schema):
     assert why and "rdfs:subClassOf" in why
 
 
-
 def test_the_summary_does_not_depend_on_the_order_of_the_data(schema):
     """The build cache keys HermiT's answer by the summary, and the data's order (the rules'
     output among it) varies with the process's hash seed: a summary that took a functional

@@ -43,9 +43,22 @@ RDFS_LABEL = PREFIXES["rdfs"] + "label"
 NUMERIC = frozenset(
     XSD + name
     for name in (
-        "decimal", "integer", "double", "float", "long", "int", "short", "byte",
-        "nonNegativeInteger", "positiveInteger", "nonPositiveInteger", "negativeInteger",
-        "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte",
+        "decimal",
+        "integer",
+        "double",
+        "float",
+        "long",
+        "int",
+        "short",
+        "byte",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "nonPositiveInteger",
+        "negativeInteger",
+        "unsignedLong",
+        "unsignedInt",
+        "unsignedShort",
+        "unsignedByte",
     )
 )
 Json = dict[str, Any]
