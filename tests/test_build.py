@@ -510,23 +510,19 @@ def test_a_failed_build_leaves_nothing_in_the_temporary_directory(
     assert not list((result.root / "build").glob(".*.tmp"))
 
 
-def java_children(pid: int) -> list[int]:
-    """HermiT's JVMs among the descendants of `pid` (not the `java -version` the manifest
-    runs). HermiT's stage runs in a child process of the build, beside the write: its JVM is
-    the build's grandchild, and must die with the build all the same."""
+def descendants(pid: int) -> dict[int, tuple[str, bytes]]:
+    """The processes descending from `pid`, each with its name and command line."""
     parents: dict[int, int] = {}
-    hermit = []
+    named: dict[int, tuple[str, bytes]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
             fields = text.rsplit(")", 1)[1].split()
             comm = text.split("(", 1)[1].rsplit(")", 1)[0]
-            cmdline = (stat.parent / "cmdline").read_bytes()
+            named[int(stat.parent.name)] = (comm, (stat.parent / "cmdline").read_bytes())
         except (OSError, IndexError):
             continue
         parents[int(stat.parent.name)] = int(fields[1])
-        if comm == "java" and b"HermiT" in cmdline:
-            hermit.append(int(stat.parent.name))
 
     def descends(node: int) -> bool:
         while node in parents and node not in (0, 1):
@@ -535,7 +531,15 @@ def java_children(pid: int) -> list[int]:
                 return True
         return False
 
-    return [j for j in hermit if descends(j)]
+    return {p: named[p] for p in parents if descends(p)}
+
+
+def java_children(pid: int) -> list[int]:
+    """HermiT's JVMs among the descendants of `pid` (not the `java -version` the manifest
+    runs). HermiT's stage runs in a child process of the build, beside the write: its JVM is
+    the build's grandchild, and must die with the build all the same."""
+    found = descendants(pid).items()
+    return [p for p, (comm, cmdline) in found if comm == "java" and b"HermiT" in cmdline]
 
 
 def running(pid: int) -> bool:
@@ -548,6 +552,7 @@ def running(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_path, sig):
+    from service.kb.build import remove_stale_temporaries as remove_stale_staged
     from service.kb.hermit import remove_stale_temporaries
 
     tmp = tmp_path / "tmp"
@@ -567,19 +572,29 @@ def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_
         jvms = java_children(process.pid)
         time.sleep(0.02)
     assert jvms, "the build never started HermiT"
+    # HermiT's child cleans up after a killed build, then exits (its JVM with it); the JVM
+    # can also end by finishing its work first, so what is left is judged once every
+    # process the build started is gone.
+    started = [*descendants(process.pid)]
     process.send_signal(sig)
     process.wait(timeout=60)
     deadline = time.monotonic() + 10
-    while any(running(j) for j in jvms) and time.monotonic() < deadline:
+    while any(running(p) for p in started) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(running(j) for j in jvms), "HermiT's JVM outlived the build"
-    assert not list(out.glob(".*.tmp"))
+    assert not any(running(p) for p in started), "a process of the build outlived it"
     if sig == signal.SIGTERM:  # unwinds: everything it made is gone at once
+        assert not list(out.glob(".*.tmp"))
         assert list(tmp.iterdir()) == []
         assert b"Traceback" not in process.stderr.read()  # type: ignore[union-attr]
-    else:  # nothing runs after SIGKILL: the next build clears what the dead one left
+    else:
+        # Nothing of the build runs after SIGKILL. HermiT's child, when still running, removes
+        # what the build had staged; when HermiT had already answered (the write runs beside
+        # it), the next build clears what the dead one left, as it does HermiT's temporaries.
         remove_stale_temporaries(tmp)
+        remove_stale_staged(out)
         assert list(tmp.iterdir()) == []
+        assert not list(out.glob(".*.tmp"))
     process.stderr.close()  # type: ignore[union-attr]
 
 
