@@ -63,6 +63,30 @@ PREFIXES: dict[str, str] = {
 
 # Shown on every page, answer and error document (API body, X-Disclaimer header, pages' footer,
 # prescription summary): the product brief's line, in one wording.
+# XSD's numeric datatypes: JSON numbers in plain JSON answers, and the datatypes a store
+# parses into values (SHACL's ill-typed check relies on that).
+NUMERIC_DATATYPES = frozenset(
+    PREFIXES["xsd"] + name
+    for name in (
+        "decimal",
+        "integer",
+        "double",
+        "float",
+        "long",
+        "int",
+        "short",
+        "byte",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "nonPositiveInteger",
+        "negativeInteger",
+        "unsignedLong",
+        "unsignedInt",
+        "unsignedShort",
+        "unsignedByte",
+    )
+)
+
 DISCLAIMER = (
     "Decision support for clinicians and guideline authors. Not advice to patients: "
     "read the certainty and the source of every figure before using it."

@@ -32,6 +32,7 @@ from service.kb.sources import PREFIXES, load_dataset
 from service.query import jsonld
 from service.query.named import load_queries
 from service.store.backends import EmbeddedStore
+from service.vocab import NUMERIC_DATATYPES
 from service.web import create_app
 
 ARTIFACT = ensure_artifact()
@@ -96,7 +97,7 @@ def numeric_columns(client: FlaskClient, name: str) -> dict[str, set[str]]:
     columns: dict[str, set[str]] = {}
     for row in response.get_json()["results"]["bindings"]:
         for column, term in row.items():
-            if term.get("datatype") in jsonld.NUMERIC:
+            if term.get("datatype") in NUMERIC_DATATYPES:
                 columns.setdefault(column, set()).add(term["value"])
     return columns
 
@@ -157,7 +158,7 @@ def number_violations(item: Any, here: str, rdf: bool) -> list[str]:
         if isinstance(one, str) and NUMBER_TEXT.match(one):
             found.append(f"{here}: {one!r} is a number written as a string")
         if isinstance(one, dict) and "@value" in one:
-            typed = rdf and jsonld.compactor().expand(one.get("@type", "")) in jsonld.NUMERIC
+            typed = rdf and jsonld.compactor().expand(one.get("@type", "")) in NUMERIC_DATATYPES
             if not typed and "@language" not in one:
                 found.append(f"{here}: {one!r} is a number as a value object, not a JSON number")
     return found
@@ -282,7 +283,7 @@ def test_numeric_columns_are_json_numbers_of_the_same_value(client: FlaskClient,
     assert len(rows) == len(exact["results"]["bindings"])
     for row, binding in zip(rows, exact["results"]["bindings"], strict=True):
         for column, term in binding.items():
-            if term.get("datatype") not in jsonld.NUMERIC or column in parameters:
+            if term.get("datatype") not in NUMERIC_DATATYPES or column in parameters:
                 continue
             key = column if column not in ("id", "type") else column + "Column"
             value = row[key]
@@ -318,7 +319,7 @@ def test_every_figure_of_the_build_survives_as_a_json_number() -> None:
     seen = 0
     for quad in dataset:
         obj = quad.object
-        if getattr(obj, "datatype", None) is not None and obj.datatype.value in jsonld.NUMERIC:
+        if getattr(obj, "datatype", None) is not None and obj.datatype.value in NUMERIC_DATATYPES:
             seen += 1
             number = jsonld.json_number(obj.value)
             if number is None or Decimal(json.dumps(number)) != Decimal(obj.value):

@@ -35,6 +35,8 @@ from pyshacl.rdfutil import stringify_node
 from rdflib.collection import Collection
 from rdflib.namespace import RDF, RDFS, SH
 
+from service.vocab import NUMERIC_DATATYPES
+
 # (node, INSTANCE_OF, class): SHACL instances (rdf:type/rdfs:subClassOf*) of the classes the
 # shapes name, computed once: a path per value made sh:class the slowest check by far.
 INSTANCES = ox.NamedNode("urn:cmpkg:shacl:instances")
@@ -83,29 +85,6 @@ _NODE_KINDS = {
     SH.IRIOrLiteral: "(isIRI(?value) || isLiteral(?value))",
 }
 _XSD = "http://www.w3.org/2001/XMLSchema#"
-# Datatypes the store parses into values: an ill-formed literal ("1.5"^^xsd:integer) is then
-# not numeric, which is how pySHACL's ill-typed check is reproduced.
-_NUMERIC = {
-    _XSD + t
-    for t in (
-        "integer",
-        "decimal",
-        "double",
-        "float",
-        "int",
-        "long",
-        "short",
-        "byte",
-        "nonNegativeInteger",
-        "positiveInteger",
-        "nonPositiveInteger",
-        "negativeInteger",
-        "unsignedLong",
-        "unsignedInt",
-        "unsignedShort",
-        "unsignedByte",
-    )
-}
 _STRINGS = {_XSD + "string", str(RDF.langString)}
 
 
@@ -238,7 +217,9 @@ def _datatype_test(datatype: str, var: str = "?value") -> str:
         return f'(isLiteral({var}) && lang({var}) != "")'
     if datatype == _XSD + "string":
         return f'{base} && lang({var}) = "")'
-    if datatype in _NUMERIC:
+    if datatype in NUMERIC_DATATYPES:
+        # The store parses these into values: an ill-formed literal ("1.5"^^xsd:integer) is
+        # then not numeric, which is how pySHACL's ill-typed check is reproduced.
         return f"{base} && isNumeric({var}))"
     if datatype == _XSD + "boolean":
         return f"{base} && COALESCE({var} = true || {var} = false, false))"

@@ -37,9 +37,9 @@ from service.prescribe.presentation import (
     load_context,
     parse_body,
 )
-from service.query.jsonld import NUMERIC, json_number
+from service.query.jsonld import json_number
 from service.query.terms import TermResolver
-from service.vocab import DISCLAIMER
+from service.vocab import DISCLAIMER, NUMERIC_DATATYPES
 
 CMP = PREFIXES["cmp"]
 PRESENTATION_GRAPH = ox.NamedNode(PREFIXES["graph"] + "presentation")
@@ -204,7 +204,7 @@ def _v(term: Any) -> Any:
         return None
     if isinstance(term, ox.Literal):
         dt = term.datatype.value
-        if dt in NUMERIC:
+        if dt in NUMERIC_DATATYPES:
             return json_number(term.value)
         if dt.endswith("#boolean"):
             return term.value == "true"
@@ -883,7 +883,7 @@ def answer_context(context: dict[str, Any]) -> dict[str, Any]:
     under "@type": xsd:decimal in xsd:double's form ("6.85E1"^^xsd:decimal, not a decimal);
     uncoerced, it reads as xsd:double (or xsd:integer), the API's convention (issue 14).
     """
-    numeric = {"xsd:" + iri.removeprefix(PREFIXES["xsd"]) for iri in NUMERIC}
+    numeric = {"xsd:" + iri.removeprefix(PREFIXES["xsd"]) for iri in NUMERIC_DATATYPES}
     return {
         term: (
             {k: v for k, v in definition.items() if k != "@type"}

@@ -24,7 +24,8 @@ from urllib.parse import urlencode
 
 from service.kb import sources
 from service.kb.sources import NS, PREFIXES, sparql_prefixes
-from service.query.jsonld import NUMERIC, json_number
+from service.query.jsonld import json_number
+from service.vocab import NUMERIC_DATATYPES
 from service.vocab import entity_href as entity_href  # re-exported: templates link with it
 
 
@@ -1088,7 +1089,7 @@ def rows_from_sparql_json(results: Mapping[str, Any]) -> list[Row]:
 def _cell(term: Mapping[str, Any] | None) -> str | None:
     if term is None:
         return None
-    if term.get("datatype") in NUMERIC:
+    if term.get("datatype") in NUMERIC_DATATYPES:
         return Numeral(term["value"])
     return str(term["value"])
 

@@ -30,7 +30,7 @@ import pyoxigraph as ox
 
 from service.kb.sources import project_root
 from service.vocab import DISCLAIMER as DISCLAIMER  # re-exported: the answers carry it
-from service.vocab import PREFIXES, curie
+from service.vocab import NUMERIC_DATATYPES, PREFIXES, curie
 
 CONTEXT_URL_PATH = "/context.jsonld"
 
@@ -39,28 +39,6 @@ XSD = PREFIXES["xsd"]
 XSD_STRING = XSD + "string"
 LANG_STRING = PREFIXES["rdf"] + "langString"
 RDFS_LABEL = PREFIXES["rdfs"] + "label"
-# XSD's numeric datatypes: their literals are JSON numbers in plain JSON answers.
-NUMERIC = frozenset(
-    XSD + name
-    for name in (
-        "decimal",
-        "integer",
-        "double",
-        "float",
-        "long",
-        "int",
-        "short",
-        "byte",
-        "nonNegativeInteger",
-        "positiveInteger",
-        "nonPositiveInteger",
-        "negativeInteger",
-        "unsignedLong",
-        "unsignedInt",
-        "unsignedShort",
-        "unsignedByte",
-    )
-)
 Json = dict[str, Any]
 # Prefixes left out of the context: each is also the name of a result column or property.
 UNPREFIXED = frozenset(
@@ -183,7 +161,7 @@ class Compactor:
     def _plain_literal(self, term: ox.Literal, definition: Json) -> Any:
         """A number as a JSON number, a label as a plain string; None: write it exactly."""
         datatype = term.datatype.value
-        if datatype in NUMERIC and definition.get("@type") is None:
+        if datatype in NUMERIC_DATATYPES and definition.get("@type") is None:
             return json_number(term.value)
         if self.expand(definition.get("@id", "")) == RDFS_LABEL:
             # Labels are plain strings (issue 14); the context's "@language": "en" then reads

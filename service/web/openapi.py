@@ -17,6 +17,7 @@ from service.prescribe.presentation import SCHEMA as PRESENTATION
 from service.query import jsonld
 from service.query.evidence import column_title
 from service.query.named import NamedQuery
+from service.vocab import NUMERIC_DATATYPES
 from service.web.api import API_MEDIA, CSV, JSONLD, MAX_PER_PAGE, catalog, select_rows
 from service.web.linked_data import LD_MEDIA
 
@@ -150,7 +151,7 @@ def _rows_of(answer: str, row: str) -> dict[str, Any]:
 
 XSD = PREFIXES["xsd"]
 LABEL = PREFIXES["rdfs"] + "label"
-INTEGER_TYPES = jsonld.NUMERIC - {XSD + "decimal", XSD + "double", XSD + "float"}
+INTEGER_TYPES = NUMERIC_DATATYPES - {XSD + "decimal", XSD + "double", XSD + "float"}
 # A JSON-LD row's cell, by what the column holds (issue 14: numbers are JSON numbers).
 NODE = {
     "type": "object",
@@ -190,7 +191,7 @@ def _kind(range_iri: str) -> str:
         return ""
     if range_iri in INTEGER_TYPES:
         return "integer"
-    if range_iri in jsonld.NUMERIC:
+    if range_iri in NUMERIC_DATATYPES:
         return "number"
     if range_iri == XSD + "boolean":
         return "boolean"
