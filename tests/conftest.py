@@ -21,13 +21,18 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pyoxigraph as ox
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+if TYPE_CHECKING:
+    from service.kb.reasoning import Rule
+
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 NS = "https://w3id.org/cmpkg/"
 GRAPH = {
     name: f"{NS}graph/{name}" for name in ("ontology", "asserted", "inferred", "shapes", "rules")
@@ -464,3 +469,42 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     context.close()
     assert foreign == [], f"requests left our origin: {foreign}"
     assert errors == [], f"JavaScript errors: {errors}"
+
+
+# --- rules run on small stores (test_rule_engine, test_rule_reruns) ----------------------------
+RULE_PREMISES = ox.NamedNode("urn:test:premises")
+RULE_TARGET = ox.NamedNode("urn:test:derived")
+
+
+def make_rule(name: str, query: str, order: int = 10) -> Rule:
+    from service.kb.reasoning import Rule
+
+    return Rule(iri=NS + "rule/" + name, label=name, order=order, query=query)
+
+
+def rule_store(turtle: str) -> ox.Store:
+    """A store holding `turtle` (every project prefix declared) in RULE_PREMISES."""
+    from service.kb.sources import PREFIXES
+
+    store = ox.Store()
+    prologue = "".join(f"@prefix {k}: <{v}> .\n" for k, v in PREFIXES.items())
+    store.load((prologue + turtle).encode(), format=ox.RdfFormat.TURTLE, to_graph=RULE_PREMISES)
+    return store
+
+
+def graph_triples(store: ox.Store, name: ox.NamedNode | ox.DefaultGraph = RULE_TARGET) -> set[str]:
+    return {str(q.triple) for q in store.quads_for_pattern(None, None, None, name)}
+
+
+@pytest.fixture(scope="module")
+def shipped_rule_input() -> tuple[list[ox.Triple], list[Rule]]:
+    """The shipped schema, data and OWL RL entailments the rules read, and the shipped rules."""
+    from service.kb.reasoning import load_rule_statements, load_rules, owl_rl_fast
+    from service.kb.sources import knowledge_files, load_triples
+
+    files = knowledge_files(ROOT)
+    vocabulary = [ROOT / "ontology" / "rules" / "rule-vocabulary.ttl"]
+    schema = load_triples(files["ontology"] + vocabulary)
+    data = load_triples(files["asserted"])
+    entailed, _ = owl_rl_fast(schema, data)
+    return [*schema, *data, *entailed], load_rules(load_rule_statements(ROOT))

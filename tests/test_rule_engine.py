@@ -6,42 +6,23 @@ give exactly what the one-at-a-time, lookup-per-triple way gives."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyoxigraph as ox
 import pytest
+from conftest import RULE_PREMISES as PREMISES
+from conftest import RULE_TARGET as TARGET
+from conftest import graph_triples
+from conftest import make_rule as rule
+from conftest import rule_store as store_with
 
 from service.kb.reasoning import (
     Rule,
     RuleError,
-    load_rule_statements,
-    load_rules,
-    owl_rl_fast,
     run_rules,
 )
-from service.kb.sources import PREFIXES, knowledge_files, load_triples
+from service.kb.sources import PREFIXES
 
-ROOT = Path(__file__).resolve().parent.parent
 CMP = PREFIXES["cmp"]
-NS = "https://w3id.org/cmpkg/"
-PREMISES = ox.NamedNode("urn:test:premises")
-TARGET = ox.NamedNode("urn:test:derived")
 XSD_INTEGER = ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer")
-
-
-def rule(name: str, query: str, order: int = 10) -> Rule:
-    return Rule(iri=NS + "rule/" + name, label=name, order=order, query=query)
-
-
-def store_with(turtle: str) -> ox.Store:
-    store = ox.Store()
-    prologue = "".join(f"@prefix {k}: <{v}> .\n" for k, v in PREFIXES.items())
-    store.load((prologue + turtle).encode(), format=ox.RdfFormat.TURTLE, to_graph=PREMISES)
-    return store
-
-
-def graph(store: ox.Store, name: ox.NamedNode | ox.DefaultGraph = TARGET) -> set[str]:
-    return {str(q.triple) for q in store.quads_for_pattern(None, None, None, name)}
 
 
 WAYS = [  # (threads, lookup_limit): the reference first
@@ -59,7 +40,7 @@ def run_every_way(turtle: str, rules: list[Rule]) -> list[tuple]:
         added, rounds = run_rules(
             store, rules, [PREMISES], TARGET, threads=threads, lookup_limit=limit
         )
-        out.append((added, rounds, graph(store), sorted(map(str, store.named_graphs()))))
+        out.append((added, rounds, graph_triples(store), sorted(map(str, store.named_graphs()))))
     return out
 
 
@@ -101,7 +82,7 @@ def test_a_failed_rule_leaves_nothing_behind():
         store = store_with(turtle)
         with pytest.raises(RuleError, match="rule/bad produced a blank node"):
             run_rules(store, [good, bad], [PREMISES], TARGET, threads=threads, lookup_limit=limit)
-        assert graph(store) == {f'<urn:c:a> <{CMP}ok> "true"^^<{PREFIXES["xsd"]}boolean>'}
+        assert graph_triples(store) == {f'<urn:c:a> <{CMP}ok> "true"^^<{PREFIXES["xsd"]}boolean>'}
         # No graph of the engine's own is left in the store.
         assert set(store.named_graphs()) == {PREMISES, TARGET}
 
@@ -114,21 +95,11 @@ def test_a_literal_that_reads_like_a_blank_node_is_not_one():
     assert all(r == results[0] for r in results)
 
 
-@pytest.fixture(scope="module")
-def shipped() -> tuple[list[ox.Triple], list[Rule]]:
-    files = knowledge_files(ROOT)
-    vocabulary = [ROOT / "ontology" / "rules" / "rule-vocabulary.ttl"]
-    schema = load_triples(files["ontology"] + vocabulary)
-    data = load_triples(files["asserted"])
-    entailed, _ = owl_rl_fast(schema, data)
-    return [*schema, *data, *entailed], load_rules(load_rule_statements(ROOT))
-
-
 @pytest.mark.parametrize(("threads", "limit"), WAYS[1:])
-def test_shipped_rules_give_the_reference_every_way(shipped, threads, limit):
+def test_shipped_rules_give_the_reference_every_way(shipped_rule_input, threads, limit):
     """On the shipped knowledge files, into the default graph as the build runs them: the
     same triples, counts and rounds as one query at a time with a lookup per triple."""
-    premises, rules = shipped
+    premises, rules = shipped_rule_input
 
     def run(threads: int, limit: int) -> tuple[dict[str, int], int, list[str], set[str]]:
         store = ox.Store()
@@ -138,7 +109,7 @@ def test_shipped_rules_give_the_reference_every_way(shipped, threads, limit):
             store, rules, [], ox.DefaultGraph(), outputs=outputs, threads=threads,
             lookup_limit=limit,
         )  # fmt: skip
-        return added, rounds, sorted(map(str, outputs)), graph(store, ox.DefaultGraph())
+        return added, rounds, sorted(map(str, outputs)), graph_triples(store, ox.DefaultGraph())
 
     reference = run(1, 10**9)
     got = run(threads, limit)
@@ -148,6 +119,6 @@ def test_shipped_rules_give_the_reference_every_way(shipped, threads, limit):
     # ... and exactly what the store gained.
     store = ox.Store()
     store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in premises)
-    before = graph(store, ox.DefaultGraph())  # in the store's own (canonical) terms
+    before = graph_triples(store, ox.DefaultGraph())  # in the store's own (canonical) terms
     assert set(got[2]) == got[3] - before
     assert got[3] == reference[3]

@@ -9,42 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyoxigraph as ox
-import pytest
+from conftest import RULE_PREMISES as PREMISES
+from conftest import RULE_TARGET as TARGET
+from conftest import graph_triples
+from conftest import make_rule as rule
+from conftest import rule_store as store_with
 
 from service.kb.reasoning import (
     RULE_PREFIXES,
-    Rule,
-    load_rule_statements,
-    load_rules,
-    owl_rl_fast,
     read_patterns_text,
     run_rules,
 )
 from service.kb.rule_analysis import PATTERNS_FILE, Alternatives, analyse
-from service.kb.sources import PREFIXES, knowledge_files, load_triples
+from service.kb.sources import PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 CMP = PREFIXES["cmp"]
-RDFS = PREFIXES["rdfs"]
 NS = "https://w3id.org/cmpkg/"
-PREMISES = ox.NamedNode("urn:test:premises")
-TARGET = ox.NamedNode("urn:test:derived")
+RDFS = PREFIXES["rdfs"]
 PREFIXES_KEY = tuple(RULE_PREFIXES.items())
-
-
-def rule(name: str, query: str, order: int = 10) -> Rule:
-    return Rule(iri=NS + "rule/" + name, label=name, order=order, query=query)
-
-
-def store_with(turtle: str) -> ox.Store:
-    store = ox.Store()
-    prologue = "".join(f"@prefix {k}: <{v}> .\n" for k, v in PREFIXES.items())
-    store.load((prologue + turtle).encode(), format=ox.RdfFormat.TURTLE, to_graph=PREMISES)
-    return store
-
-
-def derived(store: ox.Store) -> set[str]:
-    return {str(q.triple) for q in store.quads_for_pattern(None, None, None, TARGET)}
 
 
 def test_stored_read_patterns_are_current():
@@ -77,7 +60,7 @@ def test_a_rule_its_own_output_cannot_take_part_in_runs_once():
     reference = store_with(CONDITIONS)
     added, rounds = run_rules(reference, rules, [PREMISES], TARGET, reruns_by_predicate=True)
     assert added == {"note": 4} and rounds == 2
-    assert derived(store) == derived(reference)
+    assert graph_triples(store) == graph_triples(reference)
 
 
 def test_a_rule_that_feeds_itself_reaches_its_fixpoint():
@@ -110,7 +93,7 @@ def test_rules_that_feed_each_other_in_a_stratum_reach_the_fixpoint():
     store = store_with(chain + " <urn:n:0> cmp:reachedB true .")
     added, _rounds = run_rules(store, [a, b], [PREMISES], TARGET)
     assert added == {"reach-a": 3, "reach-b": 3}
-    got = derived(store)
+    got = graph_triples(store)
     true = '"true"^^<http://www.w3.org/2001/XMLSchema#boolean>'
     for i in range(1, 7):
         which, other = ("reachedA", "reachedB") if i % 2 else ("reachedB", "reachedA")
@@ -142,23 +125,13 @@ def test_a_negated_read_of_new_output_reruns():
     expected = run_rules(reference, rules, [PREMISES], TARGET, reruns_by_predicate=True)
     assert (added, rounds) == expected
     assert added == {"mark": 2, "unmarked": 2, "flag": 2} and rounds == 3
-    assert derived(store) == derived(reference)
+    assert graph_triples(store) == graph_triples(reference)
 
 
-@pytest.fixture(scope="module")
-def shipped() -> tuple[list[ox.Triple], list[Rule]]:
-    files = knowledge_files(ROOT)
-    vocabulary = [ROOT / "ontology" / "rules" / "rule-vocabulary.ttl"]
-    schema = load_triples(files["ontology"] + vocabulary)
-    data = load_triples(files["asserted"])
-    entailed, _ = owl_rl_fast(schema, data)
-    return [*schema, *data, *entailed], load_rules(load_rule_statements(ROOT))
-
-
-def test_shipped_rules_reach_the_reference_fixpoint_with_fewer_runs(shipped):
+def test_shipped_rules_reach_the_reference_fixpoint_with_fewer_runs(shipped_rule_input):
     """The oracle: on the shipped knowledge files, skipping the reruns no new triple can take
     part in gives exactly the triples of rerunning on every written predicate."""
-    premises, rules = shipped
+    premises, rules = shipped_rule_input
 
     def run(by_predicate: bool) -> tuple[dict[str, int], int, set[str]]:
         store = ox.Store()
@@ -166,7 +139,7 @@ def test_shipped_rules_reach_the_reference_fixpoint_with_fewer_runs(shipped):
         added, rounds = run_rules(
             store, rules, [PREMISES], TARGET, reruns_by_predicate=by_predicate
         )
-        return added, rounds, derived(store)
+        return added, rounds, graph_triples(store)
 
     precise, reference = run(False), run(True)
     assert precise[0] == reference[0]
