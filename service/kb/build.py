@@ -46,6 +46,7 @@ from service.kb.sources import (
     knowledge_files,
     parse_triples,
     project_root,
+    stream_triples,
 )
 from service.vocab import PREFIXES
 
@@ -685,10 +686,9 @@ def _answer_or_failure(
     The inferred graph streams through: its derivation records are dropped as they come."""
     started = time.perf_counter()
     peak_rss_mib()
-    nt = ox.RdfFormat.N_TRIPLES
     try:
-        asserted = [q.triple for q in ox.parse(path=str(inputs[0]), format=nt)]
-        inferred = (q.triple for q in ox.parse(path=str(inputs[1]), format=nt))
+        asserted = parse_triples(inputs[0])
+        inferred = stream_triples(inputs[1])
         answer = _classify(schema, asserted, inferred, cache_dir)
     except BuildFailed as err:
         return err

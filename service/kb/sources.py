@@ -99,13 +99,19 @@ def parse_file(path: Path) -> list[ox.Quad]:
 def parse_triples(path: Path, data: bytes | None = None) -> list[ox.Triple]:
     """Every statement of one file (or of `data`, that file's bytes already read) as a triple,
     graph names dropped: what the build holds, without a list of quads beside it."""
+    return list(stream_triples(path, data))
+
+
+def stream_triples(path: Path, data: bytes | None = None) -> Iterator[ox.Triple]:
+    """parse_triples one statement at a time, for a reader that keeps only some of them."""
     path = Path(path)
     with _reporting(path):
         if data is None:
             quads = ox.parse(path=path, format=rdf_format(path))
         else:
             quads = ox.parse(data, format=rdf_format(path))
-        return [q.triple for q in quads]
+        for q in quads:
+            yield q.triple
 
 
 @contextmanager
