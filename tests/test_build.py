@@ -454,8 +454,8 @@ def build_in_own_mount(root: Path, mount_options: str, tmp_path: Path) -> tuple[
     (unshare: no privilege needed, nothing mounted outside). Returns exit code, stderr and the
     listing of the mount after the build, less the build cache put there before it.
 
-    The tmpfs starts with the last good build's cache (CACHE_DIR: HermiT's answer for these
-    inputs, 58 bytes), then takes its options: the write that fails is the artifact's at the
+    The tmpfs starts with the last good build's cache (CACHE_DIR: HermiT's answer and the rules'
+    strata for these inputs), then takes its options: the write that fails is the artifact's at the
     end, and what comes before it is the pipeline a rebuild runs, which then skips the JVM.
     The cache is listed as it was (nothing of the failed build left beside it)."""
     out = tmp_path / "mnt"
@@ -486,7 +486,10 @@ def build_in_own_mount(root: Path, mount_options: str, tmp_path: Path) -> tuple[
 
 
 def test_build_on_a_full_disk_says_so_and_leaves_no_temporary_file(own_copy, tmp_path):
-    code, err, listing = build_in_own_mount(own_copy, "size=64k", tmp_path)
+    # Room for the cache (HermiT's answer and the rules' strata, in whole pages) and 64 KiB.
+    cache = [p.stat().st_size for p in (own_copy / "build" / CACHE_DIR).iterdir()]
+    size = sum(-(-n // 4096) * 4096 for n in cache) + 64 * 1024
+    code, err, listing = build_in_own_mount(own_copy, f"size={size}", tmp_path)
     assert code == 1
     assert "No space left on device" in err and "write" in err
     assert "Traceback" not in err

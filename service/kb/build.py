@@ -31,7 +31,9 @@ import pyoxigraph as ox
 
 from service import __version__, config
 from service.kb.reasoning import (
+    DERIVATION_NS,
     HERMIT_RULE,
+    Rule,
     derivation_records,
     is_provenance,
     load_rules,
@@ -39,6 +41,7 @@ from service.kb.reasoning import (
     reason,
     rule_files,
 )
+from service.kb.rule_memo import RuleMemo
 from service.kb.sources import (
     GRAPH_NAMES,
     GRAPHS,
@@ -335,8 +338,25 @@ def _build(
 ) -> Manifest:
     root = Path(root) if root else project_root()
     directory = build_dir(root, out_dir)
-    stages = _Stages(progress, echo)
+    # HermiT's child comes up (a fresh interpreter, its imports) while the rules run.
+    job = None if "hermit" in skip else _HermitJob(directory)
+    try:
+        return _stages(root, directory, job, progress, owl_rl_engine, echo, skip)
+    finally:
+        if job is not None:
+            job.stop()
 
+
+def _stages(
+    root: Path,
+    directory: Path,
+    job: _HermitJob | None,
+    progress: bool,
+    owl_rl_engine: str,
+    echo: Callable[[str], None],
+    skip: Collection[str],
+) -> Manifest:
+    stages = _Stages(progress, echo)
     with stages.stage("load"):
         loaded = _load(root)
         graph_triples, vocabulary, hashes = loaded.graphs, loaded.vocabulary, loaded.hashes
@@ -347,8 +367,9 @@ def _build(
     # The rule vocabulary is schema for the nodes rules make; reasoners and shapes need it too.
     schema = graph_triples["ontology"] + vocabulary
     engine = "none" if "owl_rl" in skip else owl_rl_engine
+    memo = RuleMemo(directory / CACHE_DIR)
     with _failing_as("rules"):  # a rule with bad SPARQL, or a reasoner crash: fail closed
-        result = reason(schema, graph_triples["asserted"], rules, owl_rl_engine=engine)
+        result = reason(schema, graph_triples["asserted"], rules, owl_rl_engine=engine, memo=memo)
     stages.timings.update({k: round(v, 3) for k, v in result.timings.items()})
     stages.peaks.update(result.peaks)
     if progress:
@@ -358,46 +379,43 @@ def _build(
     full_input: dict[str, str] = {}
     if result.owl_rl_fallback:
         full_input["owl_rl"] = result.owl_rl_fallback
-    job = None
     texts: dict[str, bytes] = {}  # N-Triples of the big graphs, for the write and HermiT
-    if "hermit" not in skip:
+    if job is not None:
         with stages.stage("write"):
             texts = {name: _ntriples(g) for name, g in
                      (("asserted", graph_triples["asserted"]), ("inferred", inferred))}  # fmt: skip
         if progress:
             echo(f"[{STAGES.index('hermit') + 1}/{len(STAGES)}] hermit ... (beside the write)")
-        job = _HermitJob(schema, [texts["asserted"], texts["inferred"]], directory)
+        job.start(schema, [texts["asserted"], texts["inferred"]])
     checks = _Checks(stages, graph_triples, schema, loaded.file_of, directory, skip)
-    try:
-        with _Staged(directory) as staged:
-            checked, answer = _checked(checks, staged, inferred, job, texts)
-            reused = ["hermit"] if answer and answer.result.reused else []
-            if answer and answer.full_because:
-                full_input["hermit"] = answer.full_because
-            with stages.stage("write"):
-                manifest = Manifest(
-                    build_id=checked.build_id,
-                    artifact=ARTIFACT_NAME,
-                    triples=checked.counts,
-                    inputs=hashes,
-                    code=code_hash(),
-                    tools=tool_versions(answer.java if answer else None),
-                    timings={},
-                    rules=result.per_rule,
-                    hermit_subclass_links=len(answer.new_links) if answer else 0,
-                    shacl_findings=checked.findings,
-                    skipped=sorted(skip),
-                    full_input={**full_input, **checked.full_input},
-                    reused=reused + checked.reused,
-                )
-            manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
-            manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
-            text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
-            staged.write(MANIFEST_NAME, text.encode())
-            staged.publish()
-    finally:
-        if job is not None:
-            job.stop()
+    with _Staged(directory) as staged:
+        checked, answer = _checked(checks, staged, inferred, job, texts)
+        reused = _rules_reused(memo, rules)
+        reused += ["hermit"] if answer and answer.result.reused else []
+        if answer and answer.full_because:
+            full_input["hermit"] = answer.full_because
+        with stages.stage("write"):
+            manifest = Manifest(
+                build_id=checked.build_id,
+                artifact=ARTIFACT_NAME,
+                triples=checked.counts,
+                inputs=hashes,
+                code=code_hash(),
+                tools=tool_versions(answer.java if answer else None),
+                timings={},
+                rules=result.per_rule,
+                hermit_subclass_links=len(answer.new_links) if answer else 0,
+                shacl_findings=checked.findings,
+                skipped=sorted(skip),
+                full_input={**full_input, **checked.full_input},
+                reused=reused + checked.reused,
+            )
+        manifest.timings = {s: stages.timings.get(s, 0.0) for s in STAGES}
+        manifest.peak_rss_mib = {s: stages.peaks.get(s, 0.0) for s in STAGES}
+        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+        staged.write(MANIFEST_NAME, text.encode())
+        staged.publish()
+    memo.save()
     if answer is not None:
         from service.kb.hermit import save_cache_entry
 
@@ -405,6 +423,15 @@ def _build(
     for keep in checked.after_write:
         keep()
     return manifest
+
+
+def _rules_reused(memo: RuleMemo, rules: Sequence[Rule]) -> list[str]:
+    """ "rules" when every stratum was replayed from the last build, else "rules:<order>" for
+    each one that was."""
+    orders = {r.order for r in rules if r.query}
+    if orders and set(memo.reused) == orders:
+        return ["rules"]
+    return [f"rules:{order}" for order in sorted(memo.reused)]
 
 
 def _checked(
@@ -602,42 +629,54 @@ class _HermitJob:
 
     The child is a fresh interpreter (spawned, not forked: a forked child's pages, shared
     copy-on-write, are copied as soon as either side writes them, and this process writes
-    to every triple it reads, so at a million triples a fork cost 2.6 GB more). It gets the
-    graphs as N-Triples bytes and sends back only its answer. Stopped early
+    to every triple it reads, so at a million triples a fork cost 2.6 GB more). It starts
+    with the build, so that its interpreter comes up while the rules run, then gets the
+    graphs as N-Triples files and sends back only its answer. Stopped early
     (a failure here, SIGTERM, Ctrl-C) it is sent SIGTERM and unwinds: the JVM is killed and
     HermiT's temporary directory removed. A build killed by SIGKILL sends it SIGTERM too
     (the kernel does, on Linux), and it then also removes the artifact the build had staged
     in `directory`. Where no process can be started it runs in this one."""
 
-    def __init__(self, schema: list[ox.Triple], texts: list[bytes], directory: Path) -> None:
+    def __init__(self, directory: Path) -> None:
+        """Start the child, which waits for its input (start) once its interpreter is up."""
         from service.kb.hermit import TEMP_PREFIX
 
         self._inline: _HermitAnswer | BuildFailed | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
-        # The graphs go to the child as files it parses as it reads them: handed over in
-        # memory they were, at a million triples, 1.4 GB more in the child and 0.7 GB here.
+        self._cache = directory / CACHE_DIR
         self._inputs = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
-        inputs = [self._inputs / "asserted.nt", self._inputs / "inferred.nt"]
-        try:
-            for path, text in zip(inputs, texts, strict=True):
-                path.write_bytes(text)
-        except OSError as err:
-            shutil.rmtree(self._inputs, ignore_errors=True)
-            raise BuildFailed("hermit", f"cannot write HermiT's input: {err}") from None
-        args = (schema, inputs, directory / CACHE_DIR)
         if "spawn" not in multiprocessing.get_all_start_methods():
-            self._inline = _answer_or_failure(*args)
             return
         context = multiprocessing.get_context("spawn")
         self._receive, send = context.Pipe(duplex=False)
+        request, self._request = context.Pipe(duplex=False)
         import owlready2
 
         java = owlready2.JAVA_EXE  # as configured here (a fresh interpreter has the default)
         self._process = context.Process(
-            target=_hermit_child, args=(send, os.getpid(), directory, java, *args), daemon=True
+            target=_hermit_child,
+            args=(send, request, os.getpid(), directory, java, self._inputs),
+            daemon=True,
         )
         self._process.start()
         send.close()  # only the child writes: its end closing is how a crash shows
+        request.close()
+
+    def start(self, schema: list[ox.Triple], texts: list[bytes]) -> None:
+        """Hand the child the schema and the asserted and inferred graphs' N-Triples.
+
+        As files it parses as it reads them: handed over in memory they were, at a million
+        triples, 1.4 GB more in the child and 0.7 GB here."""
+        inputs = [self._inputs / f"{name}.nt" for name in ("schema", "asserted", "inferred")]
+        try:
+            for path, text in zip(inputs, [_ntriples(schema), *texts], strict=True):
+                path.write_bytes(text)
+        except OSError as err:
+            raise BuildFailed("hermit", f"cannot write HermiT's input: {err}") from None
+        if self._process is None:
+            self._inline = _answer_or_failure(inputs, self._cache)
+        else:
+            self._request.send((inputs, self._cache))
 
     def answered(self) -> bool:
         """Whether the answer is there already (always, in this process)."""
@@ -669,6 +708,7 @@ class _HermitJob:
         process = self._process
         if process is None:
             return
+        self._request.close()  # a child still waiting for its input then ends by itself
         if process.is_alive():
             process.terminate()
             process.join(10)
@@ -678,17 +718,16 @@ class _HermitJob:
         self._receive.close()
 
 
-def _answer_or_failure(
-    schema: list[ox.Triple], inputs: list[Path], cache_dir: Path
-) -> _HermitAnswer | BuildFailed:
-    """HermiT's answer on the asserted and inferred graphs given as N-Triples files.
+def _answer_or_failure(inputs: list[Path], cache_dir: Path) -> _HermitAnswer | BuildFailed:
+    """HermiT's answer on the schema, asserted and inferred graphs given as N-Triples files.
 
-    The inferred graph streams through: its derivation records are dropped as they come."""
+    Only the inferred graph's logical lines are parsed (see _logical_lines)."""
     started = time.perf_counter()
     peak_rss_mib()
     try:
-        asserted = parse_triples(inputs[0])
-        inferred = stream_triples(inputs[1])
+        schema = parse_triples(inputs[0])
+        asserted = parse_triples(inputs[1])
+        inferred = stream_triples(inputs[2], _logical_lines(inputs[2]))
         answer = _classify(schema, asserted, inferred, cache_dir)
     except BuildFailed as err:
         return err
@@ -700,16 +739,29 @@ def _answer_or_failure(
     return answer
 
 
+def _logical_lines(path: Path) -> bytes:
+    """The N-Triples file's statements that are not provenance (is_provenance, read off each
+    line: a derivation record's subject, or a PROV predicate after the subject, which holds no
+    space). HermiT ignores provenance, two thirds of the inferred graph at 100k; parsing it
+    only to drop it was most of the child's time when HermiT's answer is reused."""
+    record, prov = f"<{DERIVATION_NS}".encode(), f"<{PREFIXES['prov']}".encode()
+    kept: list[bytes] = []
+    with path.open("rb") as lines:
+        for line in lines:
+            if not line.startswith(record) and not line.startswith(prov, line.find(b" ") + 1):
+                kept.append(line)
+    return b"".join(kept)
+
+
 def _hermit_child(
     send: Connection,
+    request: Connection,
     parent: int,
     directory: Path,
     java: str,
-    schema: list[ox.Triple],
-    inputs: list[Path],
-    cache_dir: Path,
+    inputs_dir: Path,
 ) -> None:
-    """The child's whole life: HermiT's answer (or failure) sent back once."""
+    """The child's whole life: its input awaited, HermiT's answer (or failure) sent back once."""
     import signal
 
     import owlready2
@@ -717,19 +769,27 @@ def _hermit_child(
     owlready2.JAVA_EXE = java
     from service.kb.hermit import die_with_parent, remove_running_temporaries
 
-    def _stop(signum: int, frame: object) -> None:
+    def _orphaned() -> None:
         if os.getppid() != parent:  # the build was killed: nobody waits for an answer
             remove_stale_temporaries(directory, ending=parent)
             remove_running_temporaries()
-            shutil.rmtree(inputs[0].parent, ignore_errors=True)
+            shutil.rmtree(inputs_dir, ignore_errors=True)
             os._exit(1)  # and HermiT's JVM dies with this process
+
+    def _stop(signum: int, frame: object) -> None:
+        _orphaned()
         raise SystemExit(128 + signum)  # unwinds: the JVM killed, temporaries removed
 
     signal.signal(signal.SIGTERM, _stop)
     if sys.platform.startswith("linux"):
         # SIGTERM, not SIGKILL, when the build dies: this child then cleans up after both.
         die_with_parent(parent, signal.SIGTERM)
-    got = _answer_or_failure(schema, inputs, cache_dir)
+    try:
+        inputs, cache_dir = request.recv()
+    except EOFError:  # the build ended (or was killed) before its HermiT stage
+        _orphaned()
+        return
+    got = _answer_or_failure(inputs, cache_dir)
     if isinstance(got, BuildFailed):
         send.send(("failed", (got.stage, got.report)))
     else:

@@ -30,6 +30,7 @@ from service.kb.rule_analysis import (
     sparql_group,
 )
 from service.kb.rule_analysis import rule_reads as _rule_reads
+from service.kb.rule_memo import Entry, RuleMemo, keys_of, lines_by_key
 from service.kb.sources import (
     NS,
     PREFIXES,
@@ -462,7 +463,6 @@ def derivation_iri(rule: ox.NamedNode, subject: ox.NamedNode) -> ox.NamedNode:
 # Where a run's new triples are put when needs_rerun asks about them (one graph per run).
 SCRATCH = ox.NamedNode("urn:cmpkg:rule-output")
 _NT = ox.RdfFormat.N_TRIPLES
-_RDF_TYPE_NT = f"<{RDF_TYPE.value}>".encode()
 # A run whose output has at most this many lines is checked against the store triple by
 # triple; a larger one against a hash of every line the store holds, built once per call
 # (a few seconds at a million triples: worth it for the build, not for one prescription).
@@ -553,19 +553,8 @@ class _Known:
 
 
 def _by_key(lines: Iterable[bytes]) -> dict[str, bytes]:
-    """The lines grouped by what they write, keyed as rule_reads keys reads: the predicate,
-    or `type:` + the class for a typing statement (N-Triples, each line ending in a newline)."""
-    typed: dict[bytes, list[bytes]] = defaultdict(list)
-    other: dict[bytes, list[bytes]] = defaultdict(list)
-    for line in lines:
-        _s, p, rest = line.split(b" ", 2)  # an IRI subject holds no space
-        if p == _RDF_TYPE_NT and rest.startswith(b"<"):
-            typed[rest[:-2]].append(line)  # rest is "<class> ."
-        else:
-            other[p].append(line)
-    out = {p[1:-1].decode(): b"\n".join(group) + b"\n" for p, group in other.items()}
-    out.update({_TYPE_KEY + c[1:-1].decode(): b"\n".join(g) + b"\n" for c, g in typed.items()})
-    return out
+    """The lines grouped by what they write (rule_memo.line_key), each group N-Triples."""
+    return {k: b"\n".join(group) + b"\n" for k, group in lines_by_key(lines).items()}
 
 
 _TYPE_KEY = TYPE_KEY
@@ -685,9 +674,15 @@ class _Engine:
         reruns_by_predicate: bool,
         seconds: dict[str, float] | None,
         outputs: list[ox.Triple] | None,
+        memo: RuleMemo | None = None,
     ) -> None:
         self.store, self.graphs, self.target = store, graphs, target
         self.outputs = outputs
+        self.memo = memo
+        # For the memo, while a stratum runs: its runs' new lines and the keys they wrote.
+        self.run_texts: list[tuple[str, bytes]] = []
+        self.writes: set[str] = set()
+        self.added: set[str] = set()
         self.known = _Known(store, graphs, lookup_limit)
         self.by_predicate = reruns_by_predicate
         self.seconds = seconds
@@ -725,16 +720,58 @@ class _Engine:
             if before and needs_rerun(self.store, rule, before, self.graphs, self.by_predicate):
                 lines, _again = self.timed(rule)  # counted below, as this thread's time
             self.last_run[rule.id] = len(self.runs)
+            if self.memo is not None:
+                self.writes |= keys_of(lines)
             new = self.known.new(lines)
             if new:
                 self.waiting.append(_add(self.store, new, self.target, self.runs))
+                if self.memo is not None:
+                    self.run_texts.append((rule.id, self.waiting[-1]))
+                    self.added.update(self.runs[-1].groups)
             self.per_rule[rule.id] = self.per_rule.get(rule.id, 0) + len(new)
             if self.seconds is not None:
                 spent = took + time.thread_time() - started
                 self.seconds[rule.id] = self.seconds.get(rule.id, 0.0) + spent
 
     def stratum(self, stratum: Sequence[Rule], pool: ThreadPoolExecutor | None) -> int:
-        """Run one stratum to its fixpoint; the rounds it took."""
+        """Run one stratum to its fixpoint, or replay the memo's runs of it; the rounds."""
+        memo = self.memo
+        if memo is None:
+            return self._run_stratum(stratum, pool)
+        order = stratum[0].order
+        key = memo.stratum_key([(r.iri, r.query or "", reads_of(r)) for r in stratum])
+        entry = memo.lookup(order, key)
+        if entry is not None:
+            # Loaded into the store only if a later stratum runs (see load_replayed).
+            self.waiting += [lines for _rule, lines in entry.runs]
+            memo.unloaded += [lines for _rule, lines in entry.runs]
+            for rule, count in entry.per_rule.items():
+                self.per_rule[rule] = self.per_rule.get(rule, 0) + count
+            memo.advance(entry)
+            return entry.rounds
+        self.load_replayed()
+        before, self.run_texts, self.writes, self.added = dict(memo.state), [], set(), set()
+        rounds = self._run_stratum(stratum, pool)
+        per_rule = {r.id: self.per_rule[r.id] for r in stratum}
+        writes = {k: before.get(k, "") for k in self.writes}
+        entry = Entry(key, writes, sorted(self.added), self.run_texts, per_rule, rounds)
+        memo.keep(order, entry)
+        memo.advance(entry)
+        self.run_texts, self.writes, self.added = [], set(), set()
+        return rounds
+
+    def load_replayed(self) -> None:
+        """Put the replayed strata's lines in the store, as their runs would have."""
+        memo = self.memo
+        if memo is None or not memo.unloaded:
+            return
+        for lines in memo.unloaded:
+            self.store.load(lines, format=_NT, to_graph=self.target, lenient=True)
+            if self.known.hashes is not None:
+                self.known.hashes.update(map(hash, lines.split(b"\n")[:-1]))
+        memo.unloaded = []
+
+    def _run_stratum(self, stratum: Sequence[Rule], pool: ThreadPoolExecutor | None) -> int:
         pending, first, rounds = list(stratum), len(self.runs), 0
         while pending:
             rounds += 1
@@ -761,6 +798,7 @@ def run_rules(
     reruns_by_predicate: bool = False,
     lookup_limit: int = LOOKUP_LIMIT,
     threads: int = RULE_THREADS,
+    memo: RuleMemo | None = None,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
@@ -778,10 +816,16 @@ def run_rules(
     `reruns_by_predicate` reruns a rule whenever a predicate it reads was written (the
     reference for needs_rerun, in the tests). `lookup_limit`: see LOOKUP_LIMIT (the tests
     vary it to run both ways of telling what is new). `threads`: how many of a round's
-    queries may run at once (1: one after the other, the reference).
+    queries may run at once (1: one after the other, the reference). `memo`, started on what
+    the store holds (RuleMemo.start), replays each stratum whose input a kept entry matches
+    (see rule_memo) and keeps the others' runs for the next build; the lines of the strata
+    replayed after the last one that ran are left out of the store (`memo.unloaded`: the
+    caller of a build needs them only as outputs).
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
-    engine = _Engine(store, graphs, target, lookup_limit, reruns_by_predicate, seconds, outputs)
+    engine = _Engine(
+        store, graphs, target, lookup_limit, reruns_by_predicate, seconds, outputs, memo
+    )
     engine.per_rule = {r.id: 0 for r in rules if r.query}
 
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
@@ -806,9 +850,11 @@ def reason(
     owl_rl_engine: str = "reasonable",
     owl_rl_full: bool = False,
     threads: int = RULE_THREADS,
+    memo: RuleMemo | None = None,
 ) -> ReasoningResult:
     """OWL RL closure of ontology + asserted, then the rules to a fixpoint; the inferred triples.
-    `threads`: how many rule queries may run at once (see run_rules)."""
+    `threads`: how many rule queries may run at once; `memo`: the strata a build may replay
+    (see run_rules)."""
     onto = [s.triple if isinstance(s, ox.Quad) else s for s in ontology]
     data = [s.triple if isinstance(s, ox.Quad) else s for s in asserted]
     timings: dict[str, float] = {}
@@ -832,15 +878,21 @@ def reason(
     # Serialised and loaded in Rust: a Quad built in Python per triple cost twice as much.
     loaded = ox.serialize([*onto, *data, *entailed], format=_NT)
     store.bulk_load(loaded, format=_NT, lenient=True)  # terms already checked as they were made
+    if memo is not None:
+        memo.start(loaded or b"")
+    del loaded
     rule_seconds: dict[str, float] = {}
     derived: list[ox.Triple] = []
     per_rule, rounds = run_rules(
-        store, rules, [], default, rule_seconds, outputs=derived, threads=threads
+        store, rules, [], default, rule_seconds, outputs=derived, threads=threads, memo=memo
     )
     # Distinct by construction: each run's output holds only what the store did not have.
     inferred = list(entailed)
     inferred += derived
-    inferred += _not_inferred(store, derivation_records(entailed, OWL_RL_RULE), entailed, derived)
+    # Lines of strata replayed after the last one that ran: derived, but not in the store.
+    unloaded = {x for text in memo.unloaded for x in text.split(b"\n")} if memo else set()
+    records = derivation_records(entailed, OWL_RL_RULE)
+    inferred += _not_inferred(store, records, entailed, derived, unloaded)
     timings["rules"] = time.perf_counter() - started
     peaks["rules"] = peak_rss_mib()
     # Unsorted: the writer sorts the artifact's lines, and sorting millions of terms here
@@ -862,14 +914,17 @@ def _not_inferred(
     records: Iterable[ox.Triple],
     entailed: Sequence[ox.Triple],
     derived: Sequence[ox.Triple],
+    unloaded: set[bytes],
 ) -> list[ox.Triple]:
     """The records that are not already among the inferred triples (the entailments and the
-    rules' outputs). Only a record the store holds somewhere needs the exact check."""
+    rules' outputs, some of them `unloaded` N-Triples lines the store lacks). Only a record
+    the store holds somewhere needs the exact check."""
     out: list[ox.Triple] = []
     known: set[ox.Triple] | None = None
     for t in dict.fromkeys(records):
         if next(store.quads_for_pattern(t.subject, t.predicate, t.object, None), None) is None:
-            out.append(t)
+            if not unloaded or f"{t} .".encode() not in unloaded:
+                out.append(t)
             continue
         if known is None:
             known = set(entailed)
