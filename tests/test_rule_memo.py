@@ -127,7 +127,7 @@ def test_unchanged_input_replays_every_stratum_and_the_next_run_still_matches(co
 def test_a_damaged_entry_is_not_used(copy, cold, damage):
     entry = copy / "memo" / f"{PREFIX}15.memo"
     entry.write_bytes(damage(entry.read_bytes()))
-    lines, counts, memo = run(copy, copy / "memo")
+    lines, _counts, memo = run(copy, copy / "memo")
     assert memo is not None and 15 not in memo.reused
     assert lines == cold[1]
     assert (copy / "memo" / f"{PREFIX}15.memo").read_bytes() != b""  # rewritten whole
