@@ -690,14 +690,22 @@ class _Engine:
         self.last_run: dict[str, int] = {}  # per rule: how many runs had derived before its last
         self.per_rule: dict[str, int] = {}
         self.waiting: list[bytes] = []  # runs' new lines not yet parsed into `outputs`
+        # run_rules' `changed` (then every line this call derives), or None: see skip_unchanged.
+        self.changed: list[bytes] | None = None
+        self.unchanged: set[str] = set()  # rules whose next query would derive nothing new
 
     def collect(self) -> None:
+        if self.changed is not None:
+            self.changed += self.waiting
         if self.outputs is not None:
             for lines in self.waiting:
                 self.outputs.extend(_parse(lines))
         self.waiting.clear()
 
     def timed(self, rule: Rule) -> tuple[list[bytes], float]:
+        if rule.id in self.unchanged:  # known without running it (skip_unchanged)
+            self.unchanged.discard(rule.id)
+            return [], 0.0
         # CPU time of the thread that runs the query: wall time overlaps on two threads.
         started = time.thread_time()
         return _derive(self.store, rule, self.graphs), time.thread_time() - started
@@ -706,6 +714,7 @@ class _Engine:
         """One round of a stratum: the queries start at once on the pool's threads (a query
         leaves the GIL while it runs), and while they run the last round's output is parsed;
         what they derive is checked and loaded in rule order."""
+        self.skip_unchanged([rule for rule in pending if rule.id not in self.last_run])
         futures = [pool.submit(self.timed, rule) for rule in pending] if pool else []
         self.collect()
         round_start = len(self.runs)
@@ -732,6 +741,35 @@ class _Engine:
             if self.seconds is not None:
                 spent = took + time.thread_time() - started
                 self.seconds[rule.id] = self.seconds.get(rule.id, 0.0) + spent
+
+    def skip_unchanged(self, first: Sequence[Rule]) -> None:
+        """Of the rules about to run for the first time (`first`), note in `unchanged` those
+        whose query would derive nothing new, when run_rules was told what is `changed`.
+
+        Why that is exact: the caller guarantees that the premises P are at the rules'
+        fixpoint except for `changed` (every rule's result over P is already in P). The store
+        now holds P plus X: `changed` and everything this call derived before this round.
+        When no triple of X can take part in a rule's result (needs_rerun's test, whose
+        soundness rule_analysis.analyse argues: a rule's result changes only through a new
+        triple matching one of its patterns with that pattern's context), its result is its
+        result over P, all of it in the store: running it derives nothing new, so `timed`
+        returns that answer without running it. What the rules before it in this round
+        derive is then checked by round's own keep-or-rerun test, as for a query that ran
+        before they were loaded. Every query that runs, every rerun decision and every count
+        is therefore the full run's; only queries known to give nothing are not run."""
+        if self.changed is None or not first:
+            return
+        lines = [x for blob in [*self.changed, *self.waiting] for x in blob.split(b"\n") if x]
+        seed = _Run(_by_key(lines), ox.NamedNode(f"{SCRATCH.value}/changed"))
+        try:
+            self.unchanged = {
+                r.id
+                for r in first
+                if not needs_rerun(self.store, r, [seed], self.graphs, self.by_predicate)
+            }
+        finally:
+            if seed.loaded:
+                self.store.remove_graph(seed.graph)
 
     def stratum(self, stratum: Sequence[Rule], pool: ThreadPoolExecutor | None) -> int:
         """Run one stratum to its fixpoint, or replay the memo's runs of it; the rounds."""
@@ -799,6 +837,7 @@ def run_rules(
     lookup_limit: int = LOOKUP_LIMIT,
     threads: int = RULE_THREADS,
     memo: RuleMemo | None = None,
+    changed: Sequence[ox.Triple] | None = None,
 ) -> tuple[dict[str, int], int]:
     """Run the rules over `premises` + `target`, adding what is new to `target`, to a fixpoint.
 
@@ -821,11 +860,16 @@ def run_rules(
     (see rule_memo) and keeps the others' runs for the next build; the lines of the strata
     replayed after the last one that ran are left out of the store (`memo.unloaded`: the
     caller of a build needs them only as outputs).
+    `changed`: the caller's promise that `premises` + `target` are at these rules' fixpoint
+    except for these triples; then a rule none of whose results they (or what the rules
+    derive from them) can change is not run (see _Engine.skip_unchanged), with the same
+    result. None (or a blank node among them): every rule runs.
     """
     graphs: list[Graph] = list(dict.fromkeys([*premises, target]))
     engine = _Engine(
         store, graphs, target, lookup_limit, reruns_by_predicate, seconds, outputs, memo
     )
+    engine.changed = _changed_lines(changed)
     engine.per_rule = {r.id: 0 for r in rules if r.query}
 
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
@@ -841,6 +885,17 @@ def run_rules(
                 store.remove_graph(run.graph)
     engine.collect()
     return engine.per_rule, rounds
+
+
+def _changed_lines(changed: Sequence[ox.Triple] | None) -> list[bytes] | None:
+    """`changed` as N-Triples for needs_rerun's scratch graph; None when it cannot be used:
+    a blank node loaded there would be a new node, never the store's."""
+    if changed is None or any(
+        not isinstance(t.subject, ox.NamedNode) or isinstance(t.object, ox.BlankNode | ox.Triple)
+        for t in changed
+    ):
+        return None
+    return [ox.serialize(changed, format=_NT) or b""]
 
 
 def reason(

@@ -79,6 +79,9 @@ class KnowledgeBase:
     context: dict[str, Any]
     labels: dict[str, str] = field(default_factory=dict)
     dois: dict[str, str] = field(default_factory=dict)
+    # Whether PREMISES (without a presentation) are at the rules' fixpoint: then a prescription
+    # runs only the rules its presentation can affect (see derive). False: every rule runs.
+    at_fixpoint: bool = False
 
     @classmethod
     def from_artifact(cls, artifact: Path, root: Path | None = None) -> KnowledgeBase:
@@ -111,6 +114,7 @@ class KnowledgeBase:
             prev = kb.dois.get(row["s"].value)
             if prev is None or row["d"].value < prev:
                 kb.dois[row["s"].value] = row["d"].value
+        kb.at_fixpoint = premises_at_fixpoint(kb)
         return kb
 
     def store(self) -> ox.Store:
@@ -182,12 +186,39 @@ def validate(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> None:
 
 
 # --- reasoning -----------------------------------------------------------------------------------
+PREMISES = (GRAPHS["ontology"], GRAPHS["asserted"], GRAPHS["inferred"], PRESENTATION_GRAPH)
+
+
+def premises_at_fixpoint(kb: KnowledgeBase) -> bool:
+    """Whether the artifact's PREMISES, before any presentation is added, are the fixpoint
+    of its rules: checked by running every rule over them once (per artifact), not trusted.
+
+    Why not trust the build, which ran the same rules to their fixpoint: it ran them over
+    ontology + rule vocabulary + asserted + OWL RL entailments, then added what its rules
+    never saw (HermiT's new subclass links with their records, the OWL RL entailments'
+    derivation records), and the vocabulary sits in the rules graph, which a prescription
+    does not read. A rule that reads any of those could derive something in every
+    prescription. A run that derives nothing has run each rule once over exactly these
+    premises and found its whole result already there: that is the fixpoint derive's
+    seeding needs. On the shipped build it holds (HermiT adds no link there, and neither the
+    records nor the missing vocabulary change any rule's result); when it does not, every
+    rule runs for every prescription, as before."""
+    per_rule, _rounds = run_rules(kb.store(), kb.rules, PREMISES, DERIVED_GRAPH)
+    return not any(per_rule.values())
+
+
 def derive(pres: Presentation, kb: KnowledgeBase, store: ox.Store) -> dict[str, int]:
+    """Run the rules over the knowledge base plus the presentation, into DERIVED_GRAPH.
+
+    With the premises at the fixpoint (kb.at_fixpoint), only the presentation's triples are
+    new to the rules, so run_rules is told so and runs only the rules they (or what the
+    rules derive from them) can affect: the same triples as running every rule, for about a
+    tenth of its CPU on the shipped build (its knowledge-base rules are not run at all)."""
     store.extend(
         ox.Quad(t.subject, t.predicate, t.object, PRESENTATION_GRAPH) for t in pres.triples
     )
-    premises = [GRAPHS["ontology"], GRAPHS["asserted"], GRAPHS["inferred"], PRESENTATION_GRAPH]
-    per_rule, _rounds = run_rules(store, kb.rules, premises, DERIVED_GRAPH)
+    changed = pres.triples if kb.at_fixpoint else None
+    per_rule, _rounds = run_rules(store, kb.rules, PREMISES, DERIVED_GRAPH, changed=changed)
     return per_rule
 
 
