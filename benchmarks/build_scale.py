@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -111,6 +112,37 @@ def _cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
+EDITS = ("estimate", "significance")
+
+
+def edit_one_claim(data: Path, kind: str) -> None:
+    """`estimate`: the first claim's estimate moves by 0.001 (inside its CI). `significance`:
+    the first claim whose CI lies above zero gets a lower limit of -1.5 (its estimate is still
+    inside): not significant any more. Both leave a valid claim."""
+    text = data.read_text(encoding="utf-8")
+    if kind == "estimate":
+        first = text.index("/vocab/estimate>")
+    else:
+        first = next(
+            i
+            for i in _positions(text, "/vocab/ciLower>")
+            if float(text[i : text.index("\n", i)].split('"')[1]) > 0
+        )
+    line_end = text.index("\n", first)
+    line = text[first:line_end]
+    value = line.split('"')[1]
+    new = f"{float(value) + 0.001:.3f}" if kind == "estimate" else "-1.5"
+    data.write_text(text[:first] + line.replace(f'"{value}"', f'"{new}"') + text[line_end:],
+                    encoding="utf-8")  # fmt: skip
+
+
+def _positions(text: str, needle: str) -> Iterator[int]:
+    at = text.find(needle)
+    while at >= 0:
+        yield at
+        at = text.find(needle, at + 1)
+
+
 def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = False) -> dict:
     """Build `size` synthetic triples; with `keep`, the root (and its artifact) stays there;
     with `edit`, one claim's figure is then changed and the build run again (the curator's
@@ -138,23 +170,21 @@ def run_one(size: int, skip: list[str], keep: Path | None = None, edit: bool = F
                 "cpu_s": [round(a - b, 2) for a, b in zip(_cpu_seconds(), cpu, strict=True)],
             }
             if edit:
-                data = root / "data" / "synthetic.ttl"
-                text = data.read_text(encoding="utf-8")
-                # One claim's estimate changes (inside its CI: still a valid claim).
-                first = text.index("/vocab/estimate>")
-                line_end = text.index("\n", first)
-                line = text[first:line_end]
-                value = line.split('"')[1]
-                edited = line.replace(f'"{value}"', f'"{float(value) + 0.001:.3f}"')
-                data.write_text(text[:first] + edited + text[line_end:], encoding="utf-8")
-                started, cpu = time.perf_counter(), _cpu_seconds()
-                again = build(root, root / "build", progress=False, skip=skip)
-                outcome["rebuild_s"] = round(time.perf_counter() - started, 2)
-                outcome["rebuild_cpu_s"] = [
-                    round(a - b, 2) for a, b in zip(_cpu_seconds(), cpu, strict=True)
-                ]
-                outcome["rebuild_timings"] = again.timings
-                outcome["rebuild_reused"] = again.reused
+                # Two curator's edits, one after the other: first one claim's estimate (read
+                # by no rule: every rules stratum can be replayed), then another claim's CI
+                # widened across the null (its significance, and so every body rule's input,
+                # changes).
+                for kind in EDITS:
+                    edit_one_claim(root / "data" / "synthetic.ttl", kind)
+                    started, cpu = time.perf_counter(), _cpu_seconds()
+                    again = build(root, root / "build", progress=False, skip=skip)
+                    suffix = "" if kind == "estimate" else f"_{kind}"
+                    outcome[f"rebuild{suffix}_s"] = round(time.perf_counter() - started, 2)
+                    outcome[f"rebuild{suffix}_cpu_s"] = [
+                        round(a - b, 2) for a, b in zip(_cpu_seconds(), cpu, strict=True)
+                    ]
+                    outcome[f"rebuild{suffix}_timings"] = again.timings
+                    outcome[f"rebuild{suffix}_reused"] = again.reused
         except BuildFailed as err:
             outcome = {"failed_at": err.stage, "report": err.report[:2000]}
         peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
