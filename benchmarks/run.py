@@ -289,7 +289,7 @@ def render(runs: list[dict], args: argparse.Namespace) -> str:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
         f"{cpus} CPUs, {memory} GiB RAM, {platform.system()} {platform.release()}, Python "
         f"{platform.python_version()}; `benchmarks/run.py --sizes {' '.join(args.sizes)}`. "
-        f"Load average at start: {os.getloadavg()[0]:.1f} (a shared machine: read the numbers "
+        f"Load average at start: {args.load_at_start:.1f} (a shared machine: read the numbers "
         "as orders of magnitude).",
         "",
         "### Build (time in s, peak RSS of the build process in MiB, per stage)",
@@ -396,6 +396,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args()
+    args.load_at_start = os.getloadavg()[0]  # the report is written at the end, under our load
     if args.quick:
         args.requests, args.load_requests = 5, 80
     if args.ports:
