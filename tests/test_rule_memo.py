@@ -9,9 +9,9 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 from conftest import make_rule
-from test_build import copy_knowledge
+from test_build import copy_knowledge, copy_with_build
 
-from service.kb.build import CACHE_DIR, build
+from service.kb.build import CACHE_DIR, MANIFEST_NAME, build, read_manifest
 from service.kb.reasoning import load_rule_statements, load_rules, reason
 from service.kb.rule_memo import PREFIX, RuleMemo
 from service.kb.sources import knowledge_files, load_triples
@@ -162,15 +162,16 @@ def test_a_stratum_whose_written_lines_were_held_reruns_when_they_no_longer_are(
 
 
 def test_a_build_reports_the_strata_it_replayed_and_keeps_only_good_builds_entries(tmp_path):
-    root = copy_knowledge(tmp_path / "kg")
-    first = build(root, root / "build")
-    assert first.reused == []
+    root = copy_with_build(tmp_path / "kg")  # the checkout's build, its cache beside it
+    first = read_manifest(root / "build" / MANIFEST_NAME)
+    kept = {p.name for p in (root / "build" / CACHE_DIR).glob(f"{PREFIX}*")}
+    assert kept == {f"{PREFIX}{o}.memo" for o in ORDERS}
     replace_in(root / "data/busch-2007.ttl", "cmp:estimate 0.66", "cmp:estimate 0.67")
     second = build(root, root / "build")
     assert "rules" in second.reused
-    assert second.rules == first.rules
+    assert second.rules == first["rules"]
     entries = {p.name: p.read_bytes() for p in (root / "build" / CACHE_DIR).glob(f"{PREFIX}*")}
-    assert len(entries) == len(ORDERS)
+    assert set(entries) == kept
     # A failing build (an estimate outside its CI fails SHACL) keeps the last good entries.
     replace_in(root / "data/busch-2007.ttl", "cmp:ciUpper 0.92", "cmp:ciUpper 0.50")
     with pytest.raises(Exception, match="estimate-inside-ci"):

@@ -338,31 +338,33 @@ def _build(
 ) -> Manifest:
     root = Path(root) if root else project_root()
     directory = build_dir(root, out_dir)
+    stages = _Stages(progress, echo)
+    with stages.stage("load"):
+        loaded = _load(root)
+        if not loaded.graphs["ontology"]:
+            raise BuildFailed("load", f"no ontology files under {root / 'ontology'}")
+        rules = load_rules(loaded.graphs["rules"])
     # HermiT's child comes up (a fresh interpreter, its imports) while the rules run.
     job = None if "hermit" in skip else _HermitJob(directory)
     try:
-        return _stages(root, directory, job, progress, owl_rl_engine, echo, skip)
+        return _stages(loaded, rules, directory, job, stages, owl_rl_engine, skip)
     finally:
         if job is not None:
             job.stop()
 
 
 def _stages(
-    root: Path,
+    loaded: _Loaded,
+    rules: list[Rule],
     directory: Path,
     job: _HermitJob | None,
-    progress: bool,
+    stages: _Stages,
     owl_rl_engine: str,
-    echo: Callable[[str], None],
     skip: Collection[str],
 ) -> Manifest:
-    stages = _Stages(progress, echo)
-    with stages.stage("load"):
-        loaded = _load(root)
-        graph_triples, vocabulary, hashes = loaded.graphs, loaded.vocabulary, loaded.hashes
-        rules = load_rules(graph_triples["rules"])
-        if not graph_triples["ontology"]:
-            raise BuildFailed("load", f"no ontology files under {root / 'ontology'}")
+    """Every stage after the load, HermiT's in `job` (None: skipped)."""
+    graph_triples, vocabulary, hashes = loaded.graphs, loaded.vocabulary, loaded.hashes
+    progress, echo = stages.progress, stages.echo
 
     # The rule vocabulary is schema for the nodes rules make; reasoners and shapes need it too.
     schema = graph_triples["ontology"] + vocabulary
