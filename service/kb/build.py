@@ -127,6 +127,7 @@ def input_hashes(root: Path | None = None) -> dict[str, str]:
 PIPELINE_MODULES = (
     "sources.py",
     "reasoning.py",
+    "rule_memo.py",
     "rule_analysis.py",
     "hermit.py",
     "validation.py",

@@ -59,13 +59,18 @@ def line_key(line: bytes) -> str:
     return p[1:-1].decode()
 
 
-def lines_by_key(lines: Iterable[bytes]) -> dict[str, list[bytes]]:
-    """Lines (each one triple, without its newline) grouped under line_key."""
+def lines_by_key(
+    lines: Iterable[bytes], blank: list[bytes] | None = None
+) -> dict[str, list[bytes]]:
+    """Lines (each one triple, without its newline) grouped under line_key; with `blank`, the
+    lines with a blank node go there instead (rules never make one; the loaded input may)."""
     groups: dict[str, list[bytes]] = defaultdict(list)
     typed: dict[bytes, list[bytes]] = defaultdict(list)
     for line in lines:
-        _s, p, rest = line.split(b" ", 2)
-        if p == _RDF_TYPE_NT and rest.startswith(b"<"):
+        s, p, rest = line.split(b" ", 2)
+        if blank is not None and (s[0] == 95 or rest[0] == 95):  # "_:" as subject or object
+            blank.append(line)
+        elif p == _RDF_TYPE_NT and rest.startswith(b"<"):
             typed[rest[1 : rest.index(b">")]].append(line)
         else:
             groups[p[1:-1].decode()].append(line)
@@ -89,8 +94,10 @@ def keys_of(lines: Iterable[bytes]) -> set[str]:
     return keys
 
 
-def _digest(lines: Iterable[bytes]) -> str:
-    return hashlib.sha256(b"\n".join(sorted(set(lines)))).hexdigest()
+def _digest(lines: list[bytes]) -> str:
+    # Sorted, so the digest is the content's whatever the parse order; a line given twice
+    # counts twice (the same input gives the same digest, which is all a key needs).
+    return hashlib.sha256(b"\n".join(sorted(lines))).hexdigest()
 
 
 def _code() -> str:
@@ -164,17 +171,18 @@ class RuleMemo:
         lines = loaded.split(b"\n")
         if lines and not lines[-1]:
             lines.pop()
-        blank = [x for x in lines if b"_:" in x]  # or a literal that says "_:": canonical too
+        blank: list[bytes] = []
+        groups = lines_by_key(lines, blank)
+        del lines
         if len(blank) > BLANK_LIMIT:
             self.off = f"{len(blank)} input lines with blank nodes (more than {BLANK_LIMIT})"
             return
         if blank:
-            named = set(blank)
-            lines = [x for x in lines if x not in named]
             dataset = ox.Dataset(ox.parse(b"\n".join(blank), format=_NT))
             dataset.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
-            lines += [str(q.triple).encode() for q in dataset]
-        self.state = {k: _digest(group) for k, group in lines_by_key(lines).items()}
+            for key, group in lines_by_key(f"{q.triple} .".encode() for q in dataset).items():
+                groups.setdefault(key, []).extend(group)
+        self.state = {k: _digest(group) for k, group in groups.items()}
 
     def stratum_key(self, rules: Sequence[tuple[str, str, frozenset[str] | None]]) -> str:
         """The key of a stratum: its rules (iri, query, reads) and what the store holds under
