@@ -154,3 +154,22 @@ def test_a_hermit_failure_during_the_overlap_fails_closed_at_hermit(mini, tmp_pa
     assert expected in failed.value.report
     assert _served(out) == served  # the served artifact and manifest as they were
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_hermit_child_gone_before_its_input_fails_the_build_at_hermit(tmp_path):
+    """The child starts with the build and waits for its input; if it died meanwhile, handing
+    the input over must not raise: the build fails at HermiT, saying the process ended."""
+    from service.kb.build import _HermitJob
+
+    job = _HermitJob(tmp_path)
+    try:
+        assert job._process is not None
+        job._process.kill()
+        job._process.join()
+        job.start([], [b"", b""])
+        with pytest.raises(BuildFailed) as failed:
+            job.answer()
+        assert failed.value.stage == "hermit"
+        assert "ended without an answer" in failed.value.report
+    finally:
+        job.stop()

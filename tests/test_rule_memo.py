@@ -12,7 +12,7 @@ from conftest import make_rule
 from test_build import copy_knowledge, copy_with_build
 
 from service.kb.build import CACHE_DIR, MANIFEST_NAME, build, read_manifest
-from service.kb.reasoning import load_rule_statements, load_rules, reason
+from service.kb.reasoning import RULE_PREFIXES, load_rule_statements, load_rules, reason
 from service.kb.rule_memo import PREFIX, RuleMemo
 from service.kb.sources import knowledge_files, load_triples
 
@@ -207,3 +207,22 @@ def test_blank_nodes_named_afresh_by_each_parse_do_not_change_a_stratum_key(tmp_
            owl_rl_engine="none", memo=memo)  # fmt: skip
     memo.save()
     assert memo.off is not None and memo.reused == [] and not (tmp_path / "off").exists()
+
+
+def test_the_prefixes_the_rules_are_read_with_are_part_of_a_stratum_key(tmp_path, monkeypatch):
+    # A rule may mint IRIs with a prefix no input line mentions (deriv:, rule:): a changed
+    # namespace changes what it derives without changing anything it reads.
+    rule = make_rule("q", "CONSTRUCT { ?x <urn:x:p> <urn:x:o> } WHERE { ?x <urn:x:r> ?y }")
+    asserted = [ox.Triple(ox.NamedNode("urn:x:a"), ox.NamedNode("urn:x:r"), ox.Literal("1"))]
+
+    def replayed() -> list[int]:
+        memo = RuleMemo(tmp_path / "memo")
+        reason([], asserted, [rule], owl_rl_engine="none", memo=memo)
+        memo.save()
+        return memo.reused
+
+    assert replayed() == []
+    assert replayed() == [10]
+    changed = {**RULE_PREFIXES, "deriv": "urn:another-derivation-namespace/"}
+    monkeypatch.setattr("service.kb.reasoning.RULE_PREFIXES", changed)
+    assert replayed() == []

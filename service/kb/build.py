@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from itertools import pairwise
@@ -679,7 +679,8 @@ class _HermitJob:
         if self._process is None:
             self._inline = _answer_or_failure(inputs, self._cache)
         else:
-            self._request.send((inputs, self._cache))
+            with suppress(OSError):  # the child is gone already: answer() says how it ended
+                self._request.send((inputs, self._cache))
 
     def answered(self) -> bool:
         """Whether the answer is there already (always, in this process)."""

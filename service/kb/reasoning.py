@@ -777,7 +777,9 @@ class _Engine:
         if memo is None:
             return self._run_stratum(stratum, pool)
         order = stratum[0].order
-        key = memo.stratum_key([(r.iri, r.query or "", reads_of(r)) for r in stratum])
+        key = memo.stratum_key(
+            [(r.iri, r.query or "", reads_of(r)) for r in stratum], RULE_PREFIXES
+        )
         entry = memo.lookup(order, key)
         if entry is not None:
             # Loaded into the store only if a later stratum runs (see load_replayed).

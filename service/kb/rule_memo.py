@@ -184,9 +184,11 @@ class RuleMemo:
                 groups.setdefault(key, []).extend(group)
         self.state = {k: _digest(group) for k, group in groups.items()}
 
-    def stratum_key(self, rules: Sequence[tuple[str, str, frozenset[str] | None]]) -> str:
-        """The key of a stratum: its rules (iri, query, reads) and what the store holds under
-        the keys they read."""
+    def stratum_key(
+        self, rules: Sequence[tuple[str, str, frozenset[str] | None]], prefixes: dict[str, str]
+    ) -> str:
+        """The key of a stratum: its rules (iri, query, reads), the prefixes their queries are
+        read with, and what the store holds under the keys they read."""
         reads: set[str] = set()
         for _iri, _query, rule_reads in rules:
             if rule_reads is None:
@@ -200,6 +202,7 @@ class RuleMemo:
             if RDF_TYPE_IRI in reads:  # a pattern on rdf:type with a variable class
                 keys |= {k for k in self.state if k.startswith(TYPE_KEY)}
         digest = hashlib.sha256(self._code.encode())
+        digest.update(json.dumps(sorted(prefixes.items())).encode())
         for iri, query, rule_reads in rules:
             digest.update(json.dumps([iri, query, sorted(rule_reads or [ALL])]).encode())
         digest.update(json.dumps(sorted((k, self.state[k]) for k in keys)).encode())
