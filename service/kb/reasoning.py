@@ -553,7 +553,7 @@ class _Known:
 
 
 def _by_key(lines: Iterable[bytes]) -> dict[str, bytes]:
-    """The lines grouped by what they write (rule_memo.line_key), each group N-Triples."""
+    """The lines grouped by what they write (rule_memo.lines_by_key), each group N-Triples."""
     return {k: b"\n".join(group) + b"\n" for k, group in lines_by_key(lines).items()}
 
 

@@ -50,19 +50,18 @@ PREFIX = "rules-"  # entry files: rules-<order>.memo in the build cache
 ALL = "*"  # a rule that reads every key
 
 
-def line_key(line: bytes) -> str:
-    """The key a N-Triples line (IRI subject) is read under: its predicate, or `type:` + the
-    class for a typing statement, as rule_analysis keys a rule's patterns."""
-    _s, p, rest = line.split(b" ", 2)  # an IRI subject holds no space
-    if p == _RDF_TYPE_NT and rest.startswith(b"<"):
+def _key(predicate: bytes, rest: bytes) -> str:
+    """The key a N-Triples line is read under: its predicate, or `type:` + the class for a
+    typing statement (`rest`: what follows the predicate), as rule_analysis keys patterns."""
+    if predicate == _RDF_TYPE_NT and rest.startswith(b"<"):
         return TYPE_KEY + rest[1 : rest.index(b">")].decode()
-    return p[1:-1].decode()
+    return predicate[1:-1].decode()
 
 
 def lines_by_key(
     lines: Iterable[bytes], blank: list[bytes] | None = None
 ) -> dict[str, list[bytes]]:
-    """Lines (each one triple, without its newline) grouped under line_key; with `blank`, the
+    """Lines (each one triple, without its newline) grouped under their _key; with `blank`, the
     lines with a blank node go there instead (rules never make one; the loaded input may)."""
     groups: dict[str, list[bytes]] = defaultdict(list)
     typed: dict[bytes, list[bytes]] = defaultdict(list)
@@ -80,7 +79,8 @@ def lines_by_key(
 
 
 def keys_of(lines: Iterable[bytes]) -> set[str]:
-    """The keys of some lines (line_key of each), found with one split per line."""
+    """The keys of some lines (each one's _key), worked out once per distinct predicate or
+    typing object."""
     predicates: set[bytes] = set()
     typed: set[bytes] = set()
     for line in lines:
@@ -89,8 +89,8 @@ def keys_of(lines: Iterable[bytes]) -> set[str]:
             typed.add(rest)
         else:
             predicates.add(p)
-    keys = {p[1:-1].decode() for p in predicates}
-    keys.update(line_key(b"_:x " + _RDF_TYPE_NT + b" " + rest) for rest in typed)
+    keys = {_key(p, b"") for p in predicates}
+    keys.update(_key(_RDF_TYPE_NT, rest) for rest in typed)
     return keys
 
 
@@ -223,9 +223,6 @@ class RuleMemo:
             return None
         self.reused.append(order)
         return entry
-
-    def writes_before(self, keys: Iterable[str]) -> dict[str, str]:
-        return {k: self.state.get(k, "") for k in keys}
 
     def advance(self, entry: Entry) -> None:
         """A stratum's new lines are in the store. What it added under a key is a function of
