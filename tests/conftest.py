@@ -409,6 +409,24 @@ def sparql_parsed_once() -> Iterator[None]:
         processor.SPARQLProcessor.query = original  # type: ignore[method-assign]
 
 
+# The longest modules (seconds of one worker's time, measured with --junitxml on this machine),
+# longest first. Under `--dist loadfile --no-loadscope-reorder` each worker takes the next
+# module in collection order when it is nearly done, so a long module picked up last would
+# leave the other worker idle for most of its length: longest first evens out the two.
+LONGEST_FIRST = (
+    "test_pages_e2e", "test_build", "test_attack_sparql", "test_validate", "test_pages_live",
+    "test_rebuild_scoped", "test_soak", "test_build_overlap", "test_prescribe_seeded",
+    "test_rules", "test_shacl_sparql", "test_openapi", "test_lifecycle", "test_api",
+    "test_rule_memo", "test_headers", "test_attack_prescribe", "test_api_json", "test_fhir",
+    "test_virtuoso", "test_http_server", "test_shapes",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: order within
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under pytest-xdist, build the artifact once before the workers start.
 

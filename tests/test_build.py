@@ -555,8 +555,8 @@ def running(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_path, sig):
-    from service.kb.build import remove_stale_temporaries as remove_stale_staged
-    from service.kb.hermit import remove_stale_temporaries
+    from service.kb.build import remove_stale_staged
+    from service.kb.hermit import remove_stale_run_dirs
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -594,7 +594,7 @@ def test_a_killed_build_stops_its_jvm_and_removes_its_temporaries(own_copy, tmp_
         # Nothing of the build runs after SIGKILL. HermiT's child, when still running, removes
         # what the build had staged; when HermiT had already answered (the write runs beside
         # it), the next build clears what the dead one left, as it does HermiT's temporaries.
-        remove_stale_temporaries(tmp)
+        remove_stale_run_dirs(tmp)
         remove_stale_staged(out)
         assert list(tmp.iterdir()) == []
         assert not list(out.glob(".*.tmp"))

@@ -1,4 +1,4 @@
-"""A short soak (about 30 s): mixed normal load, two runaways and one worker killed mid-run.
+"""A short soak (about 20 s): mixed normal load, runaways and one worker killed mid-run.
 
 Asserts what an operator needs: no normal query ever gets a 5xx, every runaway is stopped with
 a 503, and neither the server nor its workers grow past their bounds. Loopback only.
@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 from conftest import http, start_service, stop
 from test_attack_sparql import children, rss_mb
 
-LOAD_SECONDS = 24
+# A longer soak: CMPKG_SOAK_SECONDS=600 pytest tests/test_soak.py
+LOAD_SECONDS = float(os.environ.get("CMPKG_SOAK_SECONDS", "14"))
 WORKER_MEMORY_MB = 256
 P = "PREFIX cmp: <https://w3id.org/cmpkg/vocab/> PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>"
 NORMAL = [

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from service import __version__
-from service.cli.building import build, explain
-from service.cli.exporting import export
-from service.cli.prescribing import prescribe
-from service.cli.serving import push, serve
-from service.cli.validating import validate
+
+# Each command's module is imported only when that command runs (click's "lazily loading
+# subcommands" pattern): importing all of them took 1.4 s before any command started, most of
+# it pySHACL's and rdflib's SPARQL parsers, which `serve` and `export` never use.
+COMMANDS = {
+    "build": "service.cli.building:build",
+    "explain": "service.cli.building:explain",
+    "export": "service.cli.exporting:export",
+    "prescribe": "service.cli.prescribing:prescribe",
+    "push": "service.cli.serving:push",
+    "serve": "service.cli.serving:serve",
+    "validate": "service.cli.validating:validate",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, name = target.split(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command), target
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cmpkg")
 def main() -> None:
     """cmp-kg: exercise for chronic musculoskeletal pain, as a validated knowledge graph.
 
     Decision support for clinicians and guideline authors; not advice to patients.
     """
-
-
-for command in (build, explain, export, prescribe, push, serve, validate):
-    main.add_command(command)

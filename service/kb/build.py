@@ -775,7 +775,7 @@ def _hermit_child(
 
     def _orphaned() -> None:
         if os.getppid() != parent:  # the build was killed: nobody waits for an answer
-            remove_stale_temporaries(directory, ending=parent)
+            remove_stale_staged(directory, ending=parent)
             remove_running_temporaries()
             shutil.rmtree(inputs_dir, ignore_errors=True)
             os._exit(1)  # and HermiT's JVM dies with this process
@@ -991,7 +991,7 @@ def _temp_prefix(name: str, pid: int | None = None) -> str:
     return f".{name}.{os.getpid() if pid is None else pid}."
 
 
-def remove_stale_temporaries(directory: Path, ending: int | None = None) -> list[Path]:
+def remove_stale_staged(directory: Path, ending: int | None = None) -> list[Path]:
     """Staged files of builds that died before renaming them (SIGKILL, power loss), and of
     the build `ending` names (known dead: a zombie not yet reaped still looks alive)."""
     from service.kb.hermit import pid_alive
@@ -1019,7 +1019,7 @@ class _Staged:
         try:
             if not self.files:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                remove_stale_temporaries(self.directory)
+                remove_stale_staged(self.directory)
             fd, tmp_name = tempfile.mkstemp(
                 prefix=_temp_prefix(name), suffix=".tmp", dir=self.directory
             )

@@ -163,7 +163,7 @@ def remove_running_temporaries() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_stale_temporaries(directory: Path | None = None) -> list[Path]:
+def remove_stale_run_dirs(directory: Path | None = None) -> list[Path]:
     """Temporary directories of HermiT runs whose process is gone (a build killed by
     SIGKILL cannot clean up after itself; the next one does)."""
     removed = []
@@ -195,7 +195,7 @@ def run_hermit(triples: Iterable[Statement]) -> HermitResult:
     statements = _triples(triples)
     started = time.perf_counter()
     world = owlready2.World()
-    remove_stale_temporaries()
+    remove_stale_run_dirs()
     with (
         tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp,
         _running_in(tmp),

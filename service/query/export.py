@@ -1,9 +1,10 @@
-"""The whole knowledge graph in one file: JSON-LD, Turtle, N-Quads or a FHIR R5 Bundle.
+"""The whole knowledge graph in one file: JSON-LD, Turtle or N-Quads.
 
 JSON-LD and Turtle carry the union of the build's named graphs as plain triples (the same
 triples in both, so a JSON-LD processor and a Turtle parser agree); N-Quads keeps the graphs.
-The JSON-LD embeds the published context, so the file expands offline. `fhir` is not the
-graph but its evidence as FHIR resources (service.fhir; mapping in docs/FHIR.md).
+The JSON-LD embeds the published context, so the file expands offline. The FHIR R5 Bundle
+is not the graph but its evidence as resources: service.fhir maps it and `cmpkg export
+--format fhir` (service.cli.exporting) writes it.
 """
 
 from __future__ import annotations
