@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -96,9 +98,6 @@ def test_each_command_loads_only_its_own_module() -> None:
     """Parsing `cmpkg serve`'s flags imports neither the build nor the validator (every
     command used to import every other's modules, 1.4 s before it started), and the group
     still has every command."""
-    import subprocess
-    import sys
-
     from service.cli import COMMANDS, main
 
     heavy = ("pyshacl", "service.kb.build", "service.kb.validation")
