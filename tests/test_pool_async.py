@@ -12,7 +12,7 @@ import pytest
 from conftest import one_triple_store
 
 from service.store.backends import Call, Dataset, EmbeddedStore, QueryJob, StoreError
-from service.store.pool import PoolBusy, WorkerPool
+from service.store.pool import Limits, PoolBusy, WorkerPool, WorkerTimeout
 
 
 def interval(seconds: float) -> tuple[list[float], bytes]:
@@ -210,3 +210,72 @@ def test_a_query_job_crosses_to_the_worker_with_every_field():
         "query", "form", "dataset", "media_type", "row_cap", "substitutions", "base_iri",
         "graph_media_type", "refusals",
     }  # a new field must be added to the wire too  # fmt: skip
+
+
+def busy_interval(seconds: float) -> tuple[list[float], bytes]:
+    """In the worker: spend `seconds` of CPU (not sleep: the pool learns CPU time)."""
+    started = time.time()
+    spent = time.thread_time()
+    while time.thread_time() - spent < seconds:
+        pass
+    return [started, time.time()], b""
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_heavy_jobs_wait_for_a_lane_once_their_cost_is_known():
+    pool = WorkerPool(_handle, 3, Limits(memory_bytes=None, heavy_cpu_s=0.05, heavy_lanes=1))
+    heavy = Call(busy_interval, (0.3,))
+    try:
+
+        async def twice() -> list[tuple[object, bytes]]:
+            return list(await asyncio.gather(*(pool.run_async(heavy, 20) for _ in range(2))))
+
+        # Never seen: light, so both take a worker at once and run side by side.
+        (first, _), (second, _) = asyncio.run(twice())
+        assert _overlap(first, second)  # type: ignore[arg-type]
+        # Now known to cost 0.3 s of CPU: one lane, so one after the other.
+        (first, _), (second, _) = asyncio.run(twice())
+        assert not _overlap(first, second)  # type: ignore[arg-type]
+    finally:
+        pool.close()
+
+
+def test_light_jobs_do_not_wait_behind_a_heavy_one_in_its_lane():
+    pool = WorkerPool(_handle, 3, Limits(memory_bytes=None, heavy_cpu_s=0.05, heavy_lanes=1))
+    heavy, light = Call(busy_interval, (0.3,)), Call(interval, (0.2,))
+    try:
+        asyncio.run(pool.run_async(heavy, 20))  # learnt: heavy
+        asyncio.run(pool.run_async(light, 20))  # learnt: light (sleeping costs no CPU)
+
+        async def mixed() -> list[tuple[object, bytes]]:
+            jobs = [pool.run_async(heavy, 20), pool.run_async(heavy, 20), pool.run_async(light, 20)]
+            return list(await asyncio.gather(*jobs))
+
+        (one, _), (two, _), (quick, _) = asyncio.run(mixed())
+        assert not _overlap(one, two)  # type: ignore[arg-type]
+        assert _overlap(quick, one)  # type: ignore[arg-type]  # beside the first heavy one
+    finally:
+        pool.close()
+
+
+def test_a_timed_out_job_is_heavy_next_time_and_waits_for_its_lane_within_its_deadline():
+    pool = WorkerPool(_handle, 3, Limits(memory_bytes=None, heavy_cpu_s=0.05, heavy_lanes=1))
+    runaway = Call(busy_interval, (30.0,))
+    try:
+        with pytest.raises(WorkerTimeout):
+            asyncio.run(pool.run_async(runaway, 0.3))
+
+        async def two_runaways() -> list[object]:
+            jobs = [pool.run_async(runaway, 0.8), pool.run_async(runaway, 0.3)]
+            return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+        first, second = asyncio.run(two_runaways())
+        # The first has the lane and is stopped at its deadline; the second's deadline passes
+        # while it waits for the lane, though two workers are idle.
+        assert isinstance(first, WorkerTimeout) and isinstance(second, PoolBusy)
+        assert pool.run(Call(interval, (0.0,)), 10)[1]  # the pool still answers
+    finally:
+        pool.close()
