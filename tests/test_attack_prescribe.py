@@ -30,8 +30,8 @@ def client() -> Iterator[FlaskClient]:
     store.extend(parse_file(artifact))
     embedded = EmbeddedStore(store, "test-attack-prescribe", workers=1)
     try:
-        # 10 s: the valid prescription after a stopped one runs in a fresh worker, which loads
-        # the knowledge base first (about 1.3 s of CPU); at 5 s it was a 503 under CI's load.
+        # 10 s: a valid prescription in a fresh worker loads the knowledge base first (about
+        # 1.3 s of CPU); at 5 s it was a 503 under CI's load.
         app = create_app(embedded, {"PRESCRIBE_ARTIFACT": str(artifact), "SPARQL_TIMEOUT": 10.0})
         yield app.test_client()
     finally:
@@ -56,15 +56,37 @@ def test_json_depth_ignores_brackets_in_strings():
     assert json_depth(b'{"a": "\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "b": [[1]]}') == 3
 
 
-def test_a_huge_presentation_is_stopped_at_the_deadline(client):
+@pytest.fixture
+def short_client() -> Iterator[FlaskClient]:
+    """An app whose deadline the huge presentation overruns on any machine: at 10 s a fast
+    machine finished it (8.6 s) and answered 200."""
+    artifact = ensure_artifact()
+    store = ox.Store()
+    store.extend(parse_file(artifact))
+    embedded = EmbeddedStore(store, "test-attack-prescribe-short", workers=1)
+    try:
+        app = create_app(embedded, {"PRESCRIBE_ARTIFACT": str(artifact), "SPARQL_TIMEOUT": 2.0})
+        yield app.test_client()
+    finally:
+        embedded.close()
+
+
+def test_a_huge_presentation_is_stopped_at_the_deadline(short_client):
     body = {
         **FIBROMYALGIA,
-        # About 26 s of CPU unbounded (6,000 took 8.8 s), under the 1 MiB body cap.
+        # 8.6-26 s of CPU unbounded, by the machine (6,000 took 8.8 s on a slow one), under
+        # the 1 MiB body cap.
         "pathologies": [{"pathology": "fear of movement", "elevated": True}] * 18_000,
     }
     started = time.monotonic()
-    response = post(client, json.dumps(body).encode())
+    response = post(short_client, json.dumps(body).encode())
     assert response.status_code == 503
-    assert "10 s limit" in response.get_data(as_text=True)
-    assert time.monotonic() - started < 20
-    assert post(client, json.dumps(FIBROMYALGIA).encode()).status_code == 200
+    assert "2 s limit" in response.get_data(as_text=True)
+    assert time.monotonic() - started < 15
+    # The stopped worker's replacement answers. (A prescription would load the knowledge base
+    # into it first, which under CI's load can take longer than this app's 2 s.)
+    answer = short_client.get(
+        "/sparql", query_string={"query": "ASK {}"},
+        headers={"Accept": "application/sparql-results+json"},
+    )  # fmt: skip
+    assert answer.status_code == 200 and b"true" in answer.data

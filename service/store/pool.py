@@ -30,10 +30,11 @@ worker last spent on it (a timed-out job with its whole timeout). A job that cos
 `Limits.heavy_cpu_s` waits for one of `Limits.heavy_lanes` lanes (one per CPU by default)
 before it takes a worker; any other job takes a worker at once. Measured at 1M triples with
 16 clients and 16 workers: when every worker could run a heavy query at once, sixteen of them
-shared two cores and the server got 0.57-0.68x Oxigraph's throughput; with the lanes, 1.17x,
-and the small questions' p50 went from 16-20 ms to 7.5 ms, because they no longer queue
+shared two cores and the server got 0.57-0.68x Oxigraph's throughput; with the lanes, 1.34x,
+and the small questions' p50 went from 16-20 ms to 5.0 ms, because they no longer queue
 behind the heavy ones for the CPU. A job first seen counts as light: what a query costs is
-learned from running it, not guessed from its text.
+learned from running it, not guessed from its text. The cost a worker reports steers only
+this choice, so a subverted worker could at most get its own jobs scheduled as light.
 """
 
 from __future__ import annotations
