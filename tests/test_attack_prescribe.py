@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyoxigraph as ox
 import pytest
@@ -23,19 +24,26 @@ from service.web.prescribe import MAX_JSON_DEPTH, json_depth
 FIBROMYALGIA = {"conditions": ["fibromyalgia"], "goals": ["physical function"]}
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[FlaskClient]:
+@contextmanager
+def prescribe_client(name: str, timeout: float) -> Iterator[FlaskClient]:
+    """A test client of the app on the current build, its queries in one worker."""
     artifact = ensure_artifact()
     store = ox.Store()
     store.extend(parse_file(artifact))
-    embedded = EmbeddedStore(store, "test-attack-prescribe", workers=1)
+    embedded = EmbeddedStore(store, name, workers=1)
     try:
-        # 10 s: a valid prescription in a fresh worker loads the knowledge base first (about
-        # 1.3 s of CPU); at 5 s it was a 503 under CI's load.
-        app = create_app(embedded, {"PRESCRIBE_ARTIFACT": str(artifact), "SPARQL_TIMEOUT": 10.0})
-        yield app.test_client()
+        config = {"PRESCRIBE_ARTIFACT": str(artifact), "SPARQL_TIMEOUT": timeout}
+        yield create_app(embedded, config).test_client()
     finally:
         embedded.close()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[FlaskClient]:
+    # 10 s: a valid prescription in a fresh worker loads the knowledge base first (about
+    # 1.3 s of CPU); at 5 s it was a 503 under CI's load.
+    with prescribe_client("test-attack-prescribe", 10.0) as made:
+        yield made
 
 
 def post(client: FlaskClient, data: bytes):
@@ -60,15 +68,8 @@ def test_json_depth_ignores_brackets_in_strings():
 def short_client() -> Iterator[FlaskClient]:
     """An app whose deadline the huge presentation overruns on any machine: at 10 s a fast
     machine finished it (8.6 s) and answered 200."""
-    artifact = ensure_artifact()
-    store = ox.Store()
-    store.extend(parse_file(artifact))
-    embedded = EmbeddedStore(store, "test-attack-prescribe-short", workers=1)
-    try:
-        app = create_app(embedded, {"PRESCRIBE_ARTIFACT": str(artifact), "SPARQL_TIMEOUT": 2.0})
-        yield app.test_client()
-    finally:
-        embedded.close()
+    with prescribe_client("test-attack-prescribe-short", 2.0) as made:
+        yield made
 
 
 def test_a_huge_presentation_is_stopped_at_the_deadline(short_client):
